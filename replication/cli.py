@@ -1,0 +1,67 @@
+"""``replicate``: the command-line front door.
+
+Each subcommand lives in ``replication/commands/<name>.py`` with ``add_parser(subparsers)`` (which
+sets ``func`` via ``set_defaults``) and ``run(args) -> int``. Bad input raises
+:class:`replication.errors.UserError` (or an argparse error): one line on stderr, exit code 2.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from .errors import UserError
+
+# Order = order in `replicate --help`.
+COMMANDS = ("demo", "synthetic", "experiments", "train", "gridsearch", "report")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is a single line (what is wrong + where to look), exit 2."""
+
+    def error(self, message):
+        sys.stderr.write(f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+        sys.exit(2)
+
+
+def _quiet_tensorflow():
+    # TensorFlow's C++ start-up chatter is not for our users; set before it is imported.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("KERAS_HOME", os.environ.get("KERAS_HOME", os.path.expanduser("~/.keras")))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(
+        prog="replicate",
+        description="Replicate Adam vs AMSGrad (Reddi et al., ICLR 2018) as the McGill study did.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+    sub.required = True
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"replication.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"replication.commands.{name}":
+                continue  # not built yet
+            raise
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    _quiet_tensorflow()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        sys.stderr.write(f"replicate {args.command}: error: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write(f"replicate {args.command}: interrupted; rerun the same command to resume\n")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

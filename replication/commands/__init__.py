@@ -1,0 +1,1 @@
+"""Subcommands of ``replicate``; see :mod:`replication.cli`."""

@@ -1,0 +1,126 @@
+"""Results on disk: atomic CSV/JSON writes and the provenance recorded beside every result.
+
+This module and the CLI are the only places that touch the filesystem.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import tempfile
+from importlib import metadata
+from pathlib import Path
+
+from .errors import UserError
+
+PACKAGES = ("tensorflow", "keras", "scikeras", "scikit-learn", "numpy", "pandas", "jax", "torch")
+
+
+def ensure_dir(path) -> Path:
+    """Create ``path`` (and parents); a folder that cannot be made or written is a :class:`UserError`."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-", delete=True)
+        probe.close()
+    except OSError as exc:
+        raise UserError(
+            f"cannot write to output folder {str(path)!r} ({exc.strerror or exc}); "
+            "choose another with --out"
+        ) from None
+    return path
+
+
+def _write_atomic(path, write) -> Path:
+    path = Path(path)
+    ensure_dir(path.parent)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return path
+
+
+def write_csv_atomic(frame, path) -> Path:
+    """Write a DataFrame as CSV (no index) via temp file + rename: never a half-written file."""
+    return _write_atomic(path, lambda handle: frame.to_csv(handle, index=False, lineterminator="\n"))
+
+
+def write_text_atomic(text: str, path) -> Path:
+    return _write_atomic(path, lambda handle: handle.write(text))
+
+
+def write_json_atomic(obj, path) -> Path:
+    return _write_atomic(
+        path, lambda handle: (json.dump(obj, handle, indent=2, sort_keys=True, default=str), handle.write("\n"))
+    )
+
+
+def read_json(path):
+    """Load JSON; a malformed file is a :class:`UserError` naming it."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except FileNotFoundError:
+        raise UserError(f"file not found: {path}") from None
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}); fix or delete it") from None
+
+
+def package_versions() -> dict:
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def describe_device() -> dict:
+    """Backend and the accelerators it sees (empty list = CPU only)."""
+    import keras
+
+    backend = keras.backend.backend()
+    devices = []
+    try:
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            devices = [d.name for d in tf.config.list_physical_devices("GPU")]
+        elif backend == "jax":
+            import jax
+
+            devices = [str(d) for d in jax.devices() if d.platform != "cpu"]
+        elif backend == "torch":
+            import torch
+
+            devices = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    except Exception:  # noqa: BLE001 - provenance must never break a run
+        pass
+    return {
+        "backend": backend,
+        "accelerators": devices,
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+    }
+
+
+def now_iso() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def provenance() -> dict:
+    """What every JSON sidecar records besides the spec: package versions, device, time."""
+    return {"versions": package_versions(), "device": describe_device(), "written_at": now_iso()}

@@ -1,0 +1,283 @@
+"""Adam, AMSGrad and AdaMax, each with and without bias correction, as Keras 3 optimizers.
+
+One implementation of the maths, two drivers. Every class has a pure ``update_rule(x, state, g,
+lr, t) -> (new_x, new_state)`` written with ``keras.ops`` only:
+
+* ``update_step`` (what ``model.fit`` calls) applies it to the Keras slot variables;
+* :mod:`replication.synthetic` applies it to loop-carried tensors inside one compiled loop.
+
+So the synthetic experiment and the networks run exactly the same arithmetic, and the classes run
+unchanged under ``KERAS_BACKEND=jax`` or ``torch``.
+
+Notation (t = optimizer step counted from 1, ``lr`` = the learning rate at step t, after any
+schedule such as :class:`InverseSqrtDecay`):
+
+=========  =================================================  ==================================
+class      update                                             step size α_t
+=========  =================================================  ==================================
+Adam       m ← β1·m + (1−β1)·g;  v ← β2·v + (1−β2)·g²;        lr·√(1−β2^t)/(1−β1^t) (corrected)
+           θ ← θ − α_t·m/(√v + ε)                             lr (uncorrected)
+AMSGrad    as Adam, v̂ ← max(v̂, v);  θ ← θ − α_t·m/(√v̂ + ε)    as Adam
+AdaMax     m as Adam;  u ← max(β2·u, |g|);                   lr/(1−β1^t) (corrected)
+           θ ← θ − α_t·m/(u + ε)                              lr (uncorrected)
+=========  =================================================  ==================================
+
+References: Kingma & Ba (2015), Algorithm 1 (Adam) and Algorithm 2 (AdaMax); Reddi, Kale & Kumar
+(2018), Algorithm 2 (AMSGrad, written there without bias correction and without ε).
+"""
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+__all__ = [
+    "Adam",
+    "AMSGrad",
+    "AdaMax",
+    "InverseSqrtDecay",
+    "ClipValue",
+    "OPTIMIZERS",
+    "get_optimizer_class",
+    "make_optimizer",
+]
+
+_PACKAGE = "replication"
+
+
+class _MomentOptimizer(keras.optimizers.Optimizer):
+    """Shared plumbing: hyperparameters, slots, the Keras driver of ``update_rule``.
+
+    Subclasses set ``SLOTS`` (slot-variable names, in the order of the state tuple) and implement
+    ``update_rule``. Nothing here does maths beyond casting.
+    """
+
+    SLOTS: tuple[str, ...] = ()
+
+    def __init__(
+        self,
+        learning_rate=0.001,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-7,
+        bias_correction=True,
+        name=None,
+        **kwargs,
+    ):
+        super().__init__(learning_rate=learning_rate, name=name or type(self).__name__.lower(), **kwargs)
+        for key, value in (("beta_1", beta_1), ("beta_2", beta_2)):
+            if not 0.0 <= float(value) < 1.0:
+                raise ValueError(f"{key} must be in [0, 1), got {value}")
+        if float(epsilon) < 0:
+            raise ValueError(f"epsilon must be >= 0, got {epsilon}")
+        self.beta_1 = float(beta_1)
+        self.beta_2 = float(beta_2)
+        self.epsilon = float(epsilon)
+        self.bias_correction = bool(bias_correction)
+
+    # -- the maths (pure) ------------------------------------------------------------------
+    def update_rule(self, x, state, g, lr, t):
+        """Return ``(new_x, new_state)`` for parameter ``x``, slot tuple ``state``, gradient ``g``,
+        learning rate ``lr`` and step ``t`` (from 1), all tensors of ``x``'s dtype. Pure: no
+        variable is touched, so it can run inside any compiled loop."""
+        raise NotImplementedError
+
+    def init_state(self, x):
+        """Zero slots for a parameter tensor ``x`` (the pure driver's equivalent of ``build``)."""
+        return tuple(ops.zeros_like(x) for _ in self.SLOTS)
+
+    def learning_rate_at(self, iterations):
+        """Learning rate the optimizer uses when ``self.iterations == iterations`` (0-based, as
+        Keras counts): the schedule evaluated there, or the constant."""
+        lr = self._learning_rate
+        if isinstance(lr, keras.optimizers.schedules.LearningRateSchedule):
+            return lr(iterations)
+        if callable(lr):
+            return lr()
+        return lr
+
+    # -- the Keras driver -------------------------------------------------------------------
+    def build(self, var_list):
+        if self.built:
+            return
+        super().build(var_list)
+        # One list of slot variables per name, made like Keras's own Adam does.
+        self._slots = [self.add_optimizer_variables(var_list, name) for name in self.SLOTS]
+
+    def slots_for(self, variable):
+        """The slot variables of ``variable`` in ``SLOTS`` order."""
+        index = self._get_variable_index(variable)
+        return tuple(slot[index] for slot in self._slots)
+
+    def update_step(self, gradient, variable, learning_rate):
+        dtype = variable.dtype
+        lr = ops.cast(learning_rate, dtype)
+        g = ops.cast(gradient, dtype)
+        t = ops.cast(self.iterations + 1, dtype)
+        slots = self.slots_for(variable)
+        new_x, new_state = self.update_rule(variable, slots, g, lr, t)
+        for slot, value in zip(slots, new_state):
+            self.assign(slot, value)
+        self.assign(variable, new_x)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "beta_1": self.beta_1,
+                "beta_2": self.beta_2,
+                "epsilon": self.epsilon,
+                "bias_correction": self.bias_correction,
+            }
+        )
+        return config
+
+    # -- helpers for subclasses --------------------------------------------------------------
+    def _first_moment(self, m, g):
+        # Keras's form of β1·m + (1−β1)·g, so the bias-corrected classes match the built-ins.
+        return m + (g - m) * (1.0 - self.beta_1)
+
+    def _beta_powers(self, t):
+        dtype = t.dtype
+        b1 = ops.power(ops.cast(self.beta_1, dtype), t)
+        b2 = ops.power(ops.cast(self.beta_2, dtype), t)
+        return b1, b2
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class Adam(_MomentOptimizer):
+    """Adam (Kingma & Ba 2015, Algorithm 1).
+
+    Args:
+        learning_rate: float or ``LearningRateSchedule`` (default 0.001).
+        beta_1: first-moment decay β1 (default 0.9).
+        beta_2: second-moment decay β2 (default 0.999).
+        epsilon: ε added to √v (default 1e-7, Keras's default; Kingma & Ba use 1e-8).
+        bias_correction: if True (default) α_t = lr·√(1−β2^t)/(1−β1^t), the step Keras's built-in
+            ``keras.optimizers.Adam`` takes; if False α_t = lr, the form Reddi et al. analyse.
+    """
+
+    SLOTS = ("momentum", "velocity")
+
+    def update_rule(self, x, state, g, lr, t):
+        m, v = state
+        m = self._first_moment(m, g)
+        v = v + (ops.square(g) - v) * (1.0 - self.beta_2)
+        alpha = self._step_size(lr, t)
+        return x - alpha * m / (ops.sqrt(v) + self.epsilon), (m, v)
+
+    def _step_size(self, lr, t):
+        if not self.bias_correction:
+            return lr
+        b1, b2 = self._beta_powers(t)
+        return lr * ops.sqrt(1.0 - b2) / (1.0 - b1)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class AMSGrad(Adam):
+    """AMSGrad (Reddi, Kale & Kumar 2018, Algorithm 2): Adam with v̂ ← max(v̂, v).
+
+    With ``bias_correction=False`` this is the paper's Algorithm 2 (plus ε for numerical safety);
+    with ``bias_correction=True`` (default) it equals ``keras.optimizers.Adam(amsgrad=True)``,
+    which corrects m and v and takes the maximum of the *uncorrected* v. Defaults as :class:`Adam`.
+    """
+
+    SLOTS = ("momentum", "velocity", "velocity_hat")
+
+    def update_rule(self, x, state, g, lr, t):
+        m, v, v_hat = state
+        m = self._first_moment(m, g)
+        v = v + (ops.square(g) - v) * (1.0 - self.beta_2)
+        v_hat = ops.maximum(v_hat, v)
+        alpha = self._step_size(lr, t)
+        return x - alpha * m / (ops.sqrt(v_hat) + self.epsilon), (m, v, v_hat)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class AdaMax(_MomentOptimizer):
+    """AdaMax (Kingma & Ba 2015, Algorithm 2): the infinity-norm variant of Adam.
+
+    u ← max(β2·u, |g|); θ ← θ − α_t·m/(u + ε) with α_t = lr/(1−β1^t) when ``bias_correction``
+    (default; equals ``keras.optimizers.Adamax``) and α_t = lr otherwise. Defaults as :class:`Adam`.
+    """
+
+    SLOTS = ("momentum", "norm")
+
+    def update_rule(self, x, state, g, lr, t):
+        m, u = state
+        m = self._first_moment(m, g)
+        u = ops.maximum(self.beta_2 * u, ops.abs(g))
+        denominator = u + self.epsilon
+        if self.bias_correction:
+            b1, _ = self._beta_powers(t)
+            # Keras's order of operations, (lr·m) / ((1−β1^t)(u+ε)), so results match bitwise.
+            denominator = (1.0 - b1) * denominator
+        return x - lr * m / denominator, (m, u)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class InverseSqrtDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """Reddi et al.'s schedule α_t = α/√t, t = optimizer step counted from 1.
+
+    Keras calls a schedule with ``optimizer.iterations`` *before* it is incremented (0 at the first
+    step), so ``__call__(step)`` returns ``initial_learning_rate / sqrt(step + 1)``.
+    """
+
+    def __init__(self, initial_learning_rate, name="InverseSqrtDecay"):
+        if float(initial_learning_rate) <= 0:
+            raise ValueError(f"initial_learning_rate must be > 0, got {initial_learning_rate}")
+        self.initial_learning_rate = float(initial_learning_rate)
+        self.name = name
+
+    def __call__(self, step):
+        t = ops.cast(step, "float32") + 1.0
+        return self.initial_learning_rate / ops.sqrt(t)
+
+    def get_config(self):
+        return {"initial_learning_rate": self.initial_learning_rate, "name": self.name}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class ClipValue(keras.constraints.Constraint):
+    """Projection onto the box [min_value, max_value] (the synthetic problem's F = [−1, 1]).
+
+    Keras applies a variable's constraint after every optimizer step, which is exactly the
+    projected update x_{t+1} = Π_F(x_t − α_t·m_t/√v̂_t) of Reddi et al. (for a 1-D box the
+    weighted projection of their Algorithm 2 is plain clipping).
+    """
+
+    def __init__(self, min_value=-1.0, max_value=1.0):
+        if float(min_value) > float(max_value):
+            raise ValueError(f"min_value {min_value} > max_value {max_value}")
+        self.min_value = float(min_value)
+        self.max_value = float(max_value)
+
+    def __call__(self, w):
+        return ops.clip(w, self.min_value, self.max_value)
+
+    def get_config(self):
+        return {"min_value": self.min_value, "max_value": self.max_value}
+
+
+OPTIMIZERS = {"adam": Adam, "amsgrad": AMSGrad, "adamax": AdaMax}
+
+
+def get_optimizer_class(name):
+    """The optimizer class registered under ``name`` (``adam``, ``amsgrad``, ``adamax``)."""
+    try:
+        return OPTIMIZERS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown optimizer {name!r}; choose from {', '.join(OPTIMIZERS)}"
+        ) from None
+
+
+def make_optimizer(name, learning_rate, schedule="constant", **kwargs):
+    """Instantiate optimizer ``name`` with ``learning_rate`` under ``schedule``
+    (``constant`` or ``inverse-sqrt``); other kwargs go to the class."""
+    if schedule == "inverse-sqrt":
+        lr = InverseSqrtDecay(learning_rate)
+    elif schedule == "constant":
+        lr = float(learning_rate)
+    else:
+        raise ValueError(f"unknown schedule {schedule!r}; choose constant or inverse-sqrt")
+    return get_optimizer_class(name)(learning_rate=lr, **kwargs)

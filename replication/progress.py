@@ -1,0 +1,50 @@
+"""One line per finished unit of work, with elapsed time and ETA (instead of pages of Keras bars)."""
+from __future__ import annotations
+
+import sys
+import time
+
+
+def format_seconds(seconds: float) -> str:
+    """``75`` -> ``'1m15s'``; ``3700`` -> ``'1h01m'``."""
+    seconds = max(0.0, float(seconds))
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+class Progress:
+    """Counts finished units out of ``total`` and prints ``[label k/total] message (elapsed, ETA)``.
+
+    The ETA assumes the remaining units cost what the finished ones did on average; units skipped
+    because they were already done (resume) are counted with :meth:`skip` and excluded from it.
+    """
+
+    def __init__(self, total: int, label: str, stream=None, clock=time.monotonic):
+        self.total = int(total)
+        self.label = label
+        self.stream = stream if stream is not None else sys.stderr
+        self.clock = clock
+        self.start = clock()
+        self.done = 0
+        self.skipped = 0
+
+    def skip(self, message: str | None = None) -> None:
+        self.skipped += 1
+        if message:
+            self._emit(f"{message} (already done, skipped)")
+
+    def update(self, message: str = "") -> None:
+        self.done += 1
+        elapsed = self.clock() - self.start
+        remaining = self.total - self.done - self.skipped
+        eta = elapsed / self.done * remaining if self.done else 0.0
+        self._emit(f"{message} (elapsed {format_seconds(elapsed)}, ETA {format_seconds(eta)})")
+
+    def _emit(self, text: str) -> None:
+        count = self.done + self.skipped
+        print(f"[{self.label} {count}/{self.total}] {text}", file=self.stream, flush=True)

@@ -132,14 +132,22 @@ class _MomentOptimizer(keras.optimizers.Optimizer):
         return config
 
     # -- helpers for subclasses --------------------------------------------------------------
+    @staticmethod
+    def _const(value, like):
+        # A Python float becomes a float32 tensor in keras.ops before any cast, which would round
+        # β2 = 0.999 to float32 even for float64 parameters; convert straight to the right dtype.
+        return ops.convert_to_tensor(value, dtype=like.dtype)
+
     def _first_moment(self, m, g):
         # Keras's form of β1·m + (1−β1)·g, so the bias-corrected classes match the built-ins.
-        return m + (g - m) * (1.0 - self.beta_1)
+        return m + (g - m) * self._const(1.0 - self.beta_1, g)
+
+    def _second_moment(self, v, g):
+        return v + (ops.square(g) - v) * self._const(1.0 - self.beta_2, g)
 
     def _beta_powers(self, t):
-        dtype = t.dtype
-        b1 = ops.power(ops.cast(self.beta_1, dtype), t)
-        b2 = ops.power(ops.cast(self.beta_2, dtype), t)
+        b1 = ops.power(self._const(self.beta_1, t), t)
+        b2 = ops.power(self._const(self.beta_2, t), t)
         return b1, b2
 
 
@@ -161,15 +169,16 @@ class Adam(_MomentOptimizer):
     def update_rule(self, x, state, g, lr, t):
         m, v = state
         m = self._first_moment(m, g)
-        v = v + (ops.square(g) - v) * (1.0 - self.beta_2)
+        v = self._second_moment(v, g)
         alpha = self._step_size(lr, t)
-        return x - alpha * m / (ops.sqrt(v) + self.epsilon), (m, v)
+        return x - alpha * m / (ops.sqrt(v) + self._const(self.epsilon, g)), (m, v)
 
     def _step_size(self, lr, t):
         if not self.bias_correction:
             return lr
         b1, b2 = self._beta_powers(t)
-        return lr * ops.sqrt(1.0 - b2) / (1.0 - b1)
+        one = self._const(1.0, t)
+        return lr * ops.sqrt(one - b2) / (one - b1)
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -186,10 +195,10 @@ class AMSGrad(Adam):
     def update_rule(self, x, state, g, lr, t):
         m, v, v_hat = state
         m = self._first_moment(m, g)
-        v = v + (ops.square(g) - v) * (1.0 - self.beta_2)
+        v = self._second_moment(v, g)
         v_hat = ops.maximum(v_hat, v)
         alpha = self._step_size(lr, t)
-        return x - alpha * m / (ops.sqrt(v_hat) + self.epsilon), (m, v, v_hat)
+        return x - alpha * m / (ops.sqrt(v_hat) + self._const(self.epsilon, g)), (m, v, v_hat)
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -205,12 +214,12 @@ class AdaMax(_MomentOptimizer):
     def update_rule(self, x, state, g, lr, t):
         m, u = state
         m = self._first_moment(m, g)
-        u = ops.maximum(self.beta_2 * u, ops.abs(g))
-        denominator = u + self.epsilon
+        u = ops.maximum(self._const(self.beta_2, g) * u, ops.abs(g))
+        denominator = u + self._const(self.epsilon, g)
         if self.bias_correction:
             b1, _ = self._beta_powers(t)
             # Keras's order of operations, (lr·m) / ((1−β1^t)(u+ε)), so results match bitwise.
-            denominator = (1.0 - b1) * denominator
+            denominator = (self._const(1.0, t) - b1) * denominator
         return x - lr * m / denominator, (m, u)
 
 

@@ -1,0 +1,188 @@
+"""replication.models: architectures (parameter counts), softmax outputs, LRN maths, losses."""
+import math
+
+import keras
+import numpy as np
+import pytest
+
+from replication.errors import UserError
+from replication.models import (
+    LOSSES,
+    MODELS,
+    LocalResponseNormalization,
+    build_cifarnet,
+    build_cifarnet_paper,
+    build_logreg,
+    build_mlp,
+    build_model,
+    get_loss,
+)
+
+# Hand-counted: conv 5*5*3*64+64, BN 4*64, conv 5*5*64*64+64, BN 4*64, fc 8*8*64*384+384,
+# fc 384*192+192, out 192*10+10 (32 -> 16 -> 8 with 'same' pooling).
+CIFARNET_PARAMS = 4864 + 256 + 102464 + 256 + 1573248 + 73920 + 1930
+# conv 6*6*3*64+64, conv 6*6*64*64+64 (LRN has no weights), same dense head.
+CIFARNET_PAPER_PARAMS = 6976 + 147520 + 1573248 + 73920 + 1930
+
+
+def test_registry():
+    assert list(MODELS) == ["logreg", "mlp", "cifarnet", "cifarnet-paper"]
+    assert LOSSES == ("categorical", "binary")
+
+
+@pytest.mark.parametrize(
+    "name, input_shape, params",
+    [
+        ("logreg", (28, 28), 784 * 10 + 10),  # 7850
+        ("mlp", (28, 28), 784 * 100 + 100 + 100 * 10 + 10),  # 79510
+        ("logreg", (8, 8), 64 * 10 + 10),
+        ("cifarnet", (32, 32, 3), CIFARNET_PARAMS),
+        ("cifarnet-paper", (32, 32, 3), CIFARNET_PAPER_PARAMS),
+    ],
+)
+def test_parameter_counts(name, input_shape, params):
+    model = build_model(name, input_shape=input_shape, num_classes=10)
+    assert model.count_params() == params
+    assert model.output_shape == (None, 10)
+    assert not model.compiled  # uncompiled: the trainer/scikeras compiles
+
+
+def test_named_counts():
+    assert build_logreg(input_shape=(28, 28), num_classes=10).count_params() == 7850
+    assert build_mlp(input_shape=(28, 28), num_classes=10).count_params() == 79510
+
+
+def test_mlp_options():
+    model = build_mlp(input_shape=(8, 8), num_classes=3, hidden=(20, 7), dropout=0.25)
+    assert model.count_params() == (64 * 20 + 20) + (20 * 7 + 7) + (7 * 3 + 3)
+    rates = [layer.rate for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
+    assert rates == [0.25, 0.25]
+    assert not any(isinstance(l, keras.layers.Dropout) for l in build_mlp(input_shape=(8, 8), num_classes=3).layers)
+
+
+def test_cifarnet_architecture():
+    model = build_cifarnet(input_shape=(32, 32, 3), num_classes=10)
+    convs = [l for l in model.layers if isinstance(l, keras.layers.Conv2D)]
+    assert [(c.filters, c.kernel_size, c.strides, c.padding) for c in convs] == [(64, (5, 5), (1, 1), "same")] * 2
+    pools = [l for l in model.layers if isinstance(l, keras.layers.MaxPooling2D)]
+    assert [(p.pool_size, p.strides) for p in pools] == [((3, 3), (2, 2))] * 2
+    assert sum(isinstance(l, keras.layers.BatchNormalization) for l in model.layers) == 2
+    assert [l.rate for l in model.layers if isinstance(l, keras.layers.Dropout)] == [0.5, 0.5]
+    assert [l.units for l in model.layers if isinstance(l, keras.layers.Dense)] == [384, 192, 10]
+
+
+def test_cifarnet_paper_architecture():
+    model = build_cifarnet_paper(input_shape=(32, 32, 3), num_classes=10)
+    convs = [l for l in model.layers if isinstance(l, keras.layers.Conv2D)]
+    assert [(c.filters, c.kernel_size, c.strides) for c in convs] == [(64, (6, 6), (1, 1))] * 2
+    pools = [l for l in model.layers if isinstance(l, keras.layers.MaxPooling2D)]
+    assert [(p.pool_size, p.strides) for p in pools] == [((2, 2), (2, 2))] * 2
+    assert sum(isinstance(l, LocalResponseNormalization) for l in model.layers) == 2
+    assert [l.rate for l in model.layers if isinstance(l, keras.layers.Dropout)] == [0.5]
+    assert [l.units for l in model.layers if isinstance(l, keras.layers.Dense)] == [384, 192, 10]
+
+
+@pytest.mark.parametrize("name", ["cifarnet", "cifarnet-paper"])
+def test_conv_models_train_one_step(name):
+    keras.utils.set_random_seed(0)
+    rng = np.random.RandomState(0)
+    x = rng.rand(16, 32, 32, 3).astype("float32")
+    y = keras.utils.to_categorical(rng.randint(0, 10, 16), 10)
+    model = build_model(name, input_shape=(32, 32, 3), num_classes=10)
+    probs = np.asarray(model.predict(x, verbose=0))
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    assert (probs >= 0).all()
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=get_loss("binary"))
+    before = [w.copy() for w in model.get_weights()]
+    loss = float(model.train_on_batch(x, y))
+    assert math.isfinite(loss) and loss > 0.0
+    assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("input_shape", [(8, 8), (28, 28)])
+def test_two_dimensional_inputs(name, input_shape):
+    model = build_model(name, input_shape=input_shape, num_classes=10)
+    x = np.random.RandomState(1).rand(3, *input_shape).astype("float32")
+    probs = np.asarray(model(x, training=False))
+    assert probs.shape == (3, 10)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_build_from_scikeras_meta():
+    meta = {"X_shape_": (5, 8, 8), "n_classes_": 4, "n_features_in_": 8}
+    assert build_logreg(meta).count_params() == 64 * 4 + 4
+    assert build_mlp(meta, hidden=(10,)).count_params() == 64 * 10 + 10 + 10 * 4 + 4
+    assert build_cifarnet(meta).output_shape == (None, 4)
+    assert build_cifarnet_paper(meta).input_shape == (None, 8, 8)
+
+
+def test_works_inside_scikeras():
+    from scikeras.wrappers import KerasClassifier
+
+    from replication.datasets import load_dataset
+
+    keras.utils.set_random_seed(0)
+    ds = load_dataset("digits")
+    clf = KerasClassifier(
+        model=build_mlp,
+        model__hidden=(32,),
+        loss="categorical_crossentropy",
+        optimizer=keras.optimizers.Adam,
+        optimizer__learning_rate=0.01,
+        batch_size=128,
+        epochs=3,
+        verbose=0,
+    )
+    clf.fit(ds.x_train, ds.y_train)
+    assert clf.model_.count_params() == 64 * 32 + 32 + 32 * 10 + 10
+    assert clf.score(ds.x_test, ds.y_test) > 0.5  # 10 classes: chance is 0.1
+
+
+def test_missing_shapes_and_unknown_model():
+    with pytest.raises(TypeError, match="meta"):
+        build_logreg()
+    with pytest.raises(UserError, match="unknown model 'resnet'.*logreg, mlp, cifarnet, cifarnet-paper"):
+        build_model("resnet", input_shape=(28, 28), num_classes=10)
+
+
+def lrn_reference(x, r=4, bias=1.0, alpha=0.001 / 9, beta=0.75):
+    x = x.astype(np.float64)
+    out = np.empty_like(x)
+    channels = x.shape[-1]
+    for c in range(channels):
+        lo, hi = max(0, c - r), min(channels, c + r + 1)
+        out[..., c] = x[..., c] / (bias + alpha * (x[..., lo:hi] ** 2).sum(-1)) ** beta
+    return out
+
+
+def test_local_response_normalization_matches_formula():
+    x = (np.random.RandomState(0).randn(2, 3, 3, 12) * 5).astype("float32")
+    np.testing.assert_allclose(np.asarray(LocalResponseNormalization()(x)), lrn_reference(x), rtol=1e-5)
+    layer = LocalResponseNormalization(depth_radius=2, bias=2.0, alpha=0.1, beta=0.5)
+    np.testing.assert_allclose(np.asarray(layer(x)), lrn_reference(x, 2, 2.0, 0.1, 0.5), rtol=1e-5)
+
+
+def test_cifarnet_paper_serializes(tmp_path):
+    model = build_cifarnet_paper(input_shape=(8, 8), num_classes=10)
+    path = tmp_path / "m.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    lrn = loaded.get_layer("lrn1")
+    assert isinstance(lrn, LocalResponseNormalization) and lrn.alpha == pytest.approx(0.001 / 9)
+    x = np.random.RandomState(2).rand(2, 8, 8).astype("float32")
+    np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(model(x)), rtol=1e-6)
+
+
+def test_losses_match_formulas():
+    y = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]], dtype="float32")
+    p = np.array([[0.2, 0.7, 0.1], [0.5, 0.25, 0.25]], dtype="float32")
+    categorical = (-math.log(0.7) - math.log(0.5)) / 2
+    # McGill's multiclass log-loss per example: -sum_k [y log p + (1-y) log(1-p)]
+    mcgill = (
+        -(math.log(0.8) + math.log(0.7) + math.log(0.9)) - (math.log(0.5) + math.log(0.75) + math.log(0.75))
+    ) / 2
+    assert float(get_loss("categorical")(y, p)) == pytest.approx(categorical, rel=1e-5)
+    assert float(get_loss("binary")(y, p)) == pytest.approx(mcgill / 3, rel=1e-5)  # Keras: mean over K
+    with pytest.raises(UserError, match="unknown loss 'hinge'.*categorical, binary"):
+        get_loss("hinge")

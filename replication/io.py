@@ -51,9 +51,13 @@ def _write_atomic(path, write) -> Path:
     return path
 
 
-def write_csv_atomic(frame, path) -> Path:
-    """Write a DataFrame as CSV (no index) via temp file + rename: never a half-written file."""
-    return _write_atomic(path, lambda handle: frame.to_csv(handle, index=False, lineterminator="\n"))
+def write_csv_atomic(frame, path, float_format=None) -> Path:
+    """Write a DataFrame as CSV (no index) via temp file + rename: never a half-written file.
+    ``float_format`` (e.g. ``"%.8g"``) keeps large committed CSVs small."""
+    return _write_atomic(
+        path,
+        lambda handle: frame.to_csv(handle, index=False, lineterminator="\n", float_format=float_format),
+    )
 
 
 def write_text_atomic(text: str, path) -> Path:

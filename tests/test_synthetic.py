@@ -79,14 +79,14 @@ def test_adam_fails_where_amsgrad_converges_online():
 
 
 def test_cli_writes_resumable_csv_and_figures(tmp_path, capsys):
-    args = ["synthetic", "--steps", "3000", "--learning-rates", "0.01", "0.1", "--seeds", "0", "1",
+    args = ["synthetic", "--steps", "4000", "--learning-rates", "0.01", "0.1", "--seeds", "0", "1",
             "--out", str(tmp_path)]
     assert main(args) == 0
     out = tmp_path / "synthetic"
     frame = pd.read_csv(out / "trajectories.csv")
     assert list(frame.columns) == COLUMNS
-    # online: 2 α × 1 seed; stochastic: 2 α × 2 seeds; × 2 optimizers × 1000 records
-    assert len(frame) == (2 + 4) * 2 * 1000
+    # online: 2 α × 1 seed; stochastic: 2 α × 2 seeds; × 2 optimizers × 400 records
+    assert len(frame) == (2 + 4) * 2 * 400
     assert set(frame.optimizer) == {"adam", "amsgrad"}
     for setting in ("online", "stochastic"):
         assert (out / f"synthetic-{setting}.png").stat().st_size > 10_000
@@ -99,10 +99,10 @@ def test_cli_writes_resumable_csv_and_figures(tmp_path, capsys):
     assert err.count("already done, skipped") == 4
     assert (out / "trajectories.csv").read_bytes() == first
     # a new learning rate adds rows, keeps the old ones byte-for-byte in the file
-    assert main(["synthetic", "--setting", "online", "--steps", "3000", "--learning-rates", "0.5",
+    assert main(["synthetic", "--setting", "online", "--steps", "4000", "--learning-rates", "0.5",
                  "--optimizers", "adam", "--no-plots", "--out", str(tmp_path)]) == 0
     grown = pd.read_csv(out / "trajectories.csv")
-    assert len(grown) == len(frame) + 1000
+    assert len(grown) == len(frame) + 400
     pd.testing.assert_frame_equal(
         grown[grown.learning_rate != 0.5].reset_index(drop=True), frame.reset_index(drop=True))
 

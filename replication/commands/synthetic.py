@@ -32,7 +32,7 @@ def add_parser(sub):
                    help="seeds of the stochastic draws (online is deterministic: first seed only)")
     p.add_argument("--C", type=positive_float, default=3.0, help="C of the §3 'cyclic' family (> 2)")
     p.add_argument("--record-every", type=positive_int, default=None,
-                   help="steps between recorded points (default: steps/1000)")
+                   help="steps between recorded points (default: steps/400)")
     p.add_argument("--no-plots", action="store_true", help="skip the figures")
     p.add_argument("--force", action="store_true", help="recompute runs already in the CSV")
     add_out(p)
@@ -49,7 +49,7 @@ def run(args) -> int:
     csv_path = out / "trajectories.csv"
     existing = pd.read_csv(csv_path) if csv_path.exists() and not args.force else None
     settings = ["online", "stochastic"] if args.setting == "all" else [args.setting]
-    record_every = args.record_every or max(1, args.steps // 1000)
+    record_every = args.record_every or max(1, args.steps // synthetic.DEFAULT_RECORDS)
     if args.setting == "cyclic" and args.C <= 2:
         from ..errors import UserError
 
@@ -85,7 +85,7 @@ def run(args) -> int:
             previous = previous.drop(index=stale)
             frame = pd.concat([previous, frame], ignore_index=True)
         frame = frame.sort_values(synthetic.KEY + ["step"], kind="stable").reset_index(drop=True)
-        io.write_csv_atomic(frame[synthetic.COLUMNS], csv_path)
+        io.write_csv_atomic(frame[synthetic.COLUMNS], csv_path, float_format="%.8g")
         state["frame"] = frame
         rate = config.steps * len(config.columns) / seconds
         progress.update(

@@ -1,0 +1,81 @@
+"""``replicate train``: repeated runs of one experiment per optimizer (McGill §IV: 5 each).
+
+Writes ``<out>/<experiment>/history.csv`` (one row per optimizer, run, epoch),
+``iterations.csv`` (training loss against iteration) and ``train.json``; rerunning resumes.
+"""
+from __future__ import annotations
+
+from . import _args
+
+_LOSSES = ("categorical", "binary")
+_SCHEDULES = ("inverse-sqrt", "constant")
+
+
+def add_parser(subparsers):
+    p = subparsers.add_parser(
+        "train",
+        help="train an experiment's runs per optimizer, record per-epoch history",
+        description="Train each optimizer RUNS times on EXPERIMENT, evaluating the test set after "
+        "every epoch. Hyperparameters come from the flags, then --params FILE, then "
+        "<out>/<experiment>/best_params.json (the grid search's), then the experiment's spec. "
+        "Finished runs are skipped (rerun to resume); --force retrains them.",
+    )
+    p.add_argument("experiment", metavar="EXPERIMENT", help="experiment name (see `replicate experiments`)")
+    p.add_argument("--runs", type=_args.positive_int, default=None,
+                   help="runs per optimizer (default: the spec's, 5)")
+    p.add_argument("--optimizers", nargs="+", default=["adam", "amsgrad"], metavar="NAME",
+                   help="optimizers to train (adam, amsgrad, adamax; default: adam amsgrad)")
+    p.add_argument("--epochs", type=_args.positive_int, default=None, help="epochs per run (default: spec)")
+    p.add_argument("--learning-rate", type=_args.positive_float, default=None, metavar="A",
+                   help="alpha for every optimizer (overrides params/best_params/spec)")
+    p.add_argument("--beta2", type=_args.beta, default=None, metavar="B",
+                   help="beta_2 for every optimizer (overrides params/best_params/spec)")
+    p.add_argument("--schedule", choices=_SCHEDULES, default=None,
+                   help="learning-rate schedule: alpha/sqrt(t) or constant (default: spec)")
+    p.add_argument("--bias-correction", type=_args.on_off, default=True, metavar="on|off",
+                   help="Adam-style bias correction of the step size (default: on, as Keras)")
+    p.add_argument("--loss", choices=_LOSSES, default=None, help="training loss (default: spec)")
+    p.add_argument("--seed", type=_args.nonnegative_int, default=0,
+                   help="base seed; run k's seed is derived from it and k (default: 0)")
+    p.add_argument("--data-dir", default=None, metavar="D", help="folder holding the data set files")
+    p.add_argument("--params", default=None, metavar="FILE",
+                   help='JSON {"adam": {"learning_rate": .., "beta_2": ..}, "amsgrad": {..}}')
+    p.add_argument("--force", action="store_true", help="retrain runs that are already finished")
+    _args.add_out(p)
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args) -> int:
+    from ..experiments import get_experiment
+    from ..trainer import read_params_file, train_experiment
+
+    experiment = get_experiment(args.experiment)  # UserError if unknown, before loading TF data
+    params = read_params_file(args.params) if args.params else None
+    history = train_experiment(
+        experiment,
+        optimizers=args.optimizers,
+        runs=args.runs,
+        seed=args.seed,
+        out_dir=args.out,
+        data_dir=args.data_dir,
+        epochs=args.epochs,
+        learning_rate=args.learning_rate,
+        beta_2=args.beta2,
+        schedule=args.schedule,
+        bias_correction=args.bias_correction,
+        loss=args.loss,
+        params=params,
+        force=args.force,
+    )
+    last = history.sort_values("epoch").groupby(["optimizer", "run"]).tail(1)
+    summary = last.groupby("optimizer").agg(
+        runs=("run", "count"),
+        diverged=("diverged", "sum"),
+        test_accuracy=("test_accuracy", "mean"),
+        test_loss=("test_loss", "mean"),
+        loss=("loss", "mean"),
+    )
+    print(f"{experiment.name}: final epoch, mean over runs -> {args.out}/{experiment.name}/history.csv")
+    print(summary.to_string(float_format=lambda v: f"{v:.4f}"))
+    return 0

@@ -1,0 +1,300 @@
+"""The repeated-run trainer: CSV contents, resume, interruption, --force, determinism,
+divergence, hyperparameter precedence, CLI errors. Fast tests use digits (2 epochs); the slow
+ones train on real MNIST."""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from replication import cli
+from replication.experiments import get_experiment
+from replication.trainer import (
+    HISTORY_COLUMNS,
+    ITERATION_COLUMNS,
+    _thin_blocks,
+    derive_seed,
+    read_params_file,
+    resolve_hyperparameters,
+    train_experiment,
+)
+
+EXP = "digits-logreg"
+EPOCHS = 2
+RUNS = 2
+REQUIRED = ["experiment", "optimizer", "run", "seed", "epoch", "learning_rate", "beta_1", "beta_2",
+            "loss", "accuracy", "test_loss", "test_accuracy"]
+LOSS_COLUMNS = ["loss", "accuracy", "test_loss", "test_accuracy"]
+MNIST_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def _cli_train(out, *extra):
+    argv = ["train", EXP, "--runs", str(RUNS), "--epochs", str(EPOCHS), "--out", str(out), *extra]
+    return cli.main(argv)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """adam + amsgrad × 2 runs × 2 epochs of digits-logreg through the CLI, timed."""
+    out = tmp_path_factory.mktemp("train")
+    start = time.perf_counter()
+    assert _cli_train(out) == 0
+    return out, time.perf_counter() - start
+
+
+def test_history_columns_and_rows(trained):
+    out, _ = trained
+    history = pd.read_csv(out / EXP / "history.csv")
+    assert list(history.columns) == HISTORY_COLUMNS
+    assert set(REQUIRED) <= set(history.columns)
+    assert len(history) == 2 * RUNS * EPOCHS
+    keys = history[["optimizer", "run", "epoch"]].drop_duplicates()
+    assert len(keys) == len(history)
+    assert sorted(keys.itertuples(index=False)) == sorted(
+        (o, r, e) for o in ("adam", "amsgrad") for r in range(RUNS) for e in range(1, EPOCHS + 1))
+    assert not history["diverged"].any()
+    assert np.isfinite(history[LOSS_COLUMNS].to_numpy()).all()
+    # Spec values recorded: mnist-logreg's settings (inverse-sqrt, β1 = 0.9, McGill Table I).
+    spec = get_experiment(EXP)
+    assert (history["schedule"] == spec.schedule).all() and (history["beta_1"] == 0.9).all()
+    for opt in ("adam", "amsgrad"):
+        assert (history.loc[history.optimizer == opt, "beta_2"] == spec.default_hyperparameters(opt)["beta_2"]).all()
+    # Iterations count optimizer steps: 11 steps per digits epoch (1,347 images, batch 128).
+    steps = math.ceil(1347 / 128)
+    assert (history["iteration"] == history["epoch"] * steps).all()
+    # Training works: every run's training and test loss fall from epoch 1 to 2.
+    for _, run in history.groupby(["optimizer", "run"]):
+        assert run["loss"].iloc[-1] < run["loss"].iloc[0]
+        assert run["test_loss"].iloc[-1] < run["test_loss"].iloc[0]
+    # Paired seeds: run k has the same seed for both optimizers; runs differ from each other.
+    seeds = history.groupby(["optimizer", "run"])["seed"].first().unstack(0)
+    assert (seeds["adam"] == seeds["amsgrad"]).all()
+    assert list(seeds["adam"]) == [derive_seed(0, k) for k in range(RUNS)]
+    assert seeds["adam"].nunique() == RUNS
+
+
+def test_iterations_csv_is_thinned_and_monotone(trained):
+    out, _ = trained
+    its = pd.read_csv(out / EXP / "iterations.csv")
+    history = pd.read_csv(out / EXP / "history.csv")
+    assert list(its.columns) == ITERATION_COLUMNS
+    for (opt, run), group in its.groupby(["optimizer", "run"]):
+        assert 1 < len(group) <= 200
+        assert group["iteration"].is_monotonic_increasing and group["iteration"].is_unique
+        final = history[(history.optimizer == opt) & (history.run == run)]["iteration"].max()
+        assert group["iteration"].iloc[-1] == final
+        assert group["batches"].sum() == final  # every batch is in exactly one point
+        assert np.isfinite(group["loss"]).all()
+
+
+def test_thinning_recovers_block_means():
+    # 10 batches of size 2 (last one 1 sample), per-batch losses 1..10; Keras reports the
+    # sample-weighted running mean after each batch.
+    losses = np.arange(1.0, 11.0)
+    sizes = np.array([2] * 9 + [1])
+    running = np.cumsum(losses * sizes) / np.cumsum(sizes)
+    blocks = [(0, i, running[i]) for i in range(10)]
+    rows = _thin_blocks(blocks, n_train=19, batch_size=2, steps_per_epoch=10, max_points=3, epochs=1)
+    # ≤ 3 points: groups of ceil(10/3) = 4 batches (the last one shorter).
+    assert [r["batches"] for r in rows] == [4, 4, 2]
+    assert [r["iteration"] for r in rows] == [4, 8, 10]
+    assert rows[0]["loss"] == pytest.approx(2.5)
+    assert rows[1]["loss"] == pytest.approx(6.5)
+    assert rows[2]["loss"] == pytest.approx((9 * 2 + 10 * 1) / 3)
+
+
+def test_sidecar_records_spec_seeds_provenance(trained):
+    out, _ = trained
+    meta = json.loads((out / EXP / "train.json").read_text())
+    assert meta["experiment"]["name"] == EXP and meta["experiment"]["epochs"] == EPOCHS
+    assert meta["seeds"] == {str(k): derive_seed(0, k) for k in range(RUNS)}
+    assert meta["hyperparameters"]["adam"]["source"] == {"learning_rate": "spec", "beta_2": "spec"}
+    assert "keras" in meta["provenance"]["versions"] and "device" in meta["provenance"]
+    assert meta["started_at"] <= meta["finished_at"]
+    runs = sorted((out / EXP / "runs").glob("*.json"))
+    assert len(runs) == 2 * RUNS
+    one = json.loads(runs[0].read_text())
+    assert one["config"]["epochs"] == EPOCHS and one["epochs_completed"] == EPOCHS
+
+
+def test_rerun_skips_finished_runs_byte_identical(trained):
+    out, first_seconds = trained
+    before = {name: (out / EXP / name).read_bytes() for name in ("history.csv", "iterations.csv")}
+    start = time.perf_counter()
+    assert _cli_train(out) == 0
+    seconds = time.perf_counter() - start
+    for name, data in before.items():
+        assert (out / EXP / name).read_bytes() == data
+    meta = json.loads((out / EXP / "train.json").read_text())
+    assert meta["trained"] == [] and len(meta["skipped"]) == 2 * RUNS
+    assert seconds < 0.25 * first_seconds
+
+
+def test_changed_flag_does_not_reuse_runs(trained, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(trained[0], out)  # leave the shared fixture's files alone
+    lr = 3 * get_experiment(EXP).learning_rate
+    history = train_experiment(EXP, optimizers=["adam"], runs=1, epochs=EPOCHS, out_dir=out,
+                               learning_rate=lr, progress=False)
+    assert (history["learning_rate"] == lr).all() and len(history) == EPOCHS
+    meta = json.loads((out / EXP / "train.json").read_text())
+    assert len(meta["trained"]) == 1
+    # Both configurations' run files now coexist; the original ones are untouched.
+    assert len(list((out / EXP / "runs").glob("adam-*-run0-*.json"))) == 2
+
+
+class _Interrupt(Exception):
+    pass
+
+
+class _KillAtEpoch:
+    """A Keras callback raising at the start of an epoch, like a kill mid-run."""
+
+    def __new__(cls, epoch):
+        import keras
+
+        class Kill(keras.callbacks.Callback):
+            def on_epoch_begin(self, e, logs=None):
+                if e == epoch:
+                    raise _Interrupt
+
+        return Kill()
+
+
+def test_killed_run_leaves_nothing_and_is_redone_then_force(trained, tmp_path):
+    out = tmp_path / "out"
+    runs_dir = out / EXP / "runs"
+    with pytest.raises(_Interrupt):
+        train_experiment(EXP, optimizers=["adam"], runs=1, epochs=EPOCHS, out_dir=out, progress=False,
+                         callbacks=[_KillAtEpoch(1)])
+    assert not list(runs_dir.glob("*.csv")) and not list(runs_dir.glob("*.json"))
+    assert not (out / EXP / "history.csv").exists()
+    # A hard kill may also leave an atomic-write temp file behind: it must be ignored.
+    (runs_dir / ".adam-bcon-run0-x.csv.abc.tmp").write_text("experiment,optimizer\nbroken,row\n")
+
+    history = train_experiment(EXP, optimizers=["adam"], runs=1, epochs=EPOCHS, out_dir=out, progress=False)
+    assert len(history) == EPOCHS and list(history["epoch"]) == [1, 2]
+    assert json.loads((out / EXP / "train.json").read_text())["trained"] != []
+
+    # Determinism: a fresh folder with the same seed reproduces the module fixture's adam run 0.
+    reference = pd.read_csv(trained[0] / EXP / "history.csv")
+    reference = reference[(reference.optimizer == "adam") & (reference.run == 0)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(history[LOSS_COLUMNS], reference[LOSS_COLUMNS])
+    its = pd.read_csv(out / EXP / "iterations.csv")
+    ref_its = pd.read_csv(trained[0] / EXP / "iterations.csv")
+    ref_its = ref_its[(ref_its.optimizer == "adam") & (ref_its.run == 0)].reset_index(drop=True)
+    pd.testing.assert_series_equal(its["loss"], ref_its["loss"])
+
+    # --force retrains (new sidecar times) and, deterministic, writes the same numbers.
+    sidecar = next(runs_dir.glob("adam-*.json"))
+    first = json.loads(sidecar.read_text())["started_at"], sidecar.stat().st_mtime_ns
+    time.sleep(1.1)
+    again = train_experiment(EXP, optimizers=["adam"], runs=1, epochs=EPOCHS, out_dir=out,
+                             progress=False, force=True)
+    meta = json.loads((out / EXP / "train.json").read_text())
+    assert len(meta["trained"]) == 1 and meta["skipped"] == []
+    assert (json.loads(sidecar.read_text())["started_at"], sidecar.stat().st_mtime_ns) != first
+    pd.testing.assert_frame_equal(again[LOSS_COLUMNS], history[LOSS_COLUMNS])
+
+
+def test_divergence_is_recorded_and_precedence_of_sources(tmp_path):
+    out = tmp_path / "out"
+    (out / EXP).mkdir(parents=True)
+    # best_params.json (grid search) < params file < flags; α = 1e38 overflows float32 logits → NaN.
+    (out / EXP / "best_params.json").write_text(json.dumps(
+        {"adam": {"learning_rate": 1e38, "beta_2": 0.95}, "amsgrad": {"learning_rate": 0.5, "beta_2": 0.97}}))
+    params = tmp_path / "params.json"
+    params.write_text(json.dumps({"amsgrad": {"learning_rate": 0.02}}))
+    history = train_experiment(EXP, optimizers=["adam", "amsgrad"], runs=1, epochs=EPOCHS, out_dir=out,
+                               params=params, schedule="constant", progress=False)
+    adam = history[history.optimizer == "adam"]
+    ams = history[history.optimizer == "amsgrad"]
+    # adam: stopped at the epoch where the loss became NaN, recorded as diverged.
+    assert len(adam) == 1 and adam["diverged"].all()
+    assert math.isnan(adam["loss"].iloc[-1]) and math.isnan(adam["test_loss"].iloc[-1])
+    assert adam["iteration"].iloc[-1] < math.ceil(1347 / 128)  # stopped mid-epoch
+    assert adam["learning_rate"].iloc[0] == 1e38 and adam["beta_2"].iloc[0] == 0.95
+    # amsgrad: unaffected, complete; α from the params file beats best_params, β2 from best_params.
+    assert len(ams) == EPOCHS and not ams["diverged"].any()
+    assert np.isfinite(ams[LOSS_COLUMNS].to_numpy()).all()
+    assert (ams["learning_rate"] == 0.02).all() and (ams["beta_2"] == 0.97).all()
+    on_disk = pd.read_csv(out / EXP / "history.csv")
+    assert on_disk["loss"].isna().sum() == 1 and on_disk["diverged"].sum() == 1
+    sources = json.loads((out / EXP / "train.json").read_text())["hyperparameters"]["amsgrad"]["source"]
+    assert sources == {"learning_rate": "params file", "beta_2": "best_params.json"}
+
+
+def test_resolve_hyperparameters_precedence(tmp_path):
+    spec = get_experiment(EXP)
+    best = {"adam": {"learning_rate": 0.2, "beta_2": 0.8}}
+    params = {"adam": {"beta_2": 0.9}}
+    assert resolve_hyperparameters(spec, "adam") == {
+        **spec.default_hyperparameters("adam"), "source": {"learning_rate": "spec", "beta_2": "spec"}}
+    got = resolve_hyperparameters(spec, "adam", best_params=best)
+    assert (got["learning_rate"], got["beta_2"]) == (0.2, 0.8)
+    got = resolve_hyperparameters(spec, "adam", params=params, best_params=best)
+    assert (got["learning_rate"], got["beta_2"]) == (0.2, 0.9)
+    got = resolve_hyperparameters(spec, "adam", flags={"learning_rate": 0.1, "beta_2": None},
+                                  params=params, best_params=best)
+    assert (got["learning_rate"], got["beta_2"]) == (0.1, 0.9)
+    assert got["source"] == {"learning_rate": "flag", "beta_2": "params file"}
+    # Other optimizers fall through to the spec; a flat params file applies to all of them.
+    flat = tmp_path / "flat.json"
+    flat.write_text(json.dumps({"learning_rate": 0.05}))
+    got = resolve_hyperparameters(spec, "amsgrad", params=read_params_file(flat), best_params=best)
+    assert (got["learning_rate"], got["beta_2"]) == (0.05, spec.default_hyperparameters("amsgrad")["beta_2"])
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "no-such-experiment"], "unknown experiment"),
+        (["train", EXP, "--params", "/nonexistent/params.json"], "not found"),
+        (["train", EXP, "--optimizers", "adam", "sgd"], "unknown optimizer"),
+        (["train", "mnist-logreg", "--data-dir", "/nonexistent/data"], "does not exist"),
+    ],
+)
+def test_cli_errors_are_one_line_exit_2(argv, message, tmp_path, capsys):
+    code = cli.main([*argv, "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and message in err and "Traceback" not in err
+
+
+def test_cli_rejects_malformed_params_file(tmp_path, capsys):
+    bad = tmp_path / "p.json"
+    bad.write_text(json.dumps({"adam": {"learning_rate": -1}}))
+    assert cli.main(["train", EXP, "--params", str(bad), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "learning_rate" in err
+
+
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.slow
+# mnist-mlp: 97 % after 5 epochs is the median, not a floor: plain Keras (model.fit, built-in Adam,
+# same model) measured 97.14 / 97.20 / 96.98 / 96.90 % on seeds 0 / 1 / 2 / 821328063 (the last
+# is this test's run-0 seed, where ours matches Keras bitwise). 96.5 % leaves room for seed noise.
+@pytest.mark.parametrize("name, threshold", [("mnist-logreg", 0.915), ("mnist-mlp", 0.965)])
+def test_mnist_accuracy_within_5_epochs(name, threshold, tmp_path):
+    """Sanity of the whole pipeline against the textbook Keras numbers: categorical
+    cross-entropy, constant α = 0.001, β2 = 0.999 (Keras's defaults). Plain
+    ``model.fit`` with ``keras.optimizers.Adam()`` on this MLP gives 96.9-97.2 % after 5 epochs.
+    (With the specs' McGill loss, binary cross-entropy, 5 epochs give less: 91.2 % / 96.8 %.)"""
+    if not (MNIST_DIR / "mnist.npz").exists():
+        pytest.skip(f"real MNIST not at {MNIST_DIR}")
+    start = time.perf_counter()
+    history = train_experiment(name, optimizers=["adam", "amsgrad"], runs=1, epochs=5, schedule="constant",
+                               learning_rate=0.001, beta_2=0.999, loss="categorical", out_dir=tmp_path,
+                               data_dir=MNIST_DIR, progress=True)
+    seconds = time.perf_counter() - start
+    best = history.groupby("optimizer")["test_accuracy"].max()
+    table = history.pivot(index="epoch", columns="optimizer", values="test_accuracy")
+    print(f"\n{name}: test accuracy by epoch\n{table.round(4).to_string()}\n{seconds:.1f}s in all, "
+          f"median epoch (train + test) {history['epoch_seconds'].median():.2f}s")
+    assert len(best) == 2 and (best >= threshold).all(), best.to_dict()

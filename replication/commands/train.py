@@ -79,3 +79,11 @@ def run(args) -> int:
     print(f"{experiment.name}: final epoch, mean over runs -> {args.out}/{experiment.name}/history.csv")
     print(summary.to_string(float_format=lambda v: f"{v:.4f}"))
     return 0
+
+
+def run_demo(name, *, out, data_dir=None, runs=5, force=False):
+    """The demo's final-runs stage: the spec's runs with the grid search's best parameters when
+    ``<out>/<name>/best_params.json`` exists (the trainer's usual precedence)."""
+    from ..trainer import train_experiment
+
+    return train_experiment(name, runs=runs, out_dir=out, data_dir=data_dir, force=force)

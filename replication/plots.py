@@ -11,6 +11,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 COLORS = {"adam": "#1f4e9c", "amsgrad": "#c0262d", "adamax": "#2a8a3e"}
@@ -67,4 +68,179 @@ def plot_synthetic(frame, out_dir) -> list[Path]:
             ax.set_xlabel("iteration t")
         fig.tight_layout()
         written += save_figure(fig, out_dir / f"synthetic-{setting}")
+    return written
+
+
+# ----------------------------------------------------------------- networks (report figures)
+PANELS = (("loss", "train loss"), ("test_loss", "test loss"), ("accuracy", "train accuracy"),
+          ("test_accuracy", "test accuracy"))
+
+
+def _label(optimizer, bias_correction=True) -> str:
+    return f"{LABELS.get(optimizer, optimizer)}{'' if bias_correction else ' (no bias corr.)'}"
+
+
+def _metric_axes(title):
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7), squeeze=False)
+    fig.suptitle(title)
+    return fig, axes.ravel()
+
+
+def _t_band(values: np.ndarray, n: np.ndarray, std: np.ndarray, confidence=0.95):
+    from scipy import stats
+
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = np.where(n > 1, stats.t.ppf(0.5 + confidence / 2, np.maximum(n - 1, 1)), np.nan)
+        half = t * std / np.sqrt(n)
+    return values - half, values + half
+
+
+def plot_runs(history, out_dir) -> list[Path]:
+    """McGill Appendix 2: per experiment, every run of every optimizer (run 0 in bold, the run the
+    paper's figures show), train/test loss and accuracy against epoch in 2×2 panels. Files
+    ``<out_dir>/<experiment>-runs.{png,svg}`` (``out_dir`` may hold a ``{experiment}`` field)."""
+    written = []
+    for experiment, frame in history.groupby("experiment", sort=False):
+        fig, axes = _metric_axes(f"{experiment}: every run (first in bold)")
+        first_run = frame["run"].min()
+        for ax, (metric, name) in zip(axes, PANELS):
+            if metric not in frame.columns or frame[metric].isna().all():
+                ax.set_visible(False)
+                continue
+            for (opt, bc, run), r in frame.groupby(["optimizer", "bias_correction", "run"], sort=False):
+                bold = run == first_run
+                r = r.sort_values("epoch")
+                ax.plot(r["epoch"], r[metric], color=color_for(opt, bool(bc)), lw=2.2 if bold else 0.9,
+                        alpha=1.0 if bold else 0.55, label=_label(opt, bool(bc)) if bold else None,
+                        zorder=3 if bold else 2)
+            ax.set_title(name)
+            ax.set_xlabel("epoch")
+            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+            ax.grid(alpha=0.3)
+            if "loss" in metric:
+                ax.set_yscale("log")
+        axes[0].legend(fontsize=8)
+        fig.tight_layout()
+        written += save_figure(fig, Path(str(out_dir).format(experiment=experiment)) / f"{experiment}-runs")
+    return written
+
+
+def plot_bands(summary, out_dir) -> list[Path]:
+    """Mean ± CI band over runs per optimizer, train/test loss and accuracy against epoch.
+    ``summary``: :func:`replication.results.summarize_epochs`'s long table. Files
+    ``<out_dir>/<experiment>-mean-ci.{png,svg}``."""
+    written = []
+    for experiment, frame in summary.groupby("experiment", sort=False):
+        fig, axes = _metric_axes(f"{experiment}: mean over runs, 95% CI band")
+        for ax, (metric, name) in zip(axes, PANELS):
+            sub = frame[frame["metric"] == metric]
+            if sub.empty or sub["mean"].isna().all():
+                ax.set_visible(False)
+                continue
+            for (opt, bc), r in sub.groupby(["optimizer", "bias_correction"], sort=False):
+                r = r.sort_values("epoch")
+                color = color_for(opt, bool(bc))
+                n = int(r["n"].max())
+                ax.plot(r["epoch"], r["mean"], color=color, lw=1.6, label=f"{_label(opt, bool(bc))} (n={n})")
+                ax.fill_between(r["epoch"], r["ci_low"], r["ci_high"], color=color, alpha=0.2, lw=0)
+            ax.set_title(name)
+            ax.set_xlabel("epoch")
+            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+            ax.grid(alpha=0.3)
+        axes[0].legend(fontsize=8)
+        fig.tight_layout()
+        written += save_figure(fig, Path(str(out_dir).format(experiment=experiment)) / f"{experiment}-mean-ci")
+    return written
+
+
+def _iteration_curves(ax, frame):
+    for (opt, bc), sub in frame.groupby(["optimizer", "bias_correction"], sort=False):
+        g = sub.groupby("iteration")["loss"].agg(["mean", "std", "count"]).reset_index()
+        color = color_for(opt, bool(bc))
+        runs = sub["run"].nunique()
+        ax.plot(g["iteration"], g["mean"], color=color, lw=1.2, label=f"{_label(opt, bool(bc))} (n={runs})")
+        low, high = _t_band(g["mean"].to_numpy(), g["count"].to_numpy(), g["std"].to_numpy())
+        ax.fill_between(g["iteration"], low, high, color=color, alpha=0.2, lw=0)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("training loss")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+
+
+def plot_iterations(iterations, out_dir) -> list[Path]:
+    """Training loss against iterations (the paper's figure layout for the networks): mean over
+    runs per optimizer with a 95% CI band. One file per experiment,
+    ``<out_dir>/<experiment>-iterations.{png,svg}``."""
+    written = []
+    for experiment, frame in iterations.groupby("experiment", sort=False):
+        fig, ax = plt.subplots(figsize=(6.5, 4.2))
+        _iteration_curves(ax, frame)
+        ax.set_title(f"{experiment}: training loss")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        written += save_figure(fig, Path(str(out_dir).format(experiment=experiment)) / f"{experiment}-iterations")
+    return written
+
+
+def plot_iterations_overview(iterations, path_stem) -> list[Path]:
+    """All experiments side by side (one panel each), training loss against iterations."""
+    groups = list(iterations.groupby("experiment", sort=False))
+    if not groups:
+        return []
+    fig, axes = plt.subplots(1, len(groups), figsize=(5.2 * len(groups), 4.0), squeeze=False)
+    for ax, (experiment, frame) in zip(axes[0], groups):
+        _iteration_curves(ax, frame)
+        ax.set_title(experiment)
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    return save_figure(fig, path_stem)
+
+
+def plot_gridsearch(grid, out_dir) -> list[Path]:
+    """Grid-search heatmaps: per experiment one panel per optimizer (and bias-correction setting),
+    α across, β2 down, colour = mean validation log-loss (lower is better, shared scale), diverged
+    cells marked ×, the chosen point boxed. Files ``<out_dir>/<experiment>-gridsearch.{png,svg}``."""
+    written = []
+    value = "mean_val_loss"
+    for experiment, frame in grid.groupby("experiment", sort=False):
+        keys = ["optimizer"] + (["bias_correction"] if "bias_correction" in frame.columns
+                                and frame["bias_correction"].nunique() > 1 else [])
+        panels = list(frame.groupby(keys, sort=False))
+        rates = sorted(frame["learning_rate"].unique())
+        betas = sorted(frame["beta_2"].unique())
+        finite = frame.loc[~frame["diverged"].astype(bool), value]
+        finite = finite[np.isfinite(finite)]
+        vmin, vmax = (finite.min(), finite.max()) if len(finite) else (0.0, 1.0)
+        fig, axes = plt.subplots(1, len(panels), figsize=(1.1 * len(rates) * len(panels) + 2.5, 0.6 * len(betas) + 2.2),
+                                 squeeze=False)
+        image = None
+        for ax, (key, sub) in zip(axes[0], panels):
+            key = key if isinstance(key, tuple) else (key,)
+            opt, bc = key[0], (bool(key[1]) if len(key) > 1 else True)
+            table = np.full((len(betas), len(rates)), np.nan)
+            dead = np.zeros_like(table, dtype=bool)
+            for _, row in sub.iterrows():
+                i, j = betas.index(row["beta_2"]), rates.index(row["learning_rate"])
+                if bool(row["diverged"]) or not np.isfinite(row[value]):
+                    dead[i, j] = True
+                else:
+                    table[i, j] = row[value]
+            image = ax.imshow(table, cmap="viridis_r", vmin=vmin, vmax=vmax, aspect="auto", origin="lower")
+            for i in range(len(betas)):
+                for j in range(len(rates)):
+                    if dead[i, j]:
+                        ax.text(j, i, "×", ha="center", va="center", color="#c0262d", fontsize=16, weight="bold")
+                    elif np.isfinite(table[i, j]):
+                        ax.text(j, i, f"{table[i, j]:.3g}", ha="center", va="center", fontsize=7, color="w")
+            if np.isfinite(table).any():
+                i, j = np.unravel_index(np.nanargmin(table), table.shape)
+                ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec=color_for(opt, bc), lw=2.5))
+            ax.set_xticks(range(len(rates)), [f"{r:g}" for r in rates], rotation=45)
+            ax.set_yticks(range(len(betas)), [f"{b:g}" for b in betas])
+            ax.set_xlabel("α (learning rate)")
+            ax.set_ylabel("β2")
+            ax.set_title(_label(opt, bc), color=color_for(opt, bc))
+        fig.colorbar(image, ax=list(axes[0]), label="mean validation log-loss (× = diverged)")
+        fig.suptitle(f"{experiment}: grid search")
+        written += save_figure(fig, Path(str(out_dir).format(experiment=experiment)) / f"{experiment}-gridsearch")
     return written

@@ -1,0 +1,422 @@
+"""Results on disk → DataFrames, and the statistics the report is built from.
+
+Loaders (each takes a CSV file, an experiment folder, or an experiment name resolved under
+``out``; a missing file is a :class:`UserError` naming it and the command that makes it):
+
+* :func:`load_history`     ``<out>/<experiment>/history.csv``     columns/dtypes :data:`HISTORY_DTYPES`
+* :func:`load_iterations`  ``<out>/<experiment>/iterations.csv``  :data:`ITERATION_DTYPES`
+* :func:`load_gridsearch`  ``<out>/<experiment>/gridsearch.csv``  :data:`GRIDSEARCH_DTYPES` (+ extras)
+* :func:`load_synthetic`   ``<out>/synthetic/trajectories.csv``   :data:`SYNTHETIC_DTYPES`
+
+Statistics (McGill §VI-D's sensitivity analysis made quantitative):
+
+* :func:`mean_ci` — mean, sample std and t-based confidence interval of one sample;
+* :func:`summarize_epochs` — per (experiment, optimizer, bias correction, epoch, metric) over runs;
+* :func:`final_epoch` — one row per run at its last epoch, with a ``diverged`` flag;
+* :func:`compare_final` — Adam vs AMSGrad at the final epoch per metric: difference of means with a
+  Welch CI, Welch's t-test, Mann–Whitney U, Cohen's d / Hedges' g, and in how many runs (paired by
+  run index: runs with the same index share seeds) Adam beat AMSGrad.
+
+Nothing here imports TensorFlow/Keras, so the report can be rebuilt from the CSVs alone.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from .errors import UserError
+
+STR, BOOL, INT, FLOAT = "str", "bool", "int64", "float64"
+
+HISTORY_DTYPES = {
+    "experiment": STR, "optimizer": STR, "bias_correction": BOOL, "run": INT, "seed": INT, "epoch": INT,
+    "iteration": INT, "learning_rate": FLOAT, "schedule": STR, "beta_1": FLOAT, "beta_2": FLOAT,
+    "epsilon": FLOAT, "batch_size": INT, "loss_function": STR, "loss": FLOAT, "accuracy": FLOAT,
+    "test_loss": FLOAT, "test_accuracy": FLOAT, "diverged": BOOL, "epoch_seconds": FLOAT,
+}
+ITERATION_DTYPES = {
+    "experiment": STR, "optimizer": STR, "bias_correction": BOOL, "run": INT, "seed": INT, "epoch": INT,
+    "iteration": INT, "batches": INT, "loss": FLOAT,
+}
+GRIDSEARCH_DTYPES = {
+    "experiment": STR, "optimizer": STR, "learning_rate": FLOAT, "beta_2": FLOAT, "bias_correction": BOOL,
+    "mean_test_score": FLOAT, "std_test_score": FLOAT, "mean_train_score": FLOAT, "mean_val_loss": FLOAT,
+    "mean_fit_time": FLOAT, "diverged": BOOL,
+}
+SYNTHETIC_DTYPES = {
+    "setting": STR, "optimizer": STR, "learning_rate": FLOAT, "schedule": STR, "bias_correction": BOOL,
+    "beta_1": FLOAT, "beta_2": FLOAT, "epsilon": FLOAT, "seed": INT, "step": INT, "x": FLOAT,
+    "x_min": FLOAT, "x_max": FLOAT, "avg_regret": FLOAT,
+}
+
+# metric column -> (label, lower is better)
+METRICS = {
+    "loss": ("train loss", True),
+    "test_loss": ("test loss", True),
+    "accuracy": ("train accuracy", False),
+    "test_accuracy": ("test accuracy", False),
+}
+RUN_KEY = ["experiment", "optimizer", "bias_correction", "run"]
+
+
+# --------------------------------------------------------------------------------------- loading
+def _locate(where, out, filename, command, subfolder=None) -> Path:
+    """The CSV for ``where`` (file, folder, or name under ``out``); UserError if none exists."""
+    where = Path(where)
+    out = Path(out) if out is not None else Path("results")
+    if where.suffix == ".csv":
+        candidates = [where]
+    elif len(where.parts) == 1 and not where.is_dir():
+        candidates = [out / where / filename]  # a bare experiment name
+    else:
+        candidates = [where / filename] + ([where / subfolder / filename] if subfolder else [])
+    for path in candidates:
+        if path.is_file():
+            return path
+    expected = candidates[-1]
+    name = expected.parent.name if where.suffix != ".csv" else where.parent.name
+    hint = command.format(name=name, out=expected.parent.parent)
+    raise UserError(f"{expected} not found; make it with `{hint}`")
+
+
+def _to_bool(series: pd.Series) -> pd.Series:
+    if series.dtype == bool:
+        return series
+    table = {"true": True, "false": False, "1": True, "0": False, "1.0": True, "0.0": False,
+             "on": True, "off": False, "yes": True, "no": False}
+    mapped = series.map(lambda v: v if isinstance(v, (bool, np.bool_)) else table.get(str(v).strip().lower()))
+    return mapped.fillna(False).astype(bool)
+
+
+def _coerce(frame: pd.DataFrame, dtypes: dict, path, required=()) -> pd.DataFrame:
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise UserError(f"{path} lacks column(s) {', '.join(missing)}; regenerate it with the command that wrote it")
+    for column, dtype in dtypes.items():
+        if column not in frame.columns:
+            continue
+        try:
+            if dtype == BOOL:
+                frame[column] = _to_bool(frame[column])
+            elif dtype == INT:
+                values = pd.to_numeric(frame[column], errors="coerce")
+                frame[column] = values.astype("int64") if values.notna().all() else values.astype("Int64")
+            elif dtype == FLOAT:
+                frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+            else:
+                frame[column] = frame[column].astype(str)
+        except (TypeError, ValueError) as exc:
+            raise UserError(f"{path}: column {column!r} is not {dtype} ({exc})") from None
+    return frame
+
+
+def _read(path) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path, float_precision="round_trip")
+    except pd.errors.EmptyDataError:
+        raise UserError(f"{path} is empty; delete it and rerun the command that writes it") from None
+    except pd.errors.ParserError as exc:
+        raise UserError(f"{path} is not a valid CSV ({exc}); delete it and rerun the command that writes it") from None
+
+
+def load_history(where, out=None) -> pd.DataFrame:
+    """The trainer's per-epoch table: one row per (experiment, optimizer, bias_correction, run, epoch),
+    columns :data:`HISTORY_DTYPES` in that order (extra columns kept after them).
+
+    ``where``: ``history.csv`` itself, its folder (``"results/mnist-mlp"``) or an experiment name
+    resolved under ``out`` (default ``results``). Missing optional columns are filled:
+    ``experiment`` = folder name, ``bias_correction`` = True, ``diverged`` = non-finite train loss,
+    the other metrics NaN."""
+    path = _locate(where, out, "history.csv", "replicate train {name} --out {out}")
+    frame = _read(path)
+    frame = _fill_defaults(frame, path)
+    frame = _coerce(frame, HISTORY_DTYPES, path, required=("optimizer", "run", "epoch", "loss"))
+    return _ordered(frame, HISTORY_DTYPES)
+
+
+def load_iterations(where, out=None) -> pd.DataFrame:
+    """Training loss against iterations (thinned by the trainer), columns :data:`ITERATION_DTYPES`."""
+    path = _locate(where, out, "iterations.csv", "replicate train {name} --out {out}")
+    frame = _read(path)
+    if "experiment" not in frame.columns:
+        frame["experiment"] = path.parent.name
+    if "bias_correction" not in frame.columns:
+        frame["bias_correction"] = True
+    frame = _coerce(frame, ITERATION_DTYPES, path, required=("optimizer", "run", "iteration", "loss"))
+    return _ordered(frame, ITERATION_DTYPES)
+
+
+def load_gridsearch(where, out=None) -> pd.DataFrame:
+    """One row per (optimizer, grid point), columns :data:`GRIDSEARCH_DTYPES` first, every other
+    column the search wrote (``split*_test_score`` …) after. Scores are neg log-loss (higher is
+    better); ``mean_val_loss`` is taken from the file or, when absent, as −``mean_test_score``;
+    ``diverged`` from the file or a non-finite validation loss."""
+    path = _locate(where, out, "gridsearch.csv", "replicate gridsearch {name} --out {out}")
+    frame = _read(path)
+    if "experiment" not in frame.columns:
+        frame["experiment"] = path.parent.name
+    if "mean_val_loss" not in frame.columns:
+        frame["mean_val_loss"] = (-pd.to_numeric(frame["mean_test_score"], errors="coerce")
+                                  if "mean_test_score" in frame.columns else np.nan)
+    if "diverged" not in frame.columns:
+        frame["diverged"] = ~np.isfinite(pd.to_numeric(frame["mean_val_loss"], errors="coerce"))
+    frame = _coerce(frame, GRIDSEARCH_DTYPES, path, required=("optimizer", "learning_rate", "beta_2"))
+    return _ordered(frame, GRIDSEARCH_DTYPES)
+
+
+def load_synthetic(where="results", out=None) -> pd.DataFrame:
+    """The synthetic problem's trajectories (``replicate synthetic``), columns :data:`SYNTHETIC_DTYPES`.
+    ``where``: the CSV, the ``synthetic`` folder, or a results folder holding ``synthetic/``."""
+    path = _locate(where, out, "trajectories.csv", "replicate synthetic --out {out}", subfolder="synthetic")
+    frame = _coerce(_read(path), SYNTHETIC_DTYPES, path,
+                    required=("setting", "optimizer", "learning_rate", "seed", "step", "x"))
+    return _ordered(frame, SYNTHETIC_DTYPES)
+
+
+def _fill_defaults(frame, path):
+    if "experiment" not in frame.columns:
+        frame["experiment"] = Path(path).parent.name
+    if "bias_correction" not in frame.columns:
+        frame["bias_correction"] = True
+    for column in ("accuracy", "test_loss", "test_accuracy"):
+        if column not in frame.columns:
+            frame[column] = np.nan
+    if "diverged" not in frame.columns:
+        frame["diverged"] = ~np.isfinite(pd.to_numeric(frame["loss"], errors="coerce")) if "loss" in frame else False
+    return frame
+
+
+def _ordered(frame, dtypes):
+    lead = [c for c in dtypes if c in frame.columns]
+    return frame[lead + [c for c in frame.columns if c not in dtypes]].reset_index(drop=True)
+
+
+def list_experiments(out) -> list[str]:
+    """Experiment folders under ``out`` (those with a history, grid search or best params), in the
+    registry's order, then any others alphabetically."""
+    from .experiments import EXPERIMENTS
+
+    out = Path(out)
+    if not out.is_dir():
+        return []
+    found = {p.name for p in out.iterdir() if p.is_dir() and any(
+        (p / f).is_file() for f in ("history.csv", "gridsearch.csv", "best_params.json"))}
+    return [n for n in EXPERIMENTS if n in found] + sorted(found - set(EXPERIMENTS))
+
+
+# ------------------------------------------------------------------------------------ statistics
+def mean_ci(values, confidence: float = 0.95) -> dict:
+    """``{"n", "mean", "std", "sem", "ci_low", "ci_high"}`` of the finite ``values``: sample std
+    (ddof=1) and the t-based interval mean ± t_{(1+c)/2, n−1}·std/√n. n < 2 gives NaN std and CI
+    (n = 0 also a NaN mean); a constant sample gives a zero-width interval."""
+    x = np.asarray(values, dtype=float)
+    x = x[np.isfinite(x)]
+    n = int(x.size)
+    mean = float(x.mean()) if n else math.nan
+    if n < 2:
+        return {"n": n, "mean": mean, "std": math.nan, "sem": math.nan, "ci_low": math.nan, "ci_high": math.nan}
+    std = float(x.std(ddof=1))
+    sem = std / math.sqrt(n)
+    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * sem
+    return {"n": n, "mean": mean, "std": std, "sem": sem, "ci_low": mean - half, "ci_high": mean + half}
+
+
+def diverged_runs(history: pd.DataFrame) -> pd.DataFrame:
+    """One row per run (:data:`RUN_KEY`) with ``diverged`` = the trainer flagged any epoch, or any
+    train/test loss is non-finite."""
+    losses = [c for c in ("loss", "test_loss") if c in history.columns]
+    bad = history["diverged"].astype(bool).copy()
+    for column in losses:
+        values = history[column].astype(float)
+        # A test loss that was never recorded (all NaN for the run) is not divergence; inf/NaN
+        # amid finite values is.
+        bad |= np.isinf(values) | (values.isna() & history.groupby(RUN_KEY)[column].transform("count").gt(0))
+    return bad.groupby([history[k] for k in RUN_KEY]).any().rename("diverged").reset_index()
+
+
+def summarize_epochs(history: pd.DataFrame, metrics=tuple(METRICS), confidence: float = 0.95,
+                     exclude_diverged: bool = True) -> pd.DataFrame:
+    """Long table, one row per (experiment, optimizer, bias_correction, epoch, metric): ``n`` runs,
+    ``mean``, ``std``, ``sem``, ``ci_low``, ``ci_high`` (t-based, :func:`mean_ci`) and
+    ``diverged`` (runs left out because they diverged, when ``exclude_diverged``)."""
+    frame = history
+    runs = diverged_runs(history)
+    n_div = runs.groupby(["experiment", "optimizer", "bias_correction"])["diverged"].sum()
+    if exclude_diverged:
+        frame = history.merge(runs[runs["diverged"]][RUN_KEY], how="left", indicator=True)
+        frame = frame[frame["_merge"] == "left_only"].drop(columns="_merge")
+    rows = []
+    keys = ["experiment", "optimizer", "bias_correction", "epoch"]
+    for key, group in frame.groupby(keys, sort=True):
+        for metric in metrics:
+            if metric not in group.columns:
+                continue
+            row = dict(zip(keys, key))
+            row["metric"] = metric
+            row.update(mean_ci(group[metric], confidence))
+            row["diverged"] = int(n_div.get(tuple(key[:3]), 0)) if exclude_diverged else 0
+            rows.append(row)
+    columns = keys + ["metric", "n", "mean", "std", "sem", "ci_low", "ci_high", "diverged"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def final_epoch(history: pd.DataFrame) -> pd.DataFrame:
+    """One row per run: its row at its last recorded epoch, ``diverged`` from :func:`diverged_runs`
+    (a run the trainer stopped early still counts, as diverged)."""
+    last = history[history["epoch"] == history.groupby(RUN_KEY)["epoch"].transform("max")]
+    last = last.drop(columns="diverged").merge(diverged_runs(history), on=RUN_KEY, how="left")
+    return last.sort_values(RUN_KEY).reset_index(drop=True)
+
+
+def _welch(a: np.ndarray, b: np.ndarray, confidence: float) -> dict:
+    """Difference of means b − a, its Welch CI, Welch's t (of b vs a) and p; NaN when n < 2."""
+    na, nb = a.size, b.size
+    out = {"diff": (b.mean() - a.mean()) if na and nb else math.nan,
+           "diff_ci_low": math.nan, "diff_ci_high": math.nan, "welch_df": math.nan,
+           "welch_t": math.nan, "welch_p": math.nan}
+    if na < 2 or nb < 2:
+        return out
+    va, vb = a.var(ddof=1) / na, b.var(ddof=1) / nb
+    se = math.sqrt(va + vb)
+    if se == 0.0:
+        # Two constant samples: the difference is exact. t is ±inf (or undefined if equal).
+        out.update(diff_ci_low=out["diff"], diff_ci_high=out["diff"])
+        if out["diff"] != 0.0:
+            out.update(welch_t=math.copysign(math.inf, out["diff"]), welch_p=0.0)
+        return out
+    df = (va + vb) ** 2 / (va**2 / (na - 1) + vb**2 / (nb - 1))
+    half = float(stats.t.ppf(0.5 + confidence / 2, df)) * se
+    res = stats.ttest_ind(b, a, equal_var=False)
+    out.update(diff_ci_low=out["diff"] - half, diff_ci_high=out["diff"] + half, welch_df=df,
+               welch_t=float(res.statistic), welch_p=float(res.pvalue))
+    return out
+
+
+def effect_size(a, b) -> tuple[float, float]:
+    """Cohen's d and Hedges' g of ``b`` − ``a`` (pooled sample std; g = d·(1 − 3/(4(n_a+n_b) − 9))).
+    NaN when either group has fewer than 2 values or the pooled std is 0 with equal means."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    na, nb = a.size, b.size
+    if na < 2 or nb < 2:
+        return math.nan, math.nan
+    pooled = math.sqrt(((na - 1) * a.var(ddof=1) + (nb - 1) * b.var(ddof=1)) / (na + nb - 2))
+    diff = b.mean() - a.mean()
+    if pooled == 0.0:
+        d = math.nan if diff == 0.0 else math.copysign(math.inf, diff)
+    else:
+        d = diff / pooled
+    return d, d * (1.0 - 3.0 / (4.0 * (na + nb) - 9.0))
+
+
+def count_wins(a: pd.Series, b: pd.Series, lower_is_better: bool) -> dict:
+    """Pair ``a`` and ``b`` by index (run number) where both are finite: ``pairs``, ``a_wins``
+    (a strictly better), ``b_wins``, ``ties``."""
+    both = pd.concat([a.rename("a"), b.rename("b")], axis=1, join="inner").dropna()
+    both = both[np.isfinite(both["a"]) & np.isfinite(both["b"])]
+    better = both["a"] < both["b"] if lower_is_better else both["a"] > both["b"]
+    worse = both["a"] > both["b"] if lower_is_better else both["a"] < both["b"]
+    return {"pairs": int(len(both)), "a_wins": int(better.sum()), "b_wins": int(worse.sum()),
+            "ties": int(len(both) - better.sum() - worse.sum())}
+
+
+COMPARISON_COLUMNS = [
+    "experiment", "bias_correction", "metric", "lower_is_better",
+    "n_adam", "n_amsgrad", "diverged_adam", "diverged_amsgrad",
+    "mean_adam", "std_adam", "mean_amsgrad", "std_amsgrad",
+    "diff", "diff_ci_low", "diff_ci_high", "welch_df", "welch_t", "welch_p",
+    "mannwhitney_u", "mannwhitney_p", "cohens_d", "hedges_g",
+    "pairs", "adam_wins", "amsgrad_wins", "ties",
+]
+
+
+def compare_final(history: pd.DataFrame, metrics=tuple(METRICS), confidence: float = 0.95,
+                  a: str = "adam", b: str = "amsgrad") -> pd.DataFrame:
+    """Adam (``a``) vs AMSGrad (``b``) at each run's final epoch, one row per (experiment,
+    bias_correction, metric) with both optimizers present; columns :data:`COMPARISON_COLUMNS`.
+
+    ``diff`` = mean(AMSGrad) − mean(Adam) with its Welch CI (negative loss diff / positive accuracy
+    diff = AMSGrad better); ``welch_t``/``welch_p`` Welch's unequal-variance t-test; Mann–Whitney U
+    (two-sided, U of AMSGrad); Cohen's d and Hedges' g of AMSGrad − Adam (pooled std).
+    ``adam_wins``: runs, paired by run index (same seeds), in which Adam's value is strictly better
+    — lower for losses, higher for accuracies. Diverged runs are left out of everything and counted
+    in ``diverged_*``. n < 2 gives NaN statistics, never an exception."""
+    finals = final_epoch(history)
+    rows = []
+    for (experiment, bc), group in finals.groupby(["experiment", "bias_correction"], sort=False):
+        ga, gb = group[group["optimizer"] == a], group[group["optimizer"] == b]
+        if ga.empty or gb.empty:
+            continue
+        oka, okb = ga[~ga["diverged"]], gb[~gb["diverged"]]
+        for metric in metrics:
+            if metric not in group.columns:
+                continue
+            lower = METRICS.get(metric, (metric, metric.endswith("loss")))[1]
+            sa = oka.set_index("run")[metric].astype(float)
+            sb = okb.set_index("run")[metric].astype(float)
+            sa, sb = sa[np.isfinite(sa)], sb[np.isfinite(sb)]
+            xa, xb = sa.to_numpy(), sb.to_numpy()
+            row = {"experiment": experiment, "bias_correction": bool(bc), "metric": metric,
+                   "lower_is_better": lower, "n_adam": xa.size, "n_amsgrad": xb.size,
+                   "diverged_adam": int(ga["diverged"].sum()), "diverged_amsgrad": int(gb["diverged"].sum()),
+                   "mean_adam": xa.mean() if xa.size else math.nan,
+                   "std_adam": xa.std(ddof=1) if xa.size > 1 else math.nan,
+                   "mean_amsgrad": xb.mean() if xb.size else math.nan,
+                   "std_amsgrad": xb.std(ddof=1) if xb.size > 1 else math.nan}
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                row.update(_welch(xa, xb, confidence))
+                u = p = math.nan
+                if xa.size >= 2 and xb.size >= 2:
+                    res = stats.mannwhitneyu(xb, xa, alternative="two-sided")
+                    u, p = float(res.statistic), float(res.pvalue)
+                row.update(mannwhitney_u=u, mannwhitney_p=p)
+                row["cohens_d"], row["hedges_g"] = effect_size(xa, xb)
+            wins = count_wins(sa, sb, lower)
+            row.update(pairs=wins["pairs"], adam_wins=wins["a_wins"], amsgrad_wins=wins["b_wins"],
+                       ties=wins["ties"])
+            rows.append(row)
+    return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+
+
+def summarize_final(history: pd.DataFrame, metrics=tuple(METRICS)) -> pd.DataFrame:
+    """Per (experiment, optimizer, bias_correction): ``runs``, ``diverged`` and, over the
+    non-diverged runs' final epochs, ``<metric>_mean`` / ``<metric>_std``."""
+    finals = final_epoch(history)
+    rows = []
+    for key, group in finals.groupby(["experiment", "optimizer", "bias_correction"], sort=False):
+        ok = group[~group["diverged"]]
+        row = dict(zip(["experiment", "optimizer", "bias_correction"], key))
+        row.update(runs=len(group), diverged=int(group["diverged"].sum()),
+                   final_epoch=int(group["epoch"].max()))
+        for metric in metrics:
+            if metric in ok.columns:
+                s = mean_ci(ok[metric])
+                row[f"{metric}_mean"], row[f"{metric}_std"] = s["mean"], s["std"]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------------- synthetic problem
+def check_synthetic_claim(frame: pd.DataFrame, adam_above: float = 0.9, amsgrad_below: float = 0.0) -> pd.DataFrame:
+    """:func:`replication.synthetic.check_claim` without importing Keras (that module compiles the
+    problem with it): per (setting, α, schedule, bias correction) the median over seeds of the final
+    x; the claim holds when Adam's is > ``adam_above`` and AMSGrad's < ``amsgrad_below``."""
+    key = [c for c in SYNTHETIC_DTYPES if c not in ("step", "x", "x_min", "x_max", "avg_regret")]
+    key = [c for c in key if c in frame.columns]
+    last = frame[frame["step"] == frame.groupby(key)["step"].transform("max")]
+    group = ["setting", "optimizer", "learning_rate", "schedule", "bias_correction"]
+    group = [c for c in group if c in frame.columns]
+    summary = (last.groupby(group).agg(x_median=("x", "median"), avg_regret=("avg_regret", "median"))
+               .reset_index())
+    keys = [c for c in group if c != "optimizer"]
+    both = summary[summary.optimizer == "adam"].merge(
+        summary[summary.optimizer == "amsgrad"], on=keys, suffixes=("_adam", "_amsgrad"))
+    both = both.drop(columns=["optimizer_adam", "optimizer_amsgrad"])
+    both["claim_holds"] = (both["x_median_adam"] > adam_above) & (both["x_median_amsgrad"] < amsgrad_below)
+    return both[keys + ["x_median_adam", "x_median_amsgrad", "avg_regret_adam", "avg_regret_amsgrad",
+                        "claim_holds"]].reset_index(drop=True)

@@ -1,0 +1,185 @@
+"""Loaders and statistics of replication.results on constructed data with known answers."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from replication import results
+from replication.errors import UserError
+
+
+def make_history(adam_final, amsgrad_final, epochs=3, experiment="mnist-mlp", test_offset=0.0,
+                 diverged=()):
+    """Final train loss per run given; earlier epochs are larger. Accuracy = 1 − loss."""
+    rows = []
+    for opt, finals in (("adam", adam_final), ("amsgrad", amsgrad_final)):
+        for run, final in enumerate(finals):
+            for epoch in range(1, epochs + 1):
+                loss = final + (epochs - epoch) * 0.1
+                bad = (opt, run) in diverged
+                rows.append({"experiment": experiment, "optimizer": opt, "bias_correction": True, "run": run,
+                             "seed": 100 + run, "epoch": epoch, "iteration": epoch * 10, "learning_rate": 0.001,
+                             "schedule": "inverse-sqrt", "beta_1": 0.9, "beta_2": 0.99, "epsilon": 1e-7,
+                             "batch_size": 128, "loss_function": "binary",
+                             "loss": float("nan") if bad and epoch == epochs else loss,
+                             "accuracy": 1 - loss, "test_loss": loss + test_offset,
+                             "test_accuracy": 1 - loss - test_offset, "diverged": bad and epoch == epochs,
+                             "epoch_seconds": 0.1})
+    return pd.DataFrame(rows)
+
+
+def test_mean_ci_matches_t_formula():
+    x = [1.0, 2.0, 4.0, 7.0]
+    s = results.mean_ci(x)
+    half = stats.t.ppf(0.975, 3) * np.std(x, ddof=1) / 2
+    assert s["n"] == 4 and s["mean"] == pytest.approx(3.5)
+    assert s["std"] == pytest.approx(np.std(x, ddof=1))
+    assert (s["ci_low"], s["ci_high"]) == pytest.approx((3.5 - half, 3.5 + half))
+
+
+def test_mean_ci_constant_is_zero_width_and_n1_is_nan():
+    s = results.mean_ci([0.3] * 5)
+    assert s["ci_low"] == pytest.approx(0.3) and s["ci_high"] == pytest.approx(0.3) and s["std"] == 0
+    one = results.mean_ci([0.3, float("nan")])
+    assert one["n"] == 1 and one["mean"] == 0.3
+    assert math.isnan(one["std"]) and math.isnan(one["ci_low"]) and math.isnan(one["ci_high"])
+    assert math.isnan(results.mean_ci([])["mean"])
+
+
+def test_compare_final_matches_scipy_and_hand_formulas():
+    adam, ams = [0.50, 0.55, 0.60, 0.52, 0.58], [0.40, 0.47, 0.43, 0.41, 0.44]
+    cmp = results.compare_final(make_history(adam, ams))
+    row = cmp[cmp.metric == "loss"].iloc[0]
+    a, b = np.array(adam), np.array(ams)
+    assert row["mean_adam"] == pytest.approx(a.mean()) and row["mean_amsgrad"] == pytest.approx(b.mean())
+    assert row["diff"] == pytest.approx(b.mean() - a.mean())
+    welch = stats.ttest_ind(b, a, equal_var=False)
+    assert row["welch_t"] == pytest.approx(welch.statistic) and row["welch_p"] == pytest.approx(welch.pvalue)
+    va, vb = a.var(ddof=1) / 5, b.var(ddof=1) / 5
+    df = (va + vb) ** 2 / (va**2 / 4 + vb**2 / 4)
+    half = stats.t.ppf(0.975, df) * math.sqrt(va + vb)
+    assert row["welch_df"] == pytest.approx(df)
+    assert (row["diff_ci_low"], row["diff_ci_high"]) == pytest.approx((row["diff"] - half, row["diff"] + half))
+    mwu = stats.mannwhitneyu(b, a, alternative="two-sided")
+    assert row["mannwhitney_u"] == mwu.statistic and row["mannwhitney_p"] == pytest.approx(mwu.pvalue)
+    pooled = math.sqrt((4 * a.var(ddof=1) + 4 * b.var(ddof=1)) / 8)
+    d = (b.mean() - a.mean()) / pooled
+    assert row["cohens_d"] == pytest.approx(d)
+    assert row["hedges_g"] == pytest.approx(d * (1 - 3 / (4 * 10 - 9)))
+    assert row["lower_is_better"] and row["adam_wins"] == 0 and row["amsgrad_wins"] == 5
+    acc = cmp[cmp.metric == "accuracy"].iloc[0]
+    assert not acc["lower_is_better"] and acc["diff"] == pytest.approx(a.mean() - b.mean())
+    assert acc["adam_wins"] == 0  # accuracy = 1 − loss: AMSGrad higher in every run
+
+
+def test_adam_beat_amsgrad_count_pairs_by_run():
+    # run 0: Adam lower; run 1: tie; run 2: AMSGrad lower; run 3: Adam lower
+    cmp = results.compare_final(make_history([0.3, 0.5, 0.9, 0.2], [0.4, 0.5, 0.6, 0.25]))
+    loss = cmp[cmp.metric == "loss"].iloc[0]
+    assert (loss["pairs"], loss["adam_wins"], loss["amsgrad_wins"], loss["ties"]) == (4, 2, 1, 1)
+    acc = cmp[cmp.metric == "accuracy"].iloc[0]  # higher is better, same order of runs
+    assert (acc["adam_wins"], acc["amsgrad_wins"], acc["ties"]) == (2, 1, 1)
+
+
+def test_count_wins_unit():
+    a = pd.Series([1.0, 2.0, 3.0], index=[0, 1, 2])
+    b = pd.Series([2.0, 2.0, 1.0, 9.0], index=[0, 1, 2, 3])
+    assert results.count_wins(a, b, lower_is_better=True) == {"pairs": 3, "a_wins": 1, "b_wins": 1, "ties": 1}
+
+
+def test_n1_gives_nan_not_crash_and_diverged_runs_are_excluded_and_counted():
+    cmp = results.compare_final(make_history([0.5], [0.4]))
+    row = cmp[cmp.metric == "loss"].iloc[0]
+    assert row["diff"] == pytest.approx(-0.1)
+    for col in ("welch_t", "welch_p", "diff_ci_low", "mannwhitney_u", "cohens_d", "hedges_g", "std_adam"):
+        assert math.isnan(row[col]), col
+    cmp = results.compare_final(make_history([0.5, 0.6, 0.7], [0.4, 0.4, 0.45], diverged={("adam", 1)}))
+    row = cmp[cmp.metric == "loss"].iloc[0]
+    assert (row["n_adam"], row["diverged_adam"], row["n_amsgrad"], row["diverged_amsgrad"]) == (2, 1, 3, 0)
+    assert row["mean_adam"] == pytest.approx(0.6) and row["pairs"] == 2
+    summary = results.summarize_epochs(make_history([0.5, 0.6, 0.7], [0.4, 0.4, 0.45], diverged={("adam", 1)}))
+    last = summary[(summary.optimizer == "adam") & (summary.epoch == 3) & (summary.metric == "loss")].iloc[0]
+    assert last["n"] == 2 and last["diverged"] == 1 and last["mean"] == pytest.approx(0.6)
+
+
+def test_summarize_epochs_per_optimizer_and_epoch():
+    h = make_history([0.5, 0.7], [0.4, 0.4])
+    s = results.summarize_epochs(h)
+    assert set(s.metric) == set(results.METRICS)
+    row = s[(s.optimizer == "adam") & (s.epoch == 1) & (s.metric == "loss")].iloc[0]
+    assert row["n"] == 2 and row["mean"] == pytest.approx(0.8) and row["std"] == pytest.approx(np.std([0.7, 0.9], ddof=1))
+    flat = s[(s.optimizer == "amsgrad") & (s.metric == "loss")]
+    assert np.allclose(flat["ci_high"] - flat["ci_low"], 0.0)
+
+
+def test_load_history_dtypes_and_name_resolution(tmp_path):
+    folder = tmp_path / "mnist-mlp"
+    folder.mkdir()
+    make_history([0.5, 0.6], [0.4, 0.45]).to_csv(folder / "history.csv", index=False)
+    by_folder = results.load_history(folder)
+    by_name = results.load_history("mnist-mlp", out=tmp_path)
+    by_file = results.load_history(folder / "history.csv")
+    pd.testing.assert_frame_equal(by_folder, by_name)
+    pd.testing.assert_frame_equal(by_folder, by_file)
+    assert list(by_folder.columns) == list(results.HISTORY_DTYPES)
+    assert by_folder["bias_correction"].dtype == bool and by_folder["diverged"].dtype == bool
+    assert by_folder["run"].dtype == "int64" and by_folder["epoch"].dtype == "int64"
+    assert by_folder["loss"].dtype == "float64"
+    assert pd.api.types.is_string_dtype(by_folder["optimizer"])
+
+
+def test_loaders_missing_file_name_the_file_and_command(tmp_path):
+    with pytest.raises(UserError, match=r"mnist-mlp/history.csv not found.*replicate train mnist-mlp"):
+        results.load_history("mnist-mlp", out=tmp_path)
+    with pytest.raises(UserError, match=r"iterations.csv not found.*replicate train"):
+        results.load_iterations(tmp_path / "digits-mlp")
+    with pytest.raises(UserError, match=r"gridsearch.csv not found.*replicate gridsearch mnist-logreg"):
+        results.load_gridsearch("mnist-logreg", out=tmp_path)
+    with pytest.raises(UserError, match=r"trajectories.csv not found.*replicate synthetic"):
+        results.load_synthetic(tmp_path)
+
+
+def test_load_gridsearch_defensive_columns(tmp_path):
+    folder = tmp_path / "mnist-logreg"
+    folder.mkdir()
+    pd.DataFrame({"optimizer": ["adam", "adam"], "learning_rate": [0.001, 0.1], "beta_2": [0.99, 0.99],
+                  "mean_test_score": [-0.3, float("nan")], "extra": [1, 2]}).to_csv(folder / "gridsearch.csv", index=False)
+    g = results.load_gridsearch(folder)
+    assert g["mean_val_loss"].iloc[0] == pytest.approx(0.3)
+    assert list(g["diverged"]) == [False, True] and g["diverged"].dtype == bool
+    assert "extra" in g.columns and (g["experiment"] == "mnist-logreg").all()
+
+
+def test_load_iterations_dtypes(tmp_path):
+    folder = tmp_path / "x"
+    folder.mkdir()
+    pd.DataFrame({"experiment": "x", "optimizer": "adam", "bias_correction": ["True", "False"], "run": [0, 0],
+                  "seed": [1, 1], "epoch": [1, 1], "iteration": [1, 2], "batches": [1, 1],
+                  "loss": [0.5, 0.4]}).to_csv(folder / "iterations.csv", index=False)
+    it = results.load_iterations(folder)
+    assert list(it.columns) == list(results.ITERATION_DTYPES)
+    assert list(it["bias_correction"]) == [True, False] and it["iteration"].dtype == "int64"
+
+
+def synthetic_frame(adam_x, amsgrad_x, settings=("online", "stochastic"), rates=(0.01,)):
+    rows = []
+    for setting in settings:
+        for lr in rates:
+            for opt, finals in (("adam", adam_x), ("amsgrad", amsgrad_x)):
+                for seed, xf in enumerate(finals):
+                    for step, x in ((100, 0.0), (200, xf)):
+                        rows.append({"setting": setting, "optimizer": opt, "learning_rate": lr, "schedule": "constant",
+                                     "bias_correction": True, "beta_1": 0.9, "beta_2": 0.99, "epsilon": 1e-8,
+                                     "seed": seed, "step": step, "x": x, "x_min": x, "x_max": x,
+                                     "avg_regret": 0.1 * (1 + x)})
+    return pd.DataFrame(rows)
+
+
+def test_check_synthetic_claim_median_over_seeds():
+    claim = results.check_synthetic_claim(synthetic_frame([1.0, 1.0, 0.5], [-1.0, -0.9, 0.2]))
+    assert len(claim) == 2 and claim["claim_holds"].all()
+    assert claim["x_median_adam"].iloc[0] == 1.0 and claim["x_median_amsgrad"].iloc[0] == -0.9
+    claim = results.check_synthetic_claim(synthetic_frame([0.5, 0.5], [-1.0, -1.0]))
+    assert not claim["claim_holds"].any()

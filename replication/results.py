@@ -403,9 +403,9 @@ def summarize_final(history: pd.DataFrame, metrics=tuple(METRICS)) -> pd.DataFra
 
 # ------------------------------------------------------------------------- synthetic problem
 def check_synthetic_claim(frame: pd.DataFrame, adam_above: float = 0.9, amsgrad_below: float = 0.0) -> pd.DataFrame:
-    """:func:`replication.synthetic.check_claim` without importing Keras (that module compiles the
-    problem with it): per (setting, α, schedule, bias correction) the median over seeds of the final
-    x; the claim holds when Adam's is > ``adam_above`` and AMSGrad's < ``amsgrad_below``."""
+    """The synthetic claim (also :func:`replication.synthetic.check_claim`), free of Keras: per
+    (setting, α, schedule, bias correction) the median over seeds of the final x; the claim
+    holds when Adam's is > ``adam_above`` and AMSGrad's < ``amsgrad_below``."""
     key = [c for c in SYNTHETIC_DTYPES if c not in ("step", "x", "x_min", "x_max", "avg_regret")]
     key = [c for c in key if c in frame.columns]
     last = frame[frame["step"] == frame.groupby(key)["step"].transform("max")]

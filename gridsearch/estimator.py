@@ -1,0 +1,240 @@
+"""The estimator the grid search tunes: scikeras's ``KerasClassifier`` around the trainer's builders.
+
+* ``optimizer=`` is one of our optimizer classes (:mod:`replication.optimizers`), made
+  schedule-aware (:class:`ScheduledAdam` & co.): the searched ``optimizer__learning_rate`` is the
+  paper's α and, under ``optimizer__schedule="inverse-sqrt"``, the optimizer runs α_t = α/√t
+  (Reddi et al. §5, McGill §IV) exactly as the trainer does.
+* Hyperparameters are routed the scikeras way: ``optimizer__learning_rate``,
+  ``optimizer__beta_2``, ``optimizer__bias_correction``; grids are plain dicts of those names.
+* Targets are always one-hot (:class:`OneHotKerasClassifier`): both of the project's losses
+  (categorical and binary cross-entropy) take one-hot targets, while scikeras one-hot encodes
+  only for categorical cross-entropy.
+* Early stopping as McGill (§IV-A): a fit stops when the training loss has not decreased for 3
+  epochs; a NaN/inf training loss stops it after that epoch (:class:`StopOnNonFiniteLoss`) and the point is scored
+  NaN, i.e. *diverged* (see :class:`ValidationLoss`).
+"""
+from __future__ import annotations
+
+import logging
+import math
+
+import keras
+import numpy as np
+from keras import ops
+from scikeras.utils.transformers import ClassifierLabelEncoder
+from scikeras.wrappers import KerasClassifier
+
+from replication.optimizers import AdaMax, Adam, AMSGrad, InverseSqrtDecay
+
+# A fresh model per fit means fresh tf.functions; TensorFlow's "retracing" warning about that is
+# expected here and not actionable by users.
+logging.getLogger("tensorflow").setLevel(logging.ERROR)
+
+__all__ = [
+    "ScheduledAdam",
+    "ScheduledAMSGrad",
+    "ScheduledAdaMax",
+    "SEARCH_OPTIMIZERS",
+    "OneHotKerasClassifier",
+    "ValidationLoss",
+    "make_estimator",
+    "predict_proba_eager",
+    "EARLY_STOPPING_PATIENCE",
+]
+
+# McGill §IV-A: "if the loss did not decrease for three consecutive epochs, the run was terminated".
+EARLY_STOPPING_PATIENCE = 3
+# Keras clips probabilities to [ε, 1−ε] inside its cross-entropies; the scorer does the same so the
+# validation loss it reports is the loss the trainer would log.
+_EPSILON = 1e-7
+
+
+class _Scheduled:
+    """Mixin: ``learning_rate`` is the schedule's initial α; ``schedule`` picks the schedule.
+
+    ``schedule="inverse-sqrt"`` wraps a number α in :class:`InverseSqrtDecay` (α_t = α/√t),
+    ``"constant"`` keeps it. A ``LearningRateSchedule`` passed in (e.g. by ``from_config``) is
+    used as is. Module-level subclasses (not a class factory) so they pickle into loky/Dask workers.
+    """
+
+    def __init__(self, learning_rate=0.001, schedule="constant", **kwargs):
+        if schedule not in ("constant", "inverse-sqrt"):
+            raise ValueError(f"unknown schedule {schedule!r}; choose constant or inverse-sqrt")
+        is_schedule = isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule)
+        initial = getattr(learning_rate, "initial_learning_rate", None) if is_schedule else float(learning_rate)
+        if schedule == "inverse-sqrt" and not is_schedule:
+            learning_rate = InverseSqrtDecay(learning_rate)
+        super().__init__(learning_rate=learning_rate, **kwargs)
+        self.schedule = schedule
+        self.initial_learning_rate = initial  # α, whatever the schedule
+
+    def get_config(self):
+        config = super().get_config()
+        config["schedule"] = self.schedule
+        return config
+
+
+@keras.saving.register_keras_serializable(package="gridsearch")
+class ScheduledAdam(_Scheduled, Adam):
+    """:class:`replication.optimizers.Adam` with ``schedule`` (see :class:`_Scheduled`)."""
+
+
+@keras.saving.register_keras_serializable(package="gridsearch")
+class ScheduledAMSGrad(_Scheduled, AMSGrad):
+    """:class:`replication.optimizers.AMSGrad` with ``schedule`` (see :class:`_Scheduled`)."""
+
+
+@keras.saving.register_keras_serializable(package="gridsearch")
+class ScheduledAdaMax(_Scheduled, AdaMax):
+    """:class:`replication.optimizers.AdaMax` with ``schedule`` (see :class:`_Scheduled`)."""
+
+
+SEARCH_OPTIMIZERS = {"adam": ScheduledAdam, "amsgrad": ScheduledAMSGrad, "adamax": ScheduledAdaMax}
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Stop a fit at the end of an epoch whose training loss is NaN or inf: the point diverged.
+
+    ``keras.callbacks.TerminateOnNaN`` does the same per batch but prints a line each time,
+    whatever ``verbose`` says; with NaN weights nothing is gained by stopping mid-epoch.
+    """
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.model.stop_training = True
+
+
+class OneHotKerasClassifier(KerasClassifier):
+    """``KerasClassifier`` whose targets are one-hot whatever the loss.
+
+    scikeras one-hot encodes only for categorical cross-entropy; the project's binary
+    cross-entropy (McGill's choice for the MNIST models) also takes one-hot targets.
+    """
+
+    @property
+    def target_encoder(self):
+        categories = "auto" if self.classes_ is None else [self.classes_]
+        # The encoder one-hot encodes multiclass targets iff it is told the loss is categorical.
+        return ClassifierLabelEncoder(loss="categorical_crossentropy", categories=categories)
+
+    # scikeras seeds through a context that also switches on TensorFlow op determinism, and Keras
+    # turns XLA off whenever op determinism is on (so ``jit_compile=True`` would be ignored).
+    # Seed the backend-agnostic way instead: same initial weights and batch order for the same
+    # ``random_state`` (CPU kernels are deterministic at a fixed thread count).
+    def _build_keras_model(self):
+        return self._with_keras_seed(super()._build_keras_model)
+
+    def _fit_keras_model(self, *args, **kwargs):
+        return self._with_keras_seed(super()._fit_keras_model, *args, **kwargs)
+
+    def _with_keras_seed(self, method, *args, **kwargs):
+        seed = self._random_state
+        self._random_state = None
+        try:
+            if seed is not None:
+                keras.utils.set_random_seed(int(seed))
+            return method(*args, **kwargs)
+        finally:
+            self._random_state = seed
+
+
+def predict_proba_eager(model, X, batch_size=8192):
+    """Class probabilities of a Keras model, calling it eagerly in big batches.
+
+    ``model.predict`` traces a fresh predict function for every new model (hundreds of ms per
+    fit, twice per fit when train scores are kept); one eager call per batch of a small
+    dense/conv model costs a few ms.
+    """
+    parts = []
+    for start in range(0, len(X), batch_size):
+        parts.append(ops.convert_to_numpy(model(X[start : start + batch_size], training=False)))
+    return np.concatenate(parts, axis=0).astype(np.float64, copy=False)
+
+
+def cross_entropy(onehot, proba, loss="categorical"):
+    """Mean cross-entropy of probabilities ``proba`` against one-hot targets, as Keras computes it
+    (probabilities clipped to [1e-7, 1−1e-7]); NaN if any probability is not finite."""
+    proba = np.asarray(proba, dtype=np.float64)
+    if not np.all(np.isfinite(proba)):
+        return math.nan
+    p = np.clip(proba, _EPSILON, 1.0 - _EPSILON)
+    if loss == "categorical":
+        return float(-np.mean(np.sum(onehot * np.log(p), axis=1)))
+    if loss == "binary":
+        return float(-np.mean(onehot * np.log(p) + (1.0 - onehot) * np.log1p(-p)))
+    raise ValueError(f"unknown loss {loss!r}; choose categorical or binary")
+
+
+class ValidationLoss:
+    """Scorer ``(estimator, X, y) -> −loss`` (higher is better, as scikit-learn wants).
+
+    The loss is the experiment's own loss (categorical or binary cross-entropy on one-hot targets),
+    so "best" = smallest validation loss, McGill's criterion. A diverged fit (non-finite
+    probabilities) scores NaN: recorded, flagged ``diverged`` and never selected.
+    """
+
+    def __init__(self, loss="categorical"):
+        self.loss = loss
+
+    def __call__(self, estimator, X, y):
+        proba = predict_proba_eager(estimator.model_, X)
+        onehot = estimator.target_encoder_.transform(y)
+        value = cross_entropy(onehot, proba, self.loss)
+        return -value if math.isfinite(value) else math.nan
+
+    def __repr__(self):
+        return f"ValidationLoss(loss={self.loss!r})"
+
+
+def make_estimator(
+    spec,
+    optimizer="adam",
+    *,
+    epochs=None,
+    seed=None,
+    jit_compile=True,
+    steps_per_execution=32,
+    early_stopping=True,
+    **params,
+):
+    """The ``KerasClassifier`` grid-searched for experiment ``spec`` with ``optimizer``.
+
+    Fixed from the spec: model builder and its kwargs (``model__*``), loss, batch size, β1,
+    schedule, epochs (``spec.gridsearch_epochs`` unless ``epochs`` is given). Searched (route
+    them in a grid or ``**params``): ``optimizer__learning_rate`` (α),
+    ``optimizer__beta_2``, ``optimizer__bias_correction``.
+
+    ``jit_compile``/``steps_per_execution`` go to ``Model.compile`` (routed as ``compile__*``):
+    XLA-fused steps and several steps per ``tf.function`` call cut the per-step Python/launch
+    overhead that dominates small models on a CPU.
+    """
+    from replication.models import MODELS, get_loss
+
+    optimizer_class = SEARCH_OPTIMIZERS[optimizer] if isinstance(optimizer, str) else optimizer
+    callbacks = [StopOnNonFiniteLoss()]
+    if early_stopping:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(monitor="loss", patience=EARLY_STOPPING_PATIENCE, min_delta=0.0)
+        )
+    routed = {f"model__{k}": v for k, v in dict(spec.model_kwargs or ()).items()}
+    routed.update(
+        {
+            "optimizer__beta_1": float(spec.beta_1),
+            "optimizer__schedule": spec.schedule,
+            "compile__jit_compile": bool(jit_compile),
+            "compile__steps_per_execution": int(steps_per_execution),
+        }
+    )
+    routed.update(params)
+    return OneHotKerasClassifier(
+        model=MODELS[spec.model],
+        optimizer=optimizer_class,
+        loss=get_loss(spec.loss),
+        batch_size=int(spec.batch_size),
+        epochs=int(epochs if epochs is not None else spec.gridsearch_epochs),
+        callbacks=callbacks,
+        random_state=seed if seed is not None else getattr(spec, "seed", 0),
+        verbose=0,
+        **routed,
+    )

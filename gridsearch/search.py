@@ -1,0 +1,477 @@
+"""Grid search of (α, β2[, bias correction]) per optimizer, McGill §IV-A, resumable point by point.
+
+McGill tuned α and β2 by an exhaustive ``GridSearchCV`` (3-fold cross-validation, 30 epochs per fit,
+the 25-point grid below) and kept the point with the smallest validation loss. Here:
+
+* each grid point is one unit of work: its row (every fold's validation and training score, fit
+  time, diverged flag) is persisted by a :class:`PointStore` as soon as it is finished, so a killed
+  search rerun with the same settings recomputes only unfinished points;
+* ``GridSearchCV`` runs over chunks of unfinished points (as many points as parallel fits, so the
+  ``chunk × folds`` fits keep every worker busy), with joblib's loky backend or, for a cluster,
+  its Dask backend;
+* ``halving=True`` swaps in ``HalvingGridSearchCV`` with epochs as the resource (the principled
+  form of McGill's abridged 15-epoch CifarNet search); its unit of work is one optimizer's search.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import os
+import time
+import warnings
+
+import numpy as np
+
+__all__ = [
+    "DEFAULT_LEARNING_RATES",
+    "DEFAULT_BETA_2S",
+    "GridPoint",
+    "make_grid",
+    "validate_grid",
+    "SearchSettings",
+    "run_grid_search",
+    "select_best",
+    "thread_budget",
+]
+
+# McGill §IV-A: "five values for α of increasing orders of magnitude ... five different values of β2".
+DEFAULT_LEARNING_RATES = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+DEFAULT_BETA_2S = (0.99, 0.9925, 0.995, 0.9975, 0.999)
+# Fits of at least this many optimizer steps are XLA-compiled (``jit_compile="auto"``).
+XLA_MIN_STEPS = 3000
+
+
+@dataclasses.dataclass(frozen=True)
+class GridPoint:
+    """One point of one optimizer's grid. ``bias_correction=None``: not searched (class default)."""
+
+    optimizer: str
+    learning_rate: float
+    beta_2: float
+    bias_correction: bool | None = None
+
+    def params(self) -> dict:
+        """The point as scikeras routed parameters."""
+        params = {"optimizer__learning_rate": self.learning_rate, "optimizer__beta_2": self.beta_2}
+        if self.bias_correction is not None:
+            params["optimizer__bias_correction"] = self.bias_correction
+        return params
+
+    def label(self) -> str:
+        text = f"{self.optimizer} α={self.learning_rate:g} β2={self.beta_2:g}"
+        if self.bias_correction is not None:
+            text += f" bias-correction={'on' if self.bias_correction else 'off'}"
+        return text
+
+
+def validate_grid(optimizers, learning_rates, beta_2s):
+    """Raise ``ValueError`` (one line, says what to do) on a value the search cannot use."""
+    from .estimator import SEARCH_OPTIMIZERS
+
+    for name in optimizers:
+        if name not in SEARCH_OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {name!r}; choose from {', '.join(SEARCH_OPTIMIZERS)}")
+    for value in learning_rates:
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            raise ValueError(f"learning rate must be a positive finite number, got {value!r}")
+    for value in beta_2s:
+        if not (isinstance(value, (int, float)) and 0.0 < value < 1.0):
+            raise ValueError(f"beta_2 must be in (0, 1), got {value!r}")
+    if not (optimizers and learning_rates and beta_2s):
+        raise ValueError("the grid is empty; give at least one optimizer, learning rate and beta_2")
+
+
+def make_grid(optimizers, learning_rates=DEFAULT_LEARNING_RATES, beta_2s=DEFAULT_BETA_2S, bias_corrections=(None,)):
+    """All points, in a fixed order: optimizer, then bias correction, then α, then β2."""
+    validate_grid(optimizers, learning_rates, beta_2s)
+    return [
+        GridPoint(opt, float(lr), float(b2), bc)
+        for opt in dict.fromkeys(optimizers)
+        for bc in dict.fromkeys(bias_corrections)
+        for lr in dict.fromkeys(learning_rates)
+        for b2 in dict.fromkeys(beta_2s)
+    ]
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchSettings:
+    """Everything besides the point that decides a point's result (part of its record key)."""
+
+    experiment: str
+    dataset: str
+    model: str
+    loss: str
+    schedule: str
+    batch_size: int
+    beta_1: float
+    model_kwargs: tuple
+    cv: int = 3
+    epochs: int = 30
+    seed: int = 0
+    halving: bool = False
+
+    @classmethod
+    def from_spec(cls, spec, *, cv=3, epochs=None, seed=None, halving=False):
+        return cls(
+            experiment=spec.name,
+            dataset=spec.dataset,
+            model=spec.model,
+            loss=spec.loss,
+            schedule=spec.schedule,
+            batch_size=int(spec.batch_size),
+            beta_1=float(spec.beta_1),
+            model_kwargs=tuple(tuple(p) for p in (spec.model_kwargs or ())),
+            cv=int(cv),
+            epochs=int(epochs if epochs is not None else spec.gridsearch_epochs),
+            seed=int(seed if seed is not None else getattr(spec, "seed", 0) or 0),
+            halving=bool(halving),
+        )
+
+    def to_dict(self) -> dict:
+        data = dataclasses.asdict(self)
+        data["model_kwargs"] = [list(p) for p in self.model_kwargs]
+        return data
+
+    def point_key(self, point: GridPoint) -> str:
+        """File-name-safe key of ``point`` under these settings: readable part + hash of all."""
+        payload = json.dumps({"point": dataclasses.asdict(point), "settings": self.to_dict()}, sort_keys=True, default=str)
+        digest = hashlib.sha1(payload.encode()).hexdigest()[:12]
+        bc = {None: "default", True: "on", False: "off"}[point.bias_correction]
+        return f"{point.optimizer}_lr{point.learning_rate!r}_b2{point.beta_2!r}_bc-{bc}_{digest}"
+
+
+# -- threads -------------------------------------------------------------------------------------
+def thread_budget(n_parallel, cores=None):
+    """TensorFlow threads per fit so that parallel fits × threads stays within the cores."""
+    cores = cores or os.cpu_count() or 1
+    return max(1, cores // max(1, n_parallel))
+
+
+@contextlib.contextmanager
+def _worker_threads(n_parallel):
+    """Give worker processes started in this block ``cores // n_parallel`` TensorFlow threads.
+
+    TensorFlow fixes its thread pools when its runtime starts, so the only portable handle from
+    outside a fresh worker is the environment it inherits (``TF_NUM_INTRAOP_THREADS``,
+    ``TF_NUM_INTEROP_THREADS``; read by TensorFlow's process_util). Workers already running
+    (a reused loky pool, remote Dask workers) keep what they had.
+    """
+    names = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS")
+    saved = {name: os.environ.get(name) for name in names}
+    threads = str(thread_budget(n_parallel))
+    os.environ["TF_NUM_INTRAOP_THREADS"] = threads
+    os.environ["TF_NUM_INTEROP_THREADS"] = "1"
+    os.environ["OMP_NUM_THREADS"] = threads
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextlib.contextmanager
+def _joblib_backend(backend, n_jobs, scheduler=None, dask_processes=True):
+    """Yield the number of parallel fits; inside, joblib runs on ``backend``."""
+    import joblib
+
+    if backend == "loky":
+        n = n_jobs if n_jobs and n_jobs > 0 else (os.cpu_count() or 1)
+        if n == 1:
+            yield 1  # in-process: no pool, this process's own TensorFlow threads
+            return
+        with _worker_threads(n):
+            yield n
+        return
+    if backend != "dask":
+        raise ValueError(f"unknown backend {backend!r}; choose loky or dask")
+    from distributed import Client, LocalCluster
+
+    cluster = None
+    if scheduler:
+        try:
+            client = Client(scheduler, timeout="20s")
+        except (OSError, TimeoutError, ValueError) as exc:
+            from replication.errors import UserError
+
+            raise UserError(
+                f"cannot reach the Dask scheduler {scheduler!r} ({' '.join(str(exc).split()) or type(exc).__name__}); "
+                "start one with `dask scheduler` (and `dask worker ADDRESS` on each machine) or drop --scheduler"
+            ) from None
+    else:
+        n = n_jobs if n_jobs and n_jobs > 0 else (os.cpu_count() or 1)
+        with _worker_threads(n):
+            # Loopback only: nothing listens beyond this machine (in-process workers talk over
+            # dask's inproc transport and open no socket at all).
+            where = {"host": "127.0.0.1"} if dask_processes else {}
+            cluster = LocalCluster(
+                processes=dask_processes,
+                n_workers=n,
+                threads_per_worker=1,
+                dashboard_address=None,
+                silence_logs=logging.ERROR,
+                **where,
+            )
+        client = Client(cluster)
+    try:
+        n_parallel = max(1, sum(client.nthreads().values()))
+        with joblib.parallel_backend("dask"):
+            yield n_parallel
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+# -- the search ------------------------------------------------------------------------------------
+def _row_from_results(results, index, point, settings, *, metric=None):
+    """One tidy row for candidate ``index`` of a ``cv_results_``; scores are −loss (sklearn's
+    higher-is-better), ``*_val_loss``/``*_train_loss`` are the losses themselves."""
+    def col(kind, k):
+        return f"split{k}_{kind}_{metric}" if metric else f"split{k}_{kind}_score"
+
+    row = {
+        "experiment": settings.experiment,
+        "optimizer": point.optimizer,
+        "learning_rate": point.learning_rate,
+        "beta_2": point.beta_2,
+        "bias_correction": "default" if point.bias_correction is None else ("on" if point.bias_correction else "off"),
+        "schedule": settings.schedule,
+        "loss": settings.loss,
+        "cv": settings.cv,
+        "epochs": settings.epochs,
+        "seed": settings.seed,
+    }
+    scores = {}
+    for kind in ("test", "train"):
+        values = [float(results[col(kind, k)][index]) for k in range(settings.cv)]
+        for k, value in enumerate(values):
+            scores[f"split{k}_{kind}_score"] = value
+        finite = all(math.isfinite(v) for v in values)
+        scores[f"mean_{kind}_score"] = float(np.mean(values)) if finite else math.nan
+        scores[f"std_{kind}_score"] = float(np.std(values)) if finite else math.nan
+    row.update(scores)
+    row["mean_val_loss"] = -row["mean_test_score"]
+    row["mean_train_loss"] = -row["mean_train_score"]
+    if metric:  # multi-metric: epochs actually trained per fold (early stopping)
+        epochs_run = [int(results[f"split{k}_test_epochs"][index]) for k in range(settings.cv)]
+        for k, value in enumerate(epochs_run):
+            row[f"split{k}_epochs_run"] = value
+        row["mean_epochs_run"] = float(np.mean(epochs_run))
+    row["mean_fit_time"] = float(results["mean_fit_time"][index])
+    row["std_fit_time"] = float(results["std_fit_time"][index])
+    row["mean_score_time"] = float(results["mean_score_time"][index])
+    if "n_resources" in results:
+        row["iter"] = int(results["iter"][index])
+        row["n_resources"] = int(results["n_resources"][index])
+    row["diverged"] = not (math.isfinite(row["mean_test_score"]) and math.isfinite(row["mean_train_score"]))
+    return row
+
+
+class _EpochsRun:
+    """Scorer reporting how many epochs a fit ran (early stopping makes it < ``epochs``)."""
+
+    def __call__(self, estimator, X, y):
+        return float(len(estimator.history_.get("loss", ())))
+
+
+def _cv(settings):
+    from sklearn.model_selection import StratifiedKFold
+
+    return StratifiedKFold(n_splits=settings.cv, shuffle=True, random_state=settings.seed)
+
+
+def _point_from_params(optimizer, params):
+    return GridPoint(
+        optimizer,
+        float(params["optimizer__learning_rate"]),
+        float(params["optimizer__beta_2"]),
+        params.get("optimizer__bias_correction"),
+    )
+
+
+def _search_chunk(spec, settings, X, y, optimizer, points, n_jobs, estimator_kwargs):
+    from sklearn.model_selection import GridSearchCV
+
+    from .estimator import ValidationLoss, make_estimator
+
+    estimator = make_estimator(spec, optimizer, epochs=settings.epochs, seed=settings.seed, **estimator_kwargs)
+    search = GridSearchCV(
+        estimator,
+        param_grid=[{k: [v] for k, v in p.params().items()} for p in points],
+        scoring={"loss": ValidationLoss(settings.loss), "epochs": _EpochsRun()},
+        refit=False,
+        cv=_cv(settings),
+        return_train_score=True,
+        n_jobs=n_jobs,
+        error_score="raise",  # a crash is a bug; divergence is a NaN score, handled below
+    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*non-finite.*")
+        search.fit(X, y)
+    results = search.cv_results_
+    rows = {}
+    for index, params in enumerate(results["params"]):
+        point = _point_from_params(optimizer, params)
+        rows[point] = _row_from_results(results, index, point, settings, metric="loss")
+    return rows
+
+
+def _search_halving(spec, settings, X, y, optimizer, points, n_jobs, estimator_kwargs):
+    from sklearn.experimental import enable_halving_search_cv  # noqa: F401
+    from sklearn.model_selection import HalvingGridSearchCV
+
+    from .estimator import ValidationLoss, make_estimator
+
+    estimator = make_estimator(spec, optimizer, epochs=settings.epochs, seed=settings.seed, **estimator_kwargs)
+    search = HalvingGridSearchCV(
+        estimator,
+        param_grid=[{k: [v] for k, v in p.params().items()} for p in points],
+        factor=3,
+        resource="epochs",
+        max_resources=settings.epochs,
+        min_resources="exhaust",
+        scoring=ValidationLoss(settings.loss),
+        refit=False,
+        cv=_cv(settings),
+        return_train_score=True,
+        n_jobs=n_jobs,
+        random_state=settings.seed,
+        error_score="raise",
+    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*non-finite.*")
+        search.fit(X, y)
+    results = search.cv_results_
+    rows = {}
+    # A candidate appears once per iteration it survived; keep its last (most epochs) evaluation.
+    for index, params in enumerate(results["params"]):
+        point = _point_from_params(optimizer, params)
+        rows[point] = _row_from_results(results, index, point, settings)
+    return rows
+
+
+def run_grid_search(
+    spec,
+    X,
+    y,
+    points,
+    *,
+    cv=3,
+    epochs=None,
+    seed=None,
+    n_jobs=1,
+    backend="loky",
+    scheduler=None,
+    halving=False,
+    store=None,
+    force=False,
+    progress=None,
+    dask_processes=True,
+    estimator_kwargs=None,
+):
+    """Cross-validate every :class:`GridPoint` in ``points`` on ``(X, y)``; return tidy rows.
+
+    ``store`` (a :class:`gridsearch.store.PointStore` or ``None``) persists each finished point and
+    supplies those already finished (unless ``force``). ``progress`` (``replication.progress.Progress``
+    or ``None``) gets one line per finished point. Returns the rows in ``points`` order.
+    """
+    import pandas as pd
+
+    settings = SearchSettings.from_spec(spec, cv=cv, epochs=epochs, seed=seed, halving=halving)
+    estimator_kwargs = dict(estimator_kwargs or {})
+    if estimator_kwargs.get("jit_compile", "auto") == "auto":
+        # XLA costs a few seconds of compilation per fit (every fit builds a new model) and saves
+        # ~1 ms per step of the MNIST MLP on a CPU (benchmarks/bench_gridsearch.py): worth it from
+        # a few thousand steps per fit (MNIST: 313 steps x 30 epochs), not for digits' few hundred.
+        steps = math.ceil(len(X) * (cv - 1) / cv / spec.batch_size) * settings.epochs
+        estimator_kwargs["jit_compile"] = steps >= XLA_MIN_STEPS
+    if estimator_kwargs.get("steps_per_execution", "epoch") == "epoch":
+        # One tf.function call per epoch: no Python between steps. The search's callbacks
+        # (early stopping, divergence) act at epoch ends only, so nothing is lost.
+        estimator_kwargs["steps_per_execution"] = math.ceil(len(X) * (cv - 1) / cv / spec.batch_size)
+    X = np.asarray(X, dtype=np.float32)  # once, up front: no per-fit float64 copies
+    y = np.asarray(y)
+    rows = {}
+    for point in points:
+        record = None if (force or store is None) else store.load(settings, point)
+        if record is not None:
+            rows[point] = record
+    if halving:
+        # Halving compares an optimizer's candidates with each other: the unit of work is the
+        # optimizer's whole grid, redone if any of its points is missing.
+        unfinished = {p.optimizer for p in points if p not in rows}
+        rows = {p: r for p, r in rows.items() if p.optimizer not in unfinished}
+    todo = [p for p in points if p not in rows]
+    if progress is not None:
+        for _ in range(len(points) - len(todo)):
+            progress.skip()
+
+    def finish(new_rows):
+        for point, row in new_rows.items():
+            if point not in todo:
+                continue
+            rows[point] = row
+            if store is not None:
+                store.save(settings, point, row)
+            if progress is not None:
+                loss = row["mean_val_loss"]
+                progress.update(f"{point.label()} val loss {'diverged' if row['diverged'] else f'{loss:.4f}'}")
+
+    if todo:
+        with _joblib_backend(backend, n_jobs, scheduler, dask_processes) as n_parallel:
+            jobs = n_jobs if backend == "loky" else -1
+            by_optimizer = {}
+            for point in todo:
+                by_optimizer.setdefault(point.optimizer, []).append(point)
+            for optimizer, pending in by_optimizer.items():
+                if halving:
+                    finish(_search_halving(spec, settings, X, y, optimizer, pending, jobs, estimator_kwargs))
+                    continue
+                # As many points per GridSearchCV as parallel fits: chunk × folds fits spread
+                # evenly over the workers, and at most one chunk is lost to an interruption.
+                size = max(1, n_parallel)
+                for start in range(0, len(pending), size):
+                    chunk = pending[start : start + size]
+                    finish(_search_chunk(spec, settings, X, y, optimizer, chunk, jobs, estimator_kwargs))
+    frame = pd.DataFrame([rows[p] for p in points])
+    return frame[order_columns(frame.columns, settings.cv)]
+
+
+def order_columns(columns, cv):
+    """The fixed column order of gridsearch.csv (records on disk store rows as sorted-key JSON)."""
+    lead = ["experiment", "optimizer", "learning_rate", "beta_2", "bias_correction", "schedule", "loss",
+            "cv", "epochs", "seed"]
+    for kind in ("test", "train"):
+        lead += [f"split{k}_{kind}_score" for k in range(cv)] + [f"mean_{kind}_score", f"std_{kind}_score"]
+    lead += ["mean_val_loss", "mean_train_loss"]
+    lead += [f"split{k}_epochs_run" for k in range(cv)] + ["mean_epochs_run"]
+    lead += ["mean_fit_time", "std_fit_time", "mean_score_time", "iter", "n_resources", "diverged"]
+    columns = list(columns)
+    return [c for c in lead if c in columns] + [c for c in columns if c not in lead]
+
+
+def select_best(frame):
+    """``{optimizer: {"learning_rate", "beta_2"[, "bias_correction"]}}``: per optimizer the
+    non-diverged point with the smallest mean validation loss (McGill §IV-A). With halving only
+    the candidates that reached the most epochs compete. Optimizers whose every point diverged
+    are left out."""
+    best = {}
+    for optimizer, group in frame.groupby("optimizer", sort=False):
+        group = group[~group["diverged"].astype(bool)]
+        if "n_resources" in group and group["n_resources"].notna().any():
+            group = group[group["n_resources"] == group["n_resources"].max()]
+        if group.empty:
+            continue
+        row = group.loc[group["mean_val_loss"].idxmin()]
+        choice = {"learning_rate": float(row["learning_rate"]), "beta_2": float(row["beta_2"])}
+        if str(row.get("bias_correction", "default")) in ("on", "off"):
+            choice["bias_correction"] = row["bias_correction"] == "on"
+        best[optimizer] = choice
+    return best

@@ -1,0 +1,158 @@
+"""``replicate gridsearch EXPERIMENT``: tune (α, β2) per optimizer as McGill did (§IV-A).
+
+Writes ``<out>/<experiment>/gridsearch.csv`` (one row per optimizer × grid point: the point's
+hyperparameters, every fold's validation and training score, mean/std, fit time, diverged flag),
+``<out>/<experiment>/best_params.json`` (what ``replicate train`` reads), a ``gridsearch.json``
+sidecar (settings, grid, provenance) and ``<out>/gridsearch_table.{csv,md}`` (McGill's Table I
+across every experiment searched so far). Finished points are kept in
+``<out>/<experiment>/gridsearch_points/``: rerunning the same command recomputes only unfinished
+points; ``--force`` recomputes all.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..errors import UserError
+from ._args import add_out, positive_int
+
+HELP = "grid-search (α, β2) per optimizer with 3-fold cross-validation (McGill §IV-A)"
+
+
+def _number(text):
+    """Parse a grid value; range checks are done with the whole grid (one clear message)."""
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+
+
+def add_parser(subparsers):
+    from gridsearch.search import DEFAULT_BETA_2S, DEFAULT_LEARNING_RATES
+
+    parser = subparsers.add_parser("gridsearch", help=HELP, description=HELP)
+    parser.add_argument("experiment", metavar="EXPERIMENT", help="experiment name (see `replicate experiments`)")
+    parser.add_argument("--optimizers", nargs="+", default=["adam", "amsgrad"], metavar="NAME",
+                        help="optimizers to tune (default: adam amsgrad)")
+    parser.add_argument("--learning-rates", nargs="+", type=_number, default=list(DEFAULT_LEARNING_RATES),
+                        metavar="ALPHA", help="α grid (default: McGill's 1e-4 1e-3 1e-2 1e-1 1)")
+    parser.add_argument("--beta2s", nargs="+", type=_number, default=list(DEFAULT_BETA_2S), metavar="BETA2",
+                        help="β2 grid (default: McGill's 0.99 0.9925 0.995 0.9975 0.999)")
+    parser.add_argument("--bias-correction", choices=("on", "off", "both"), default=None,
+                        help="also search/fix bias correction (default: not searched, the optimizer's default: on)")
+    parser.add_argument("--cv", type=positive_int, default=3, help="cross-validation folds (default: 3)")
+    parser.add_argument("--epochs", type=positive_int, default=None,
+                        help="epochs per fit (default: the experiment's grid-search epochs)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the folds and of each fit (default: 0)")
+    parser.add_argument("--n-jobs", type=int, default=1,
+                        help="parallel fits (loky: processes; TensorFlow threads per fit = cores / n-jobs; -1 = all cores)")
+    parser.add_argument("--backend", choices=("loky", "dask"), default="loky",
+                        help="joblib backend for the fits (default: loky)")
+    parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                        help="Dask scheduler, e.g. tcp://HOST:8786 (with --backend dask; default: a local loopback cluster)")
+    parser.add_argument("--halving", action="store_true",
+                        help="successive halving with epochs as the resource (HalvingGridSearchCV)")
+    parser.add_argument("--data-dir", default=None, help="folder with the data files (default: $REPLICATION_DATA_DIR, Keras cache)")
+    parser.add_argument("--force", action="store_true", help="recompute finished grid points")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    add_out(parser)
+    parser.set_defaults(func=run)
+    return parser
+
+
+def _check(args):
+    from gridsearch.search import validate_grid
+
+    try:
+        validate_grid(args.optimizers, args.learning_rates, args.beta2s)
+    except ValueError as exc:
+        flag = "--optimizers" if "optimizer" in str(exc) else ("--learning-rates" if "learning rate" in str(exc) else "--beta2s")
+        raise UserError(f"{exc}; fix {flag}") from None
+    if args.cv < 2:
+        raise UserError(f"--cv must be at least 2, got {args.cv}")
+    if args.scheduler and args.backend != "dask":
+        raise UserError("--scheduler needs --backend dask")
+    if args.n_jobs == 0 or args.n_jobs < -1:
+        raise UserError(f"--n-jobs must be a positive number or -1, got {args.n_jobs}")
+
+
+def run(args) -> int:
+    from replication.experiments import get_experiment
+
+    _check(args)
+    spec = get_experiment(args.experiment)  # UserError for an unknown name
+
+    from gridsearch.search import SearchSettings, make_grid, run_grid_search
+    from gridsearch.store import PointStore, write_search_outputs, write_table
+    from replication.datasets import load_dataset
+    from replication.io import ensure_dir, provenance
+    from replication.progress import Progress
+
+    out = ensure_dir(args.out)
+    experiment_dir = ensure_dir(Path(out) / spec.name)
+    bias = {None: (None,), "on": (True,), "off": (False,), "both": (True, False)}[args.bias_correction]
+    points = make_grid(args.optimizers, args.learning_rates, args.beta2s, bias)
+    data = load_dataset(spec.dataset, args.data_dir)
+    epochs = args.epochs or spec.gridsearch_epochs
+    progress = None if args.quiet else Progress(len(points), f"gridsearch {spec.name}")
+    frame = run_grid_search(
+        spec,
+        data.x_train,
+        data.y_train,
+        points,
+        cv=args.cv,
+        epochs=epochs,
+        seed=args.seed,
+        n_jobs=args.n_jobs,
+        backend=args.backend,
+        scheduler=args.scheduler,
+        halving=args.halving,
+        store=PointStore(experiment_dir / "gridsearch_points"),
+        force=args.force,
+        progress=progress,
+    )
+    settings = SearchSettings.from_spec(spec, cv=args.cv, epochs=epochs, seed=args.seed, halving=args.halving)
+    sidecar = {
+        "experiment": spec.to_dict() if hasattr(spec, "to_dict") else spec.name,
+        "settings": settings.to_dict(),
+        "grid": {
+            "optimizers": list(dict.fromkeys(args.optimizers)),
+            "learning_rate": [float(v) for v in args.learning_rates],
+            "beta_2": [float(v) for v in args.beta2s],
+            "bias_correction": args.bias_correction or "default",
+        },
+        "search": "HalvingGridSearchCV(resource='epochs', factor=3)" if args.halving else "GridSearchCV",
+        "selection": "smallest mean validation loss over folds; diverged points never selected",
+        "n_jobs": args.n_jobs,
+        "backend": args.backend,
+        **provenance(),
+    }
+    best = write_search_outputs(frame, experiment_dir, sidecar=sidecar)
+    write_table(out)
+    for optimizer in dict.fromkeys(args.optimizers):
+        if optimizer in best:
+            choice = best[optimizer]
+            print(f"{spec.name} {optimizer}: α={choice['learning_rate']:g} β2={choice['beta_2']:g}"
+                  + (f" bias-correction={'on' if choice['bias_correction'] else 'off'}" if "bias_correction" in choice else ""))
+        else:
+            print(f"{spec.name} {optimizer}: every grid point diverged; no best parameters written", file=sys.stderr)
+    n_div = int(frame["diverged"].sum())
+    print(f"wrote {experiment_dir / 'gridsearch.csv'} ({len(frame)} points, {n_div} diverged), "
+          f"{experiment_dir / 'best_params.json'}, {Path(out) / 'gridsearch_table.md'}")
+    return 0
+
+
+DEMO_LEARNING_RATES = ("0.001", "0.01", "0.1")
+DEMO_BETA2S = ("0.99", "0.999")
+
+
+def run_demo(name, *, out, data_dir=None, force=False):
+    """The demo's tuning stage: a reduced grid (3 α × 2 β2, 3 folds, 15 epochs + early stopping)."""
+    from replication.cli import build_parser
+
+    argv = ["gridsearch", name, "--learning-rates", *DEMO_LEARNING_RATES, "--beta2s", *DEMO_BETA2S,
+            "--epochs", "15", "--out", str(out)]
+    argv += ["--data-dir", str(data_dir)] if data_dir else []
+    argv += ["--force"] if force else []
+    return run(build_parser().parse_args(argv))

@@ -1,0 +1,231 @@
+"""Grid search (McGill §IV-A): routing, files, selection, divergence, resume, halving, Dask, errors.
+
+All on scikit-learn's digits with tiny grids and 2-3 epochs; α = 1e38 reliably overflows the
+weights to inf/NaN on the first epoch (a diverged point).
+"""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gridsearch import GridPoint, make_estimator, run_grid_search, select_best
+from gridsearch.estimator import ScheduledAMSGrad, cross_entropy
+from replication.cli import main
+from replication.datasets import load_dataset
+from replication.experiments import get_experiment
+from replication.optimizers import AMSGrad, InverseSqrtDecay
+
+EXPERIMENT = "digits-logreg"
+DIVERGES = "1e38"
+TIME_COLUMNS = ["mean_fit_time", "std_fit_time", "mean_score_time"]
+
+
+def _run(capsys, *argv):
+    code = main(["gridsearch", EXPERIMENT, *argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def _computed(err):
+    """Progress lines of points actually computed (skipped ones print nothing)."""
+    return [line for line in err.splitlines() if line.startswith("[gridsearch") and "val loss" in line]
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits")
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory):
+    """adam, amsgrad × α ∈ {0.01, 1e38} × β2 = 0.99, 3 folds, 2 epochs, via the CLI."""
+    out = tmp_path_factory.mktemp("gs")
+    argv = ["gridsearch", EXPERIMENT, "--learning-rates", "0.01", DIVERGES, "--beta2s", "0.99", "0.999",
+            "--epochs", "2", "--out", str(out)]
+    assert main(argv) == 0
+    return out, argv
+
+
+def test_factory_routes_hyperparameters_into_our_optimizer_class(digits):
+    spec = get_experiment(EXPERIMENT)
+    est = make_estimator(spec, "amsgrad", epochs=1, optimizer__learning_rate=0.03, optimizer__beta_2=0.995,
+                         optimizer__bias_correction=False, jit_compile=False)
+    est.fit(digits.x_train, digits.y_train)
+    opt = est.model_.optimizer
+    assert isinstance(opt, AMSGrad) and isinstance(opt, ScheduledAMSGrad)
+    assert opt.beta_2 == 0.995 and opt.beta_1 == spec.beta_1 and opt.bias_correction is False
+    # the paper's α/√t: the optimizer holds InverseSqrtDecay(α)
+    assert isinstance(opt._learning_rate, InverseSqrtDecay)
+    assert opt._learning_rate.initial_learning_rate == pytest.approx(0.03)
+    assert est.batch_size == 128 and est.epochs == 1
+    steps = int(opt.iterations.numpy())
+    assert steps == math.ceil(len(digits.x_train) / 128)
+    assert float(opt.learning_rate) == pytest.approx(0.03 / math.sqrt(steps + 1), rel=1e-6)
+    # binary cross-entropy still gets one-hot targets
+    assert est.target_encoder_.transform(digits.y_train[:3]).shape == (3, 10)
+
+
+def test_cross_entropy_matches_keras():
+    import keras
+
+    rng = np.random.default_rng(0)
+    proba = rng.dirichlet(np.ones(10), size=50).astype("float32")
+    onehot = np.eye(10, dtype="float32")[rng.integers(0, 10, 50)]
+    for name, loss in (("binary", keras.losses.BinaryCrossentropy()), ("categorical", keras.losses.CategoricalCrossentropy())):
+        assert cross_entropy(onehot, proba, name) == pytest.approx(float(loss(onehot, proba)), rel=1e-5)
+    assert math.isnan(cross_entropy(onehot, np.full_like(proba, np.nan), "binary"))
+
+
+def test_outputs_columns_rows_and_table(searched):
+    out, _ = searched
+    frame = pd.read_csv(out / EXPERIMENT / "gridsearch.csv")
+    assert len(frame) == 2 * 2 * 2  # optimizers × α × β2
+    assert list(frame.columns[:5]) == ["experiment", "optimizer", "learning_rate", "beta_2", "bias_correction"]
+    for k in range(3):
+        assert {f"split{k}_test_score", f"split{k}_train_score"} <= set(frame.columns)
+    assert {"mean_test_score", "std_test_score", "mean_train_score", "std_train_score", "mean_val_loss",
+            "mean_fit_time", "diverged"} <= set(frame.columns)
+    assert set(frame["optimizer"]) == {"adam", "amsgrad"}
+    assert sorted(set(frame["learning_rate"])) == [0.01, 1e38]
+    assert (frame["epochs"] == 2).all() and (frame["cv"] == 3).all()
+    ok = frame[~frame["diverged"]]
+    # scores are −loss; the mean is the mean of the folds
+    assert np.allclose(ok["mean_test_score"], ok[[f"split{k}_test_score" for k in range(3)]].mean(axis=1))
+    assert np.allclose(ok["mean_val_loss"], -ok["mean_test_score"])
+    assert (ok["mean_val_loss"] > 0).all() and (ok["mean_train_loss"] > 0).all()
+    assert len(list((out / EXPERIMENT / "gridsearch_points").glob("*.json"))) == 8
+    table = pd.read_csv(out / "gridsearch_table.csv")
+    assert list(table.columns) == ["experiment", "optimizer", "learning_rate", "beta_2"]
+    assert len(table) == 2 and set(table["experiment"]) == {EXPERIMENT}
+    assert "| Experiment | Optimizer | α | β2 |" in (out / "gridsearch_table.md").read_text()
+
+
+def test_divergence_recorded_and_never_selected(searched):
+    out, _ = searched
+    frame = pd.read_csv(out / EXPERIMENT / "gridsearch.csv")
+    big = frame[frame["learning_rate"] == 1e38]
+    assert big["diverged"].all() and big["mean_test_score"].isna().all()
+    assert (big["split0_epochs_run"] == 1).all()  # stopped after the NaN epoch
+    assert not frame[frame["learning_rate"] == 0.01]["diverged"].any()
+    best = json.loads((out / EXPERIMENT / "best_params.json").read_text())
+    assert all(b["learning_rate"] == 0.01 for b in best.values())
+
+
+def test_best_params_is_min_mean_validation_loss(searched):
+    out, _ = searched
+    frame = pd.read_csv(out / EXPERIMENT / "gridsearch.csv")
+    best = json.loads((out / EXPERIMENT / "best_params.json").read_text())
+    assert set(best) == {"adam", "amsgrad"}
+    for optimizer, group in frame[~frame["diverged"]].groupby("optimizer"):
+        row = group.loc[group["mean_val_loss"].idxmin()]
+        assert best[optimizer] == {"learning_rate": row["learning_rate"], "beta_2": row["beta_2"]}
+    # and the selection rule itself, on a made-up table with a NaN that must lose
+    fake = pd.DataFrame({"optimizer": ["adam"] * 3, "learning_rate": [1.0, 0.1, 0.01], "beta_2": [0.99] * 3,
+                         "mean_val_loss": [np.nan, 0.5, 0.2], "diverged": [True, False, False]})
+    assert select_best(fake) == {"adam": {"learning_rate": 0.01, "beta_2": 0.99}}
+
+
+def test_resume_recomputes_only_missing_point(searched, capsys, monkeypatch):
+    out, argv = searched
+    csv = out / EXPERIMENT / "gridsearch.csv"
+    before = pd.read_csv(csv)
+    records = sorted((out / EXPERIMENT / "gridsearch_points").glob("amsgrad_lr0.01_b20.999_*.json"))
+    assert len(records) == 1
+    records[0].unlink()
+
+    from gridsearch.estimator import OneHotKerasClassifier
+
+    fits = []
+    original = OneHotKerasClassifier.fit
+    monkeypatch.setattr(OneHotKerasClassifier, "fit", lambda self, *a, **k: (fits.append(1), original(self, *a, **k))[1])
+    capsys.readouterr()
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert len(fits) == 3  # one point × 3 folds
+    lines = _computed(err)
+    assert len(lines) == 1 and "amsgrad α=0.01 β2=0.999" in lines[0]
+    after = pd.read_csv(csv)
+    # identical, the recomputed point included (seeded), apart from wall-clock times
+    pd.testing.assert_frame_equal(before.drop(columns=TIME_COLUMNS), after.drop(columns=TIME_COLUMNS))
+    changed = (before[TIME_COLUMNS] != after[TIME_COLUMNS]).any(axis=1)
+    assert changed.sum() <= 1
+
+    # a finished search reruns without a single fit
+    fits.clear()
+    assert main(argv) == 0
+    assert fits == [] and _computed(capsys.readouterr().err) == []
+    pd.testing.assert_frame_equal(after, pd.read_csv(csv))
+
+
+def test_force_recomputes_everything(tmp_path, capsys):
+    argv = ["--optimizers", "adam", "--learning-rates", "0.01", "--beta2s", "0.99", "--epochs", "2", "--cv", "2",
+            "--out", str(tmp_path)]
+    code, _, err = _run(capsys, *argv)
+    assert code == 0 and len(_computed(err)) == 1
+    code, _, err = _run(capsys, *argv)
+    assert code == 0 and len(_computed(err)) == 0
+    code, _, err = _run(capsys, *argv, "--force")
+    assert code == 0 and len(_computed(err)) == 1
+    assert len(pd.read_csv(tmp_path / EXPERIMENT / "gridsearch.csv")) == 1
+
+
+def test_halving_runs_and_writes_csv(tmp_path, capsys):
+    code, out, err = _run(capsys, "--optimizers", "adam", "--learning-rates", "0.1", "0.01", "0.001",
+                          "--beta2s", "0.99", "--epochs", "3", "--cv", "2", "--halving", "--out", str(tmp_path))
+    assert code == 0, err
+    frame = pd.read_csv(tmp_path / EXPERIMENT / "gridsearch.csv")
+    assert len(frame) == 3 and {"iter", "n_resources"} <= set(frame.columns)
+    # 3 candidates, factor 3: all at 1 epoch, the survivor at 3 epochs
+    assert sorted(frame["n_resources"]) == [1, 1, 3]
+    survivor = frame.loc[frame["n_resources"].idxmax()]
+    best = json.loads((tmp_path / EXPERIMENT / "best_params.json").read_text())
+    assert best["adam"] == {"learning_rate": survivor["learning_rate"], "beta_2": 0.99}
+
+
+def test_dask_local_cluster_matches_loky(searched, digits):
+    out, _ = searched
+    frame = pd.read_csv(out / EXPERIMENT / "gridsearch.csv")
+    spec = get_experiment(EXPERIMENT)
+    points = [GridPoint("adam", 0.01, 0.99), GridPoint("amsgrad", 0.01, 0.999)]
+    dask = run_grid_search(spec, digits.x_train, digits.y_train, points, cv=3, epochs=2, seed=0,
+                           backend="dask", n_jobs=1, dask_processes=False)
+    scores = [f"split{k}_{kind}_score" for k in range(3) for kind in ("test", "train")]
+    for point, (_, row) in zip(points, dask.iterrows()):
+        loky = frame[(frame["optimizer"] == point.optimizer) & (frame["learning_rate"] == point.learning_rate)
+                     & (frame["beta_2"] == point.beta_2)]
+        assert len(loky) == 1
+        np.testing.assert_allclose(row[scores].to_numpy(float), loky[scores].to_numpy(float)[0], rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["--learning-rates", "0"], "learning rate"),
+        (["--learning-rates", "-0.1"], "learning rate"),
+        (["--learning-rates", "inf"], "learning rate"),
+        (["--beta2s", "1"], "beta_2"),
+        (["--beta2s", "0"], "beta_2"),
+        (["--beta2s", "1.5"], "beta_2"),
+        (["--optimizers", "sgd"], "unknown optimizer"),
+    ],
+)
+def test_bad_grid_values_exit_2_with_one_line(argv, needle, tmp_path, capsys):
+    code, out, err = _run(capsys, *argv, "--out", str(tmp_path))
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1 and needle in err and "Traceback" not in err
+    assert not (tmp_path / EXPERIMENT).exists()
+
+
+def test_unknown_experiment_and_malformed_number_exit_2(tmp_path, capsys):
+    assert main(["gridsearch", "no-such-experiment", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "unknown experiment" in err
+    with pytest.raises(SystemExit) as exc:
+        main(["gridsearch", EXPERIMENT, "--beta2s", "abc", "--out", str(tmp_path)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "abc" in err

@@ -139,7 +139,9 @@ def write_figures(data: dict) -> dict:
         figures[name] = [p for p in paths if p.suffix == ".png"]
     shared = []
     if data["synthetic"] is not None:
-        shared += plots.plot_synthetic(data["synthetic"], out / "figures")
+        # `replicate synthetic` already drew them beside the CSV: link those, draw only if missing.
+        existing = sorted((out / "synthetic").glob("synthetic-*.png"))
+        shared += existing or plots.plot_synthetic(data["synthetic"], out / "figures")
     if all_iterations:
         shared += plots.plot_iterations_overview(pd.concat(all_iterations, ignore_index=True),
                                                  out / "figures" / "networks-iterations")

@@ -81,6 +81,16 @@ class _MomentOptimizer(keras.optimizers.Optimizer):
         variable is touched, so it can run inside any compiled loop."""
         raise NotImplementedError
 
+    def inverse_step_size(self, state, lr, t):
+        """d_t with θ_{t+1} = θ_t − m_t / d_t: the per-coordinate inverse effective step size.
+
+        Reddi et al.'s Γ_{t+1} = √V_{t+1}/α_{t+1} − √V_t/α_t (their eq. 2) is d_{t+1} − d_t for
+        these algorithms (d_t = (√v_t + ε)/α_t for Adam, with v̂_t for AMSGrad and u_t for AdaMax;
+        α_t includes the bias-correction factors). AMSGrad guarantees Γ ≥ 0 under a
+        non-increasing α_t; Adam does not, which is how it fails on the synthetic problem.
+        """
+        raise NotImplementedError
+
     def init_state(self, x):
         """Zero slots for a parameter tensor ``x`` (the pure driver's equivalent of ``build``)."""
         return tuple(ops.zeros_like(x) for _ in self.SLOTS)
@@ -173,6 +183,9 @@ class Adam(_MomentOptimizer):
         alpha = self._step_size(lr, t)
         return x - alpha * m / (ops.sqrt(v) + self._const(self.epsilon, g)), (m, v)
 
+    def inverse_step_size(self, state, lr, t):
+        return (ops.sqrt(state[1]) + self._const(self.epsilon, state[1])) / self._step_size(lr, t)
+
     def _step_size(self, lr, t):
         if not self.bias_correction:
             return lr
@@ -200,6 +213,9 @@ class AMSGrad(Adam):
         alpha = self._step_size(lr, t)
         return x - alpha * m / (ops.sqrt(v_hat) + self._const(self.epsilon, g)), (m, v, v_hat)
 
+    def inverse_step_size(self, state, lr, t):
+        return (ops.sqrt(state[2]) + self._const(self.epsilon, state[2])) / self._step_size(lr, t)
+
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class AdaMax(_MomentOptimizer):
@@ -221,6 +237,14 @@ class AdaMax(_MomentOptimizer):
             # Keras's order of operations, (lr·m) / ((1−β1^t)(u+ε)), so results match bitwise.
             denominator = (self._const(1.0, t) - b1) * denominator
         return x - lr * m / denominator, (m, u)
+
+    def inverse_step_size(self, state, lr, t):
+        u = state[1]
+        d = (u + self._const(self.epsilon, u)) / lr
+        if self.bias_correction:
+            b1, _ = self._beta_powers(t)
+            d = (self._const(1.0, t) - b1) * d
+        return d
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)

@@ -40,11 +40,13 @@ def plot_synthetic(frame, out_dir) -> list[Path]:
     drawn (the stochastic end state depends on the draw). The band is x's range between records."""
     out_dir = Path(out_dir)
     written = []
+    has_gamma = "gamma_negative_fraction" in frame.columns
     for setting, by_setting in frame.groupby("setting", sort=False):
         rates = sorted(by_setting["learning_rate"].unique())
-        fig, axes = plt.subplots(len(rates), 2, figsize=(11, 2.6 * len(rates)), squeeze=False)
+        ncols = 3 if has_gamma else 2
+        fig, axes = plt.subplots(len(rates), ncols, figsize=(5.5 * ncols, 2.6 * len(rates)), squeeze=False)
         for row, lr in enumerate(rates):
-            ax_x, ax_r = axes[row]
+            ax_x, ax_r = axes[row][:2]
             sub = by_setting[by_setting["learning_rate"] == lr]
             for (name, bc, seed), run in sub.groupby(["optimizer", "bias_correction", "seed"], sort=False):
                 color = color_for(name, bool(bc))
@@ -53,6 +55,9 @@ def plot_synthetic(frame, out_dir) -> list[Path]:
                 ax_x.plot(run["step"], run["x"], color=color, lw=1.0, alpha=0.9, label=label)
                 ax_x.fill_between(run["step"], run["x_min"], run["x_max"], color=color, alpha=0.08, lw=0)
                 ax_r.plot(run["step"], run["avg_regret"], color=color, lw=1.0, alpha=0.9, label=label)
+                if has_gamma:
+                    axes[row][2].plot(run["step"], run["gamma_negative_fraction"], color=color, lw=1.0,
+                                      alpha=0.9, label=label)
             ax_x.axhline(-1.0, color="k", lw=0.6, ls=":")
             ax_x.set_ylim(-1.05, 1.05)
             ax_x.set_ylabel(f"x_t  (α={lr:g})")
@@ -60,9 +65,16 @@ def plot_synthetic(frame, out_dir) -> list[Path]:
             ax_r.set_yscale("log")
             for ax in (ax_x, ax_r):
                 ax.grid(alpha=0.3)
+            if has_gamma:
+                ax_g = axes[row][2]
+                ax_g.set_ylim(-0.05, 1.05)
+                ax_g.set_ylabel("share of steps with Γ_t < 0")
+                ax_g.grid(alpha=0.3)
             if row == 0:
                 ax_x.set_title(f"{setting}: iterate x_t (optimum −1)")
                 ax_r.set_title(f"{setting}: average regret")
+                if has_gamma:
+                    axes[row][2].set_title(f"{setting}: Γ_t < 0 (Reddi et al. eq. 2)")
                 ax_x.legend(loc="best", fontsize=8)
         for ax in axes[-1]:
             ax.set_xlabel("iteration t")

@@ -38,6 +38,8 @@ HISTORY_DTYPES = {
     "iteration": INT, "learning_rate": FLOAT, "schedule": STR, "beta_1": FLOAT, "beta_2": FLOAT,
     "epsilon": FLOAT, "batch_size": INT, "loss_function": STR, "loss": FLOAT, "accuracy": FLOAT,
     "test_loss": FLOAT, "test_accuracy": FLOAT, "diverged": BOOL, "epoch_seconds": FLOAT,
+    # Reddi et al. eq. 2 summed over the epoch, per coordinate: share < 0 and the minimum
+    "gamma_negative_fraction": FLOAT, "gamma_min": FLOAT,
 }
 ITERATION_DTYPES = {
     "experiment": STR, "optimizer": STR, "bias_correction": BOOL, "run": INT, "seed": INT, "epoch": INT,
@@ -52,7 +54,10 @@ SYNTHETIC_DTYPES = {
     "setting": STR, "optimizer": STR, "learning_rate": FLOAT, "schedule": STR, "bias_correction": BOOL,
     "beta_1": FLOAT, "beta_2": FLOAT, "epsilon": FLOAT, "seed": INT, "step": INT, "x": FLOAT,
     "x_min": FLOAT, "x_max": FLOAT, "avg_regret": FLOAT,
+    # Reddi et al. eq. 2 over the steps since the previous record: share of steps with Γ < 0, min Γ
+    "gamma_negative_fraction": FLOAT, "gamma_min": FLOAT,
 }
+SYNTHETIC_VALUES = ("step", "x", "x_min", "x_max", "avg_regret", "gamma_negative_fraction", "gamma_min")
 
 # metric column -> (label, lower is better)
 METRICS = {
@@ -183,9 +188,9 @@ def _fill_defaults(frame, path):
         frame["experiment"] = Path(path).parent.name
     if "bias_correction" not in frame.columns:
         frame["bias_correction"] = True
-    for column in ("accuracy", "test_loss", "test_accuracy"):
+    for column in ("accuracy", "test_loss", "test_accuracy", "gamma_negative_fraction", "gamma_min"):
         if column not in frame.columns:
-            frame[column] = np.nan
+            frame[column] = np.nan  # histories written before the Γ diagnostic lack the last two
     if "diverged" not in frame.columns:
         frame["diverged"] = ~np.isfinite(pd.to_numeric(frame["loss"], errors="coerce")) if "loss" in frame else False
     return frame
@@ -406,7 +411,7 @@ def check_synthetic_claim(frame: pd.DataFrame, adam_above: float = 0.9, amsgrad_
     """The synthetic claim (also :func:`replication.synthetic.check_claim`), free of Keras: per
     (setting, α, schedule, bias correction) the median over seeds of the final x; the claim
     holds when Adam's is > ``adam_above`` and AMSGrad's < ``amsgrad_below``."""
-    key = [c for c in SYNTHETIC_DTYPES if c not in ("step", "x", "x_min", "x_max", "avg_regret")]
+    key = [c for c in SYNTHETIC_DTYPES if c not in SYNTHETIC_VALUES]
     key = [c for c in key if c in frame.columns]
     last = frame[frame["step"] == frame.groupby(key)["step"].transform("max")]
     group = ["setting", "optimizer", "learning_rate", "schedule", "bias_correction"]

@@ -33,7 +33,8 @@ DEFAULT_RECORDS = 400  # points per run: enough to plot, small enough to commit
 X_STAR = -1.0
 COLUMNS = [
     "setting", "optimizer", "learning_rate", "schedule", "bias_correction", "beta_1", "beta_2",
-    "epsilon", "seed", "step", "x", "x_min", "x_max", "avg_regret",
+    "epsilon", "seed", "step", "x", "x_min", "x_max", "avg_regret", "gamma_negative_fraction",
+    "gamma_min",
 ]
 KEY = ["setting", "optimizer", "learning_rate", "schedule", "bias_correction", "beta_1", "beta_2",
        "epsilon", "seed"]
@@ -158,15 +159,20 @@ def make_block_runner(config: SyntheticConfig):
     period, phase = config.period, 1 % config.period
 
     def step_fn(step, c, carry):
-        """One projected step at t = ``step`` with gradient ``c``."""
-        x, state, regret, x_min, x_max = carry
+        """One projected step at t = ``step`` with gradient ``c``; also Γ_t = d_t − d_{t−1}
+        (:meth:`inverse_step_size`, Reddi et al. eq. 2), defined from t = 2."""
+        x, state, regret, d_prev, x_min, x_max, negatives, gamma_min = carry
         t = ops.cast(step, dtype)
         regret = regret + c * (x - X_STAR)
         # Keras evaluates the schedule at optimizer.iterations = t − 1.
         lr_t = lr_holder[0] if schedule is None else lr_holder[0] * ops.cast(schedule(step - 1), dtype)
         x, state = optimizer.update_rule(x, state, c, lr_t, t)
         x = project(x)
-        return x, state, regret, ops.minimum(x_min, x), ops.maximum(x_max, x)
+        d = optimizer.inverse_step_size(state, lr_t, t)
+        gamma = ops.where(ops.greater(step, 1), d - d_prev, ops.cast(float("inf"), dtype))
+        negatives = negatives + ops.cast(ops.less(gamma, 0.0), dtype)
+        return (x, state, regret, d, ops.minimum(x_min, x), ops.maximum(x_max, x), negatives,
+                ops.minimum(gamma_min, gamma))
 
     lr_holder = [None]
 
@@ -174,10 +180,10 @@ def make_block_runner(config: SyntheticConfig):
         lr_holder[0] = lr
         x = carry[0]
         n = ops.shape(x)[0]
-        buffers = tuple(ops.zeros((records, n), dtype=dtype) for _ in range(4))
+        buffers = tuple(ops.zeros((records, n), dtype=dtype) for _ in range(6))
 
         def outer(r, outer_carry):
-            (x, state, regret), buffers = outer_carry
+            (x, state, regret, d_prev), buffers = outer_carry
 
             def inner(i, inner_carry):
                 k = r * every + i  # index inside the block
@@ -189,12 +195,15 @@ def make_block_runner(config: SyntheticConfig):
                     c = coeffs[k]
                 return step_fn(step, c, inner_carry)
 
-            x, state, regret, x_min, x_max = ops.fori_loop(0, every, inner, (x, state, regret, x, x))
+            zeros = ops.zeros_like(x)
+            inf = zeros + ops.cast(float("inf"), dtype)
+            x, state, regret, d_prev, x_min, x_max, negatives, gamma_min = ops.fori_loop(
+                0, every, inner, (x, state, regret, d_prev, x, x, zeros, inf))
             buffers = tuple(
                 ops.slice_update(buf, (r, 0), ops.expand_dims(value, 0))
-                for buf, value in zip(buffers, (x, x_min, x_max, regret))
+                for buf, value in zip(buffers, (x, x_min, x_max, regret, negatives, gamma_min))
             )
-            return (x, state, regret), buffers
+            return (x, state, regret, d_prev), buffers
 
         return ops.fori_loop(0, records, outer, (carry, buffers))
 
@@ -213,12 +222,12 @@ def run_synthetic(config: SyntheticConfig, progress: Callable[[int], None] | Non
     n = len(columns)
     optimizer, run = get_block_runner(config)
     x = ops.convert_to_tensor(np.full(n, config.x0), dtype="float64")
-    carry = (x, optimizer.init_state(x), ops.zeros_like(x))
+    carry = (x, optimizer.init_state(x), ops.zeros_like(x), ops.zeros_like(x))
     lr = ops.convert_to_tensor(np.array([c[0] for c in columns], dtype=np.float64))
     rngs = make_rngs(config) if config.setting == "stochastic" else None
     dummy = ops.zeros((1, n), dtype="float64")
 
-    steps_out, recorded = [], [[] for _ in range(4)]
+    steps_out, recorded = [], [[] for _ in range(6)]
     t = 1
     while t <= config.steps:
         remaining = config.steps - t + 1
@@ -237,8 +246,12 @@ def run_synthetic(config: SyntheticConfig, progress: Callable[[int], None] | Non
             progress(t - 1)
 
     steps = np.asarray(steps_out, dtype=np.int64)
-    xs, mins, maxs, regrets = (np.concatenate(store, axis=0) for store in recorded)
+    xs, mins, maxs, regrets, negatives, gamma_min = (np.concatenate(store, axis=0) for store in recorded)
     avg_regret = regrets / steps[:, None]
+    # Γ is defined from t = 2: the first window has one value fewer.
+    window = np.diff(np.concatenate([[0], steps])).astype(np.float64)
+    window[0] -= 1
+    negative_fraction = negatives / np.maximum(window, 1)[:, None]
     frames = []
     for j, (lr_value, seed) in enumerate(columns):
         frames.append(pd.DataFrame({
@@ -256,6 +269,8 @@ def run_synthetic(config: SyntheticConfig, progress: Callable[[int], None] | Non
             "x_min": mins[:, j],
             "x_max": maxs[:, j],
             "avg_regret": avg_regret[:, j],
+            "gamma_negative_fraction": negative_fraction[:, j],
+            "gamma_min": gamma_min[:, j],
         }))
     return pd.concat(frames, ignore_index=True)[COLUMNS]
 

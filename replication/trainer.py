@@ -70,6 +70,7 @@ HISTORY_COLUMNS = [
     "experiment", "optimizer", "bias_correction", "run", "seed", "epoch", "iteration",
     "learning_rate", "schedule", "beta_1", "beta_2", "epsilon", "batch_size", "loss_function",
     "loss", "accuracy", "test_loss", "test_accuracy", "diverged", "epoch_seconds",
+    "gamma_negative_fraction", "gamma_min",
 ]
 ITERATION_COLUMNS = [
     "experiment", "optimizer", "bias_correction", "run", "seed", "epoch", "iteration", "batches",
@@ -238,6 +239,33 @@ def _make_recorder(n_train, batch_size, steps_per_epoch):
             self._epoch = epoch
             self._t0 = time.perf_counter()
 
+        _d_prev = None
+
+        def _gamma(self, iterations):
+            """Γ summed over the epoch, per coordinate: d_T − d_T' with d the optimizer's
+            inverse effective step size (Reddi et al. eq. 2 telescoped from the previous epoch
+            end T' to this one, T). AMSGrad with a non-increasing α_t keeps every Γ_t ≥ 0, so these
+            sums too; Adam does not. Returns the share of coordinates < 0 and the minimum (NaN at
+            the first epoch, which has no previous end)."""
+            optimizer = self.model.optimizer
+            if not hasattr(optimizer, "inverse_step_size") or iterations == 0:
+                return {}
+            from keras import ops
+
+            lr = optimizer.learning_rate_at(iterations - 1)  # the α used by step T
+            parts = []
+            for variable in self.model.trainable_variables:
+                dtype = variable.dtype
+                t = ops.cast(iterations, dtype)
+                d = optimizer.inverse_step_size(optimizer.slots_for(variable), ops.cast(lr, dtype), t)
+                parts.append(np.ravel(ops.convert_to_numpy(d)).astype(np.float64))
+            d = np.concatenate(parts)
+            previous, self._d_prev = self._d_prev, d
+            if previous is None:
+                return {"gamma_negative_fraction": float("nan"), "gamma_min": float("nan")}
+            gamma = d - previous
+            return {"gamma_negative_fraction": float(np.mean(gamma < 0)), "gamma_min": float(np.min(gamma))}
+
         def on_train_batch_end(self, batch, logs=None):
             loss = float((logs or {}).get("loss", float("nan")))
             self.blocks.append((self._epoch, min(int(batch), steps_per_epoch - 1), loss))
@@ -248,6 +276,7 @@ def _make_recorder(n_train, batch_size, steps_per_epoch):
         def on_epoch_end(self, epoch, logs=None):
             logs = {k: float(v) for k, v in (logs or {}).items()}
             iterations = int(np.asarray(self.model.optimizer.iterations))
+            logs.update(self._gamma(iterations))
             self.epochs.append((epoch, logs, iterations, time.perf_counter() - self._t0))
             if not math.isfinite(logs.get("loss", float("nan"))):
                 self.diverged = True
@@ -381,6 +410,8 @@ def train_run(config: RunConfig, data, *, fit_settings=None, max_points=DEFAULT_
             "test_accuracy": test_accuracy,
             "diverged": recorder.diverged,
             "epoch_seconds": round(seconds, 4),
+            "gamma_negative_fraction": logs.get("gamma_negative_fraction", float("nan")),
+            "gamma_min": logs.get("gamma_min", float("nan")),
         })
     history = pd.DataFrame(rows, columns=HISTORY_COLUMNS)
     points = _thin_blocks(recorder.blocks, n_train, config.batch_size, steps_per_epoch,
@@ -548,7 +579,7 @@ def train_experiment(
     history = pd.concat([_read_csv(_run_paths(runs_dir, c)[0]) for c in configs], ignore_index=True)
     iterations = pd.concat([_read_csv(_run_paths(runs_dir, c)[1]) for c in configs], ignore_index=True)
     order = {name: i for i, name in enumerate(sorted(optimizers))}
-    history = _sorted(history[HISTORY_COLUMNS], order, "epoch")
+    history = _sorted(history.reindex(columns=HISTORY_COLUMNS), order, "epoch")
     iterations = _sorted(iterations[ITERATION_COLUMNS], order, "iteration")
     io.write_csv_atomic(history, exp_dir / "history.csv")
     io.write_csv_atomic(iterations, exp_dir / "iterations.csv")

@@ -298,3 +298,47 @@ def test_mnist_accuracy_within_5_epochs(name, threshold, tmp_path):
     print(f"\n{name}: test accuracy by epoch\n{table.round(4).to_string()}\n{seconds:.1f}s in all, "
           f"median epoch (train + test) {history['epoch_seconds'].median():.2f}s")
     assert len(best) == 2 and (best >= threshold).all(), best.to_dict()
+
+
+@pytest.mark.parametrize("name,bias_correction", [("adam", True), ("amsgrad", False), ("adamax", True)])
+def test_gamma_columns_match_hand_computation(name, bias_correction):
+    """Γ summed over an epoch = d_T − d_T', d = (√V + ε)/α_t (V = v, v̂ or u; α_t with the
+    bias-correction factors), computed here by hand from the optimizer's slots at each epoch end."""
+    import keras
+
+    from replication.optimizers import make_optimizer
+    from replication.trainer import _make_recorder
+
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(0).normal(size=(64, 3)).astype("float32")
+    y = np.eye(2, dtype="float32")[np.arange(64) % 2]
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, activation="softmax")])
+    lr, b1, b2, eps = 0.05, 0.9, 0.99, 1e-7
+    opt = make_optimizer(name, lr, schedule="inverse-sqrt", beta_1=b1, beta_2=b2, epsilon=eps,
+                         bias_correction=bias_correction)
+    model.compile(optimizer=opt, loss="categorical_crossentropy")
+    snapshots = []
+
+    class Snapshot(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            t = int(opt.iterations.numpy())
+            alpha = lr / np.sqrt(t)  # α/√t at the last step of the epoch
+            if bias_correction:
+                alpha *= (1.0 if name == "adamax" else np.sqrt(1 - b2**t)) / (1 - b1**t)
+            slot = {"adam": 1, "amsgrad": 2, "adamax": 1}[name]
+            d = []
+            for var in model.trainable_variables:
+                V = np.asarray(opt.slots_for(var)[slot].numpy(), dtype=np.float64)
+                d.append(((V if name == "adamax" else np.sqrt(V)) + eps) / alpha)
+            snapshots.append(np.concatenate([a.ravel() for a in d]))
+
+    recorder = _make_recorder(64, 16, 4)
+    model.fit(x, y, batch_size=16, epochs=3, verbose=0, shuffle=False, callbacks=[Snapshot(), recorder])
+    logs = [entry[1] for entry in recorder.epochs]
+    assert math.isnan(logs[0]["gamma_min"])
+    for epoch in (1, 2):
+        gamma = snapshots[epoch] - snapshots[epoch - 1]
+        assert logs[epoch]["gamma_min"] == pytest.approx(gamma.min(), rel=1e-4, abs=1e-3)
+        assert logs[epoch]["gamma_negative_fraction"] == pytest.approx(np.mean(gamma < 0))
+    if name == "amsgrad":  # no bias correction, α/√t: Γ ≥ 0 guaranteed
+        assert all(entry["gamma_negative_fraction"] == 0 for entry in logs[1:])

@@ -62,7 +62,7 @@ def plot_synthetic(frame, out_dir) -> list[Path]:
             ax_x.set_ylim(-1.05, 1.05)
             ax_x.set_ylabel(f"x_t  (α={lr:g})")
             ax_r.set_ylabel("R_t / t")
-            ax_r.set_yscale("log")
+            ax_r.set_yscale("symlog", linthresh=1e-2)  # regret against x* can be negative (stochastic)
             for ax in (ax_x, ax_r):
                 ax.grid(alpha=0.3)
             if has_gamma:

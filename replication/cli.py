@@ -31,6 +31,27 @@ def _quiet_tensorflow():
     os.environ.setdefault("KERAS_HOME", os.environ.get("KERAS_HOME", os.path.expanduser("~/.keras")))
 
 
+# Subcommands that run Keras; the others (experiments, report) never import TensorFlow.
+KERAS_COMMANDS = ("demo", "synthetic", "train", "gridsearch")
+
+
+def _import_keras_silently():
+    """Import Keras (and TensorFlow) with file descriptor 2 pointed at /dev/null: TensorFlow's C++
+    start-up lines ("Could not find cuda drivers…") are written before its log level applies and
+    would bury our one-line errors and progress output."""
+    if "keras" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            import keras  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="replicate",
@@ -53,6 +74,8 @@ def main(argv=None) -> int:
     _quiet_tensorflow()
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command in KERAS_COMMANDS:
+        _import_keras_silently()
     try:
         return int(args.func(args) or 0)
     except UserError as exc:

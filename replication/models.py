@@ -12,6 +12,12 @@ Outside scikeras use :func:`build_model`.
 Inputs keep their image shape (see :mod:`replication.datasets`): dense models flatten, and conv
 models add a channel axis to 2-D inputs (MNIST 28×28, digits 8×8).
 
+Augmentation: every builder takes ``augment_flip`` (default False). When True a
+``RandomFlip("horizontal")`` (left–right flip of each image with probability 1/2) follows the input;
+Keras runs it only when ``training=True`` (``fit``), so evaluation/prediction sees the images
+unchanged and equals the model without the flag (Korzeniowski's "standard left-right flip data
+augmentation" for CIFAR-10). 2-D (H, W) inputs get a channel axis first.
+
 Seeding: builders take no seed. Call ``keras.utils.set_random_seed(seed)`` before building (the
 trainer does), which fixes the initializers and the dropout masks.
 
@@ -38,44 +44,68 @@ def _shapes(meta, input_shape, num_classes):
     return tuple(int(d) for d in input_shape), int(num_classes)
 
 
-def _image_input(input_shape):
-    """Input layer plus, for a 2-D (H, W) input, a Reshape to (H, W, 1) for the conv layers."""
+def _image_input(input_shape, augment_flip=False):
+    """Input layer plus, for a 2-D (H, W) input, a Reshape to (H, W, 1) for the conv layers, and
+    the training-only left–right flip when ``augment_flip``."""
     inputs = keras.Input(shape=input_shape, name="image")
     x = inputs
     if len(input_shape) == 2:
         x = layers.Reshape((*input_shape, 1), name="add_channel")(x)
     elif len(input_shape) != 3:
         raise ValueError(f"conv models need (H, W) or (H, W, C) inputs, got {input_shape}")
+    if augment_flip:
+        x = layers.RandomFlip("horizontal", name="flip")(x)
     return inputs, x
 
 
-def build_logreg(meta=None, *, input_shape=None, num_classes=None) -> keras.Model:
+def _flat_input(input_shape, augment_flip=False):
+    """Input layer → (training-only flip of the image) → Flatten, for the dense models."""
+    if augment_flip:
+        inputs, x = _image_input(input_shape, augment_flip=True)
+    else:
+        inputs = x = keras.Input(shape=input_shape, name="image")
+    return inputs, layers.Flatten(name="flatten")(x)
+
+
+def _check_rate(name, value):
+    if not 0.0 <= float(value) < 1.0:
+        raise ValueError(f"{name} must be in [0, 1), got {value}")
+    return float(value)
+
+
+def build_logreg(meta=None, *, input_shape=None, num_classes=None, l2=0.0, augment_flip=False) -> keras.Model:
     """Multinomial logistic regression: Flatten → Dense(num_classes, softmax).
 
     Reddi et al. §5 ("logistic regression" on MNIST); McGill Appendix 1, Fig. 4 (a feed-forward
     network with no hidden layer). On 28×28 inputs: 784·10 + 10 = 7,850 parameters.
+
+    ``l2`` = λ > 0 adds Pérez's quadratic regularisation (§2.1) as ``keras.regularizers.L2(λ)`` on
+    the weights (not the bias): the loss gains λ·ΣW². Default 0 (no regulariser); Pérez §4 sets
+    λ = 0 in all his runs ("it did not make a noticeable difference").
     """
     input_shape, num_classes = _shapes(meta, input_shape, num_classes)
-    inputs = keras.Input(shape=input_shape, name="image")
-    x = layers.Flatten(name="flatten")(inputs)
-    outputs = layers.Dense(num_classes, activation="softmax", name="softmax")(x)
+    if not float(l2) >= 0.0:
+        raise ValueError(f"l2 must be >= 0, got {l2}")
+    inputs, x = _flat_input(input_shape, augment_flip)
+    regularizer = keras.regularizers.L2(float(l2)) if l2 else None
+    outputs = layers.Dense(num_classes, activation="softmax", kernel_regularizer=regularizer, name="softmax")(x)
     return keras.Model(inputs, outputs, name="logreg")
 
 
-def build_mlp(meta=None, *, input_shape=None, num_classes=None, hidden=(100,), dropout=0.0) -> keras.Model:
+def build_mlp(meta=None, *, input_shape=None, num_classes=None, hidden=(100,), dropout=0.0,
+              augment_flip=False) -> keras.Model:
     """Feed-forward network: Flatten → [Dense(h, relu) → Dropout(dropout)] per h in ``hidden`` →
     Dense(num_classes, softmax).
 
     Reddi et al. §5 and McGill §III-C / Fig. 5: one hidden layer of 100 ReLU units (the default),
     no dropout (the default 0.0 adds no Dropout layer). On 28×28 inputs: 79,510 parameters.
+    Pérez §2.2: ``hidden=(1000, 1000)``, with and without dropout.
     """
     input_shape, num_classes = _shapes(meta, input_shape, num_classes)
     if isinstance(hidden, int):
         hidden = (hidden,)
-    if not 0.0 <= float(dropout) < 1.0:
-        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-    inputs = keras.Input(shape=input_shape, name="image")
-    x = layers.Flatten(name="flatten")(inputs)
+    _check_rate("dropout", dropout)
+    inputs, x = _flat_input(input_shape, augment_flip)
     for i, units in enumerate(hidden, start=1):
         x = layers.Dense(int(units), activation="relu", name=f"hidden{i}")(x)
         if dropout:
@@ -84,7 +114,8 @@ def build_mlp(meta=None, *, input_shape=None, num_classes=None, hidden=(100,), d
     return keras.Model(inputs, outputs, name="mlp")
 
 
-def build_cifarnet(meta=None, *, input_shape=None, num_classes=None, dropout=0.5) -> keras.Model:
+def build_cifarnet(meta=None, *, input_shape=None, num_classes=None, dropout=0.5,
+                   augment_flip=False) -> keras.Model:
     """CifarNet as McGill (Appendix 1, Fig. 3) describe it: two conv layers, each with
     max-pooling and batch normalization, then two fully connected layers.
 
@@ -105,7 +136,7 @@ def build_cifarnet(meta=None, *, input_shape=None, num_classes=None, dropout=0.5
       normalization; :func:`build_cifarnet_paper` has the latter.
     """
     input_shape, num_classes = _shapes(meta, input_shape, num_classes)
-    inputs, x = _image_input(input_shape)
+    inputs, x = _image_input(input_shape, augment_flip)
     for i in (1, 2):
         # McGill: stride 1 (the paper leaves it open).
         x = layers.Conv2D(64, 5, strides=1, padding="same", activation="relu", name=f"conv{i}")(x)
@@ -157,7 +188,8 @@ class LocalResponseNormalization(layers.Layer):
         return config
 
 
-def build_cifarnet_paper(meta=None, *, input_shape=None, num_classes=None, dropout=0.5) -> keras.Model:
+def build_cifarnet_paper(meta=None, *, input_shape=None, num_classes=None, dropout=0.5,
+                         augment_flip=False) -> keras.Model:
     """CifarNet as Reddi et al. (ICLR 2018, §5) describe it: "two convolutional layers with 64
     channels and kernel size 6×6 followed by 2 fully connected layers of size 384 and 192. The
     network uses 2×2 max pooling and layer response normalization between the convolutional
@@ -177,7 +209,7 @@ def build_cifarnet_paper(meta=None, *, input_shape=None, num_classes=None, dropo
     - softmax output layer on top of the 192-unit layer (the paper counts only hidden layers).
     """
     input_shape, num_classes = _shapes(meta, input_shape, num_classes)
-    inputs, x = _image_input(input_shape)
+    inputs, x = _image_input(input_shape, augment_flip)
     for i in (1, 2):
         x = layers.Conv2D(64, 6, strides=1, padding="same", activation="relu", name=f"conv{i}")(x)
         x = layers.MaxPooling2D(pool_size=2, strides=2, padding="same", name=f"pool{i}")(x)
@@ -190,11 +222,114 @@ def build_cifarnet_paper(meta=None, *, input_shape=None, num_classes=None, dropo
     return keras.Model(inputs, outputs, name="cifarnet_paper")
 
 
+def build_cnn(meta=None, *, input_shape=None, num_classes=None, filters=(32, 64), dense=1000,
+              dropout=0.0, augment_flip=False) -> keras.Model:
+    """Pérez's MNIST CNN (§4.1.3): "two alternating stages of a 5×5 convolutional layer, a 3×3 max
+    pooling layer with a stride of 2, and a ReLU layer. Following those two stages there are two
+    fully-connected layers."
+
+    Layers: [Conv2D(f, 5×5, 'same') → MaxPool(3×3, stride 2, 'same') → ReLU] for f in ``filters``
+    → Flatten → Dense(``dense``, relu) → [Dropout(``dropout``)] → Dense(num_classes, softmax).
+    On 28×28 inputs (28 → 14 → 7): 832 + 51,264 + 3,137,000 + 10,010 = 3,199,106 parameters.
+
+    What Pérez leaves open and what we chose:
+
+    - filters: not stated; 32 then 64, as TensorFlow's "Deep MNIST" CNN of the same shape.
+    - hidden width: not stated; 1000, the width of his fully connected network (§2.2).
+    - padding: not stated; 'same' for convolutions and pooling, so 28 → 14 → 7.
+    - layer order conv → pool → ReLU as he lists it (max-pooling and ReLU commute, so this equals
+      conv → ReLU → pool).
+    - dropout: he trains with and without, rate not stated; ``dropout`` > 0 adds one Dropout after
+      the hidden dense layer (0 = none, the default).
+    """
+    input_shape, num_classes = _shapes(meta, input_shape, num_classes)
+    _check_rate("dropout", dropout)
+    inputs, x = _image_input(input_shape, augment_flip)
+    for i, f in enumerate(filters, start=1):
+        x = layers.Conv2D(int(f), 5, padding="same", name=f"conv{i}")(x)
+        x = layers.MaxPooling2D(pool_size=3, strides=2, padding="same", name=f"pool{i}")(x)
+        x = layers.ReLU(name=f"relu{i}")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(int(dense), activation="relu", name="fc")(x)
+    if dropout:
+        x = layers.Dropout(float(dropout), name="dropout")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", name="softmax")(x)
+    return keras.Model(inputs, outputs, name="cnn")
+
+
+def build_vgg(meta=None, *, input_shape=None, num_classes=None, filters=(64, 128, 256),
+              convs=(2, 2, 3), dense=512, block_dropout=0.25, dropout=0.5, augment_flip=False,
+              name="vgg") -> keras.Model:
+    """Korzeniowski's "Vgg" for CIFAR-10: a VGG-style network where "each convolution is followed
+    by batch normalisation and a rectifier"; dropout between blocks and before the classifier.
+
+    Layers: per block b, ``convs[b]`` × [Conv2D(``filters[b]``, 3×3, 'same', no bias) →
+    BatchNormalization → ReLU] → MaxPool(2×2) → Dropout(``block_dropout``); then Flatten →
+    Dense(``dense``, relu) → Dropout(``dropout``) → Dense(num_classes, softmax).
+
+    Korzeniowski's figure (layer diagram) is not in the text we have, only "Vgg" and that SmallVgg
+    "uses half the filters in each layer, and it uses only two conv layers in each block". Chosen:
+
+    - blocks of 64-128-256 filters with 2-2-3 convolutions (VGG's first three stages, trimmed; the
+      third block is where SmallVgg's "only two" differs), 3×3 kernels, 'same' padding, so
+      32 → 16 → 8 → 4 after the three 2×2 poolings.
+    - no convolution bias: Lasagne's ``batch_norm`` (his framework) removes the wrapped layer's
+      bias, which BN's β makes redundant.
+    - dropout 0.25 after every block, 0.5 before the classifier (the Keras CIFAR-10 example's
+      rates; his figure gives rates we cannot read).
+    - head: one Dense(512, relu) hidden layer then softmax (as VGG-style CIFAR nets commonly do).
+
+    Parameters on 32×32×3 (BN: 4 per channel, 2 of them non-trainable moving statistics):
+    convs 1,728 + 36,864 + 73,728 + 147,456 + 294,912 + 2 × 589,824 = 1,734,336;
+    BN 4 × (64·2 + 128·2 + 256·3) = 4,608; dense 4·4·256·512 + 512 = 2,097,664; softmax 5,130;
+    total 3,841,738.
+    """
+    input_shape, num_classes = _shapes(meta, input_shape, num_classes)
+    if len(filters) != len(convs):
+        raise ValueError(f"filters {filters} and convs {convs} must have the same length")
+    _check_rate("block_dropout", block_dropout)
+    _check_rate("dropout", dropout)
+    inputs, x = _image_input(input_shape, augment_flip)
+    for b, (f, n) in enumerate(zip(filters, convs), start=1):
+        for c in range(1, int(n) + 1):
+            # Lasagne's batch_norm drops the conv bias: BN's beta plays its part.
+            x = layers.Conv2D(int(f), 3, padding="same", use_bias=False, name=f"conv{b}_{c}")(x)
+            x = layers.BatchNormalization(name=f"bn{b}_{c}")(x)
+            x = layers.ReLU(name=f"relu{b}_{c}")(x)
+        x = layers.MaxPooling2D(pool_size=2, strides=2, name=f"pool{b}")(x)
+        if block_dropout:
+            x = layers.Dropout(float(block_dropout), name=f"dropout{b}")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(int(dense), activation="relu", name="fc")(x)
+    if dropout:
+        x = layers.Dropout(float(dropout), name="dropout_fc")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", name="softmax")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def build_small_vgg(meta=None, *, input_shape=None, num_classes=None, filters=(32, 64, 128),
+                    convs=(2, 2, 2), dense=256, block_dropout=0.25, dropout=0.5,
+                    augment_flip=False) -> keras.Model:
+    """Korzeniowski's "SmallVgg": :func:`build_vgg` with "half the filters in each layer" (32-64-128,
+    and a 256-unit hidden dense layer, half of Vgg's 512) and "only two conv layers in each block".
+
+    Parameters on 32×32×3: convs 864 + 9,216 + 18,432 + 36,864 + 73,728 + 147,456 = 286,560;
+    BN 4 × (32 + 32 + 64 + 64 + 128 + 128) = 1,792; dense 4·4·128·256 + 256 = 524,544;
+    softmax 2,570; total 815,466.
+    """
+    return build_vgg(meta, input_shape=input_shape, num_classes=num_classes, filters=filters, convs=convs,
+                     dense=dense, block_dropout=block_dropout, dropout=dropout,
+                     augment_flip=augment_flip, name="small_vgg")
+
+
 MODELS = {
     "logreg": build_logreg,
     "mlp": build_mlp,
     "cifarnet": build_cifarnet,
     "cifarnet-paper": build_cifarnet_paper,
+    "cnn": build_cnn,
+    "vgg": build_vgg,
+    "small-vgg": build_small_vgg,
 }
 
 

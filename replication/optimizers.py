@@ -35,6 +35,8 @@ __all__ = [
     "AMSGrad",
     "AdaMax",
     "InverseSqrtDecay",
+    "LinearDecay",
+    "SCHEDULES",
     "ClipValue",
     "OPTIMIZERS",
     "get_optimizer_class",
@@ -270,6 +272,38 @@ class InverseSqrtDecay(keras.optimizers.schedules.LearningRateSchedule):
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
+class LinearDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """Korzeniowski's schedule: α decreased linearly so that it reaches 0 at the end of training.
+
+    With t = optimizer step counted from 1 and T = ``total_steps`` (epochs × steps per epoch),
+    step t uses α_t = α·(1 − (t − 1)/T), clipped at 0 for t > T: α_1 = α at the first step and
+    α_T = α/T at the last, after which (t = T + 1) it would be exactly 0. Korzeniowski: "a linear
+    decrease of the initial learning rate until it reaches 0 after epoch 150"; we decay per step,
+    not per epoch, so the rate "reaches 0" exactly when the last step has been taken.
+
+    Keras calls a schedule with ``optimizer.iterations`` before the increment (0 at the first step),
+    so ``__call__(step)`` returns ``initial_learning_rate * max(0, 1 − step / total_steps)``.
+    """
+
+    def __init__(self, initial_learning_rate, total_steps, name="LinearDecay"):
+        if float(initial_learning_rate) <= 0:
+            raise ValueError(f"initial_learning_rate must be > 0, got {initial_learning_rate}")
+        if isinstance(total_steps, bool) or int(total_steps) != total_steps or int(total_steps) <= 0:
+            raise ValueError(f"total_steps must be a positive integer, got {total_steps}")
+        self.initial_learning_rate = float(initial_learning_rate)
+        self.total_steps = int(total_steps)
+        self.name = name
+
+    def __call__(self, step):
+        fraction = ops.cast(step, "float32") / float(self.total_steps)
+        return self.initial_learning_rate * ops.maximum(1.0 - fraction, 0.0)
+
+    def get_config(self):
+        return {"initial_learning_rate": self.initial_learning_rate, "total_steps": self.total_steps,
+                "name": self.name}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
 class ClipValue(keras.constraints.Constraint):
     """Projection onto the box [min_value, max_value] (the synthetic problem's F = [−1, 1]).
 
@@ -292,6 +326,7 @@ class ClipValue(keras.constraints.Constraint):
 
 
 OPTIMIZERS = {"adam": Adam, "amsgrad": AMSGrad, "adamax": AdaMax}
+SCHEDULES = ("inverse-sqrt", "constant", "linear-decay")
 
 
 def get_optimizer_class(name):
@@ -304,13 +339,18 @@ def get_optimizer_class(name):
         ) from None
 
 
-def make_optimizer(name, learning_rate, schedule="constant", **kwargs):
-    """Instantiate optimizer ``name`` with ``learning_rate`` under ``schedule``
-    (``constant`` or ``inverse-sqrt``); other kwargs go to the class."""
+def make_optimizer(name, learning_rate, schedule="constant", *, total_steps=None, **kwargs):
+    """Instantiate optimizer ``name`` with ``learning_rate`` under ``schedule``: ``constant``,
+    ``inverse-sqrt`` (:class:`InverseSqrtDecay`, α/√t) or ``linear-decay`` (:class:`LinearDecay`,
+    to 0 after ``total_steps`` steps, which it requires); other kwargs go to the class."""
     if schedule == "inverse-sqrt":
         lr = InverseSqrtDecay(learning_rate)
     elif schedule == "constant":
         lr = float(learning_rate)
+    elif schedule == "linear-decay":
+        if total_steps is None:
+            raise ValueError("schedule 'linear-decay' needs total_steps (epochs x steps per epoch)")
+        lr = LinearDecay(learning_rate, total_steps)
     else:
-        raise ValueError(f"unknown schedule {schedule!r}; choose constant or inverse-sqrt")
+        raise ValueError(f"unknown schedule {schedule!r}; choose one of: {', '.join(SCHEDULES)}")
     return get_optimizer_class(name)(learning_rate=lr, **kwargs)

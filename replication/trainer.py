@@ -13,8 +13,10 @@ Outputs, under ``<out>/<experiment>/``::
     runs/<optimizer>-bc<on|off>-run<k>-<id>.iterations.csv  that run's iteration rows
     runs/<optimizer>-bc<on|off>-run<k>-<id>.json            its sidecar, written last = "finished"
 
-``<id>`` hashes everything that changes a run's numbers (data, model, loss, batch size, α,
-schedule, β1, β2, ε, bias correction, epochs, seed), so changing a flag never reuses an old run.
+``<id>`` hashes everything that changes a run's numbers (data, model and its kwargs, loss, batch
+size, α, schedule, β1, β2, ε, bias correction, epochs, seed), so changing a flag never reuses an
+old run. The flip augmentation enters as the model kwarg ``augment_flip=True`` (only when on, so
+runs without it keep their ids); ``linear-decay``'s length is epochs × steps per epoch, both hashed.
 A run's files are written (atomically) only when it ends, so a killed run leaves nothing behind
 and is redone; ``history.csv``/``iterations.csv`` are rebuilt from the finished run files of the
 requested optimizers × runs in a fixed order, so rerunning the same command skips everything and
@@ -25,7 +27,9 @@ Metric conventions:
 * ``loss``/``accuracy`` are the *training* values as Keras reports them for the epoch: the running
   mean over the epoch's mini-batches while the weights move (not a re-evaluation at epoch end).
 * ``test_loss``/``test_accuracy`` evaluate the whole test set after the epoch, with the same
-  compiled step Keras uses for validation (one large batch size).
+  compiled step Keras uses for validation (one large batch size): the validation set *is* the
+  test set, as in Korzeniowski's and McGill's curves. Training-only layers (dropout, the
+  left-right flip of ``Experiment.flip``) are off there.
 * ``iteration`` counts optimizer updates so far (Keras's ``optimizer.iterations``).
 * Targets are one-hot; accuracy is categorical accuracy (argmax), whatever the loss.
 * A run whose training loss becomes NaN/inf stops at once and is a *result*: every row of the run
@@ -344,17 +348,19 @@ def train_run(config: RunConfig, data, *, fit_settings=None, max_points=DEFAULT_
         num_classes=int(data.num_classes),
         **dict(config.model_kwargs),
     )
+    n_train = int(data.x_train.shape[0])
+    steps_per_epoch = math.ceil(n_train / config.batch_size)
     optimizer = make_optimizer(
         config.optimizer,
         config.learning_rate,
         schedule=config.schedule,
+        # linear-decay reaches 0 right after the last step of the last epoch (Korzeniowski).
+        total_steps=config.epochs * steps_per_epoch,
         beta_1=config.beta_1,
         beta_2=config.beta_2,
         epsilon=config.epsilon,
         bias_correction=config.bias_correction,
     )
-    n_train = int(data.x_train.shape[0])
-    steps_per_epoch = math.ceil(n_train / config.batch_size)
     # Blocks of steps_per_execution batches are the finest the callback sees; keep them no
     # coarser than one thinned point so short runs still get their iteration points.
     per_epoch_points = max(1, max_points // max(1, config.epochs))
@@ -459,7 +465,7 @@ def _read_csv(path):
 def train_experiment(
     experiment,
     *,
-    optimizers=("adam", "amsgrad"),
+    optimizers=None,
     runs=None,
     seed=0,
     out_dir="results",
@@ -470,7 +476,8 @@ def train_experiment(
     schedule=None,
     bias_correction=True,
     loss=None,
-    epsilon=DEFAULT_EPSILON,
+    epsilon=None,
+    flip=None,
     params=None,
     force=False,
     progress=True,
@@ -482,7 +489,9 @@ def train_experiment(
     """Train ``optimizers`` × ``runs`` of ``experiment`` (an ``Experiment`` or its name), write
     ``<out_dir>/<name>/{history.csv, iterations.csv, train.json, runs/}`` and return the history.
 
-    ``epochs``, ``schedule``, ``loss`` and ``runs`` override the spec when not None;
+    ``optimizers`` defaults to the spec's (``Experiment.optimizers``); ``epochs``, ``schedule``,
+    ``loss``, ``runs``, ``epsilon`` (ε, spec default 1e-7 or the source's, e.g. Pérez's 1e-8) and
+    ``flip`` (left-right flip augmentation) override the spec when not None;
     ``learning_rate``/``beta_2`` override every optimizer's value; ``params`` is a parsed params
     file (:func:`read_params_file`) or a path to one. Precedence of α/β2: arguments > ``params`` >
     ``<out_dir>/<name>/best_params.json`` > spec. Finished runs are skipped unless ``force``.
@@ -495,14 +504,17 @@ def train_experiment(
             experiment = get_experiment(experiment)
         except (KeyError, ValueError) as exc:
             raise UserError(str(exc).strip("'\"")) from None
-    optimizers = list(dict.fromkeys(optimizers))
+    optimizers = list(dict.fromkeys(experiment.optimizers if optimizers is None else optimizers))
     unknown = [name for name in optimizers if name not in OPTIMIZERS]
     if unknown or not optimizers:
         raise UserError(
             f"unknown optimizer {', '.join(map(repr, unknown)) or '(none given)'}; "
             f"choose from {', '.join(OPTIMIZERS)}"
         )
-    spec = with_overrides(experiment, epochs=epochs, schedule=schedule, loss=loss, runs=runs)
+    spec = with_overrides(experiment, epochs=epochs, schedule=schedule, loss=loss, runs=runs,
+                          epsilon=None if epsilon is None else float(epsilon), flip=flip)
+    # The flip is a model option; added only when on so runs without it keep their run ids.
+    model_kwargs = tuple(spec.model_kwargs) + ((("augment_flip", True),) if spec.flip else ())
     n_runs = int(spec.runs)
 
     exp_dir = io.ensure_dir(Path(out_dir) / spec.name)
@@ -523,7 +535,7 @@ def train_experiment(
             experiment=spec.name,
             dataset=spec.dataset,
             model=spec.model,
-            model_kwargs=tuple(spec.model_kwargs),
+            model_kwargs=model_kwargs,
             loss_function=spec.loss,
             batch_size=int(spec.batch_size),
             epochs=int(spec.epochs),
@@ -532,7 +544,7 @@ def train_experiment(
             schedule=spec.schedule,
             beta_1=float(spec.beta_1),
             beta_2=hyper[name]["beta_2"],
-            epsilon=float(epsilon),
+            epsilon=float(spec.epsilon),
             bias_correction=bool(bias_correction),
             run=k,
             seed=seeds[k],
@@ -592,7 +604,7 @@ def train_experiment(
             "seeds": {str(k): v for k, v in seeds.items()},
             "hyperparameters": {
                 name: {**{k: v for k, v in hyper[name].items() if k != "source"},
-                       "beta_1": float(spec.beta_1), "epsilon": float(epsilon),
+                       "beta_1": float(spec.beta_1), "epsilon": float(spec.epsilon),
                        "schedule": spec.schedule, "bias_correction": bool(bias_correction),
                        "source": hyper[name]["source"]}
                 for name in optimizers

@@ -8,7 +8,8 @@ from replication.cli import main
 from replication.errors import UserError
 from replication.experiments import EXPERIMENTS, Experiment, get_experiment, with_overrides
 
-NAMES = ["mnist-logreg", "mnist-mlp", "cifar10-cifarnet", "cifar10-cifarnet-paper", "digits-logreg", "digits-mlp"]
+REDDI_NAMES = ["mnist-logreg", "mnist-mlp", "cifar10-cifarnet", "cifar10-cifarnet-paper", "digits-logreg", "digits-mlp"]
+NAMES = REDDI_NAMES + ["cifar10-smallvgg", "cifar10-vgg", "mnist-logreg-l2", "mnist-mlp-2x1000", "mnist-cnn"]
 
 # McGill Table I: (experiment, optimizer) -> (alpha, beta_2)
 TABLE_I = {
@@ -36,10 +37,11 @@ def test_table_one(key):
 
 
 def test_study_settings():
-    for name in NAMES:
+    for name in REDDI_NAMES:
         e = get_experiment(name)
         # Reddi et al. §5: batch 128, beta_1 0.9, alpha/sqrt(t); McGill: 5 runs per optimizer.
         assert (e.batch_size, e.beta_1, e.schedule, e.runs) == (128, 0.9, "inverse-sqrt", 5)
+        assert (e.epsilon, e.flip, e.optimizers, e.grid, e.published) == (1e-7, False, ("adam", "amsgrad"), (), ())
         assert e.default_hyperparameters("adamax")["beta_2"] == 0.999
     for name in ("mnist-logreg", "mnist-mlp"):
         e = get_experiment(name)
@@ -50,6 +52,48 @@ def test_study_settings():
     assert get_experiment("cifar10-cifarnet").model == "cifarnet"
     assert get_experiment("cifar10-cifarnet-paper").model == "cifarnet-paper"
     assert dict(get_experiment("mnist-mlp").model_kwargs) == {"hidden": (100,)}
+
+
+def test_korzeniowski_settings():
+    """Korzeniowski: 150 epochs, batch 128, linear decay to 0, left-right flips, 5 runs per grid
+    point of lr x beta2 x bias correction; published result in the description."""
+    for name, model in (("cifar10-smallvgg", "small-vgg"), ("cifar10-vgg", "vgg")):
+        e = get_experiment(name)
+        assert (e.dataset, e.model, e.loss, e.epochs, e.batch_size, e.runs) == ("cifar10", model, "categorical", 150, 128, 5)
+        assert (e.schedule, e.flip, e.beta_1, e.optimizers) == ("linear-decay", True, 0.9, ("adam", "amsgrad"))
+        assert dict(e.grid) == {"learning_rate": (1e-2, 1e-3, 1e-4), "beta_2": (0.99, 0.999),
+                                "bias_correction": (True, False)}
+        assert "78 %" in e.description and "no meaningful gap" in e.description
+
+
+def test_perez_settings():
+    """Pérez §4: 20 epochs, alpha/sqrt(t), batch 128, beta1 0.9, beta2 0.999, eps 1e-8, Adam and
+    AdaMax; Table 1 (without dropout) in ``published``."""
+    table = {"mnist-logreg-l2": ("logreg", 0.9269, 0.9238), "mnist-mlp-2x1000": ("mlp", 0.9817, 0.9833),
+             "mnist-cnn": ("cnn", 0.9921, 0.9909)}
+    for name, (model, adam, adamax) in table.items():
+        e = get_experiment(name)
+        assert (e.dataset, e.model, e.epochs, e.batch_size, e.schedule) == ("mnist", model, 20, 128, "inverse-sqrt")
+        assert (e.beta_1, e.epsilon, e.optimizers, e.flip) == (0.9, 1e-8, ("adam", "adamax"), False)
+        assert e.default_hyperparameters("adam")["beta_2"] == e.default_hyperparameters("adamax")["beta_2"] == 0.999
+        assert dict(e.published) == {"adam": adam, "adamax": adamax}
+        assert f"{adam * 100:.2f} %" in e.description and f"{adamax * 100:.2f} %" in e.description
+    assert dict(get_experiment("mnist-mlp-2x1000").model_kwargs) == {"hidden": (1000, 1000), "dropout": 0.0}
+    assert dict(get_experiment("mnist-logreg-l2").model_kwargs) == {"l2": 0.0}
+    assert "98.43 %" in get_experiment("mnist-mlp-2x1000").description
+
+
+def test_new_fields_validated():
+    e = get_experiment("mnist-cnn")
+    assert with_overrides(e, schedule="linear-decay", flip=True, epsilon=1e-7).schedule == "linear-decay"
+    with pytest.raises(UserError, match="epsilon"):
+        with_overrides(e, epsilon=-1.0)
+    with pytest.raises(UserError, match="flip"):
+        with_overrides(e, flip="yes")
+    with pytest.raises(UserError, match="unknown optimizer 'sgd'"):
+        with_overrides(e, optimizers=("sgd",))
+    with pytest.raises(UserError, match="unknown grid key"):
+        with_overrides(e, grid={"momentum": (0.9,)})
 
 
 def test_unknown_names():
@@ -87,6 +131,11 @@ def test_to_dict_is_json_ready():
     assert round_trip["epochs"] == 50 and round_trip["model_kwargs"] == {"hidden": [100]}
     rebuilt = with_overrides(get_experiment("mnist-logreg"), **{k: v for k, v in data.items()})
     assert rebuilt == get_experiment("mnist-mlp")
+    vgg = get_experiment("cifar10-vgg")
+    data = json.loads(json.dumps(vgg.to_dict()))
+    assert data["grid"]["learning_rate"] == [0.01, 0.001, 0.0001] and data["flip"] is True
+    assert json.loads(json.dumps(get_experiment("mnist-cnn").to_dict()))["published"] == {"adam": 0.9921, "adamax": 0.9909}
+    assert with_overrides(get_experiment("mnist-logreg"), **data) == vgg
 
 
 def test_cli_table(capsys):

@@ -12,9 +12,12 @@ from replication.models import (
     LocalResponseNormalization,
     build_cifarnet,
     build_cifarnet_paper,
+    build_cnn,
     build_logreg,
     build_mlp,
     build_model,
+    build_small_vgg,
+    build_vgg,
     get_loss,
 )
 
@@ -23,10 +26,22 @@ from replication.models import (
 CIFARNET_PARAMS = 4864 + 256 + 102464 + 256 + 1573248 + 73920 + 1930
 # conv 6*6*3*64+64, conv 6*6*64*64+64 (LRN has no weights), same dense head.
 CIFARNET_PAPER_PARAMS = 6976 + 147520 + 1573248 + 73920 + 1930
+# Pérez's NN: 784*1000+1000, 1000*1000+1000, 1000*10+10.
+MLP_2X1000_PARAMS = 785000 + 1001000 + 10010  # 1,796,010
+# Pérez's CNN, 'same' padding, 28 -> 14 -> 7: conv 5*5*1*32+32, conv 5*5*32*64+64,
+# fc 7*7*64*1000+1000, out 1000*10+10.
+CNN_PARAMS = 832 + 51264 + 3137000 + 10010  # 3,199,106
+# Vgg (bias-free convs, BN 4 per channel: gamma, beta, moving mean, moving variance), 32 -> 4:
+# convs 3*3*3*64, 3*3*64*64, 3*3*64*128, 3*3*128*128, 3*3*128*256, 2 x 3*3*256*256;
+# BN 4*(64+64+128+128+256+256+256); fc 4*4*256*512+512; out 512*10+10.
+VGG_PARAMS = (1728 + 36864 + 73728 + 147456 + 294912 + 2 * 589824) + 4 * 1152 + 2097664 + 5130  # 3,841,738
+# SmallVgg: convs 3*3*3*32, 3*3*32*32, 3*3*32*64, 3*3*64*64, 3*3*64*128, 3*3*128*128;
+# BN 4*(32+32+64+64+128+128); fc 4*4*128*256+256; out 256*10+10.
+SMALL_VGG_PARAMS = (864 + 9216 + 18432 + 36864 + 73728 + 147456) + 4 * 448 + 524544 + 2570  # 815,466
 
 
 def test_registry():
-    assert list(MODELS) == ["logreg", "mlp", "cifarnet", "cifarnet-paper"]
+    assert list(MODELS) == ["logreg", "mlp", "cifarnet", "cifarnet-paper", "cnn", "vgg", "small-vgg"]
     assert LOSSES == ("categorical", "binary")
 
 
@@ -38,6 +53,9 @@ def test_registry():
         ("logreg", (8, 8), 64 * 10 + 10),
         ("cifarnet", (32, 32, 3), CIFARNET_PARAMS),
         ("cifarnet-paper", (32, 32, 3), CIFARNET_PAPER_PARAMS),
+        ("cnn", (28, 28), CNN_PARAMS),
+        ("vgg", (32, 32, 3), VGG_PARAMS),
+        ("small-vgg", (32, 32, 3), SMALL_VGG_PARAMS),
     ],
 )
 def test_parameter_counts(name, input_shape, params):
@@ -50,6 +68,77 @@ def test_parameter_counts(name, input_shape, params):
 def test_named_counts():
     assert build_logreg(input_shape=(28, 28), num_classes=10).count_params() == 7850
     assert build_mlp(input_shape=(28, 28), num_classes=10).count_params() == 79510
+    assert build_mlp(input_shape=(28, 28), num_classes=10, hidden=(1000, 1000)).count_params() == 1796010
+    assert MLP_2X1000_PARAMS == 1796010 and CNN_PARAMS == 3199106
+    assert VGG_PARAMS == 3841738 and SMALL_VGG_PARAMS == 815466
+    # The flip and L2 options add no weights.
+    assert build_logreg(input_shape=(28, 28), num_classes=10, l2=0.1, augment_flip=True).count_params() == 7850
+    assert build_vgg(input_shape=(32, 32, 3), num_classes=10, augment_flip=True).count_params() == VGG_PARAMS
+
+
+def test_cnn_architecture():
+    model = build_cnn(input_shape=(28, 28), num_classes=10, dropout=0.5)
+    convs = [l for l in model.layers if isinstance(l, keras.layers.Conv2D)]
+    assert [(c.filters, c.kernel_size, c.padding) for c in convs] == [(32, (5, 5), "same"), (64, (5, 5), "same")]
+    pools = [l for l in model.layers if isinstance(l, keras.layers.MaxPooling2D)]
+    assert [(p.pool_size, p.strides) for p in pools] == [((3, 3), (2, 2))] * 2
+    assert model.get_layer("flatten").output.shape[1:] == (7 * 7 * 64,)
+    assert [l.units for l in model.layers if isinstance(l, keras.layers.Dense)] == [1000, 10]
+    assert [l.rate for l in model.layers if isinstance(l, keras.layers.Dropout)] == [0.5]
+    assert not any(isinstance(l, keras.layers.Dropout) for l in build_cnn(input_shape=(28, 28), num_classes=10).layers)
+
+
+def test_vgg_architectures():
+    for builder, filters in ((build_vgg, [64, 64, 128, 128, 256, 256, 256]), (build_small_vgg, [32, 32, 64, 64, 128, 128])):
+        model = builder(input_shape=(32, 32, 3), num_classes=10)
+        convs = [l for l in model.layers if isinstance(l, keras.layers.Conv2D)]
+        assert [c.filters for c in convs] == filters
+        assert all(c.kernel_size == (3, 3) and c.padding == "same" and not c.use_bias for c in convs)
+        # Each convolution is followed by batch normalisation and a ReLU (Korzeniowski).
+        for conv in convs:
+            index = model.layers.index(conv)
+            assert isinstance(model.layers[index + 1], keras.layers.BatchNormalization)
+            assert isinstance(model.layers[index + 2], keras.layers.ReLU)
+        assert sum(isinstance(l, keras.layers.MaxPooling2D) for l in model.layers) == 3
+        assert [l.rate for l in model.layers if isinstance(l, keras.layers.Dropout)] == [0.25, 0.25, 0.25, 0.5]
+
+
+def test_logreg_l2_penalty():
+    keras.utils.set_random_seed(0)
+    model = build_logreg(input_shape=(8, 8), num_classes=3, l2=0.01)
+    model(np.zeros((1, 8, 8), "float32"))
+    kernel = model.get_layer("softmax").kernel
+    penalty = float(sum(keras.ops.convert_to_numpy(loss) for loss in model.losses))
+    assert penalty == pytest.approx(0.01 * float(np.sum(np.square(keras.ops.convert_to_numpy(kernel)))), rel=1e-5)
+    assert not build_logreg(input_shape=(8, 8), num_classes=3).losses
+    with pytest.raises(ValueError, match="l2"):
+        build_logreg(input_shape=(8, 8), num_classes=3, l2=-1.0)
+
+
+@pytest.mark.parametrize("name, input_shape", [("cnn", (8, 8)), ("vgg", (16, 16, 3)), ("mlp", (8, 8))])
+def test_flip_only_in_training(name, input_shape):
+    """augment_flip adds a RandomFlip that acts only with training=True: inference equals the
+    model without it (same weights), training outputs are those of x or of x flipped left-right."""
+    rng = np.random.RandomState(0)
+    x = rng.rand(32, *input_shape).astype("float32")
+    kwargs = {"dropout": 0.0, "block_dropout": 0.0} if name == "vgg" else {"dropout": 0.0}
+    keras.utils.set_random_seed(0)
+    flipped = build_model(name, input_shape=input_shape, num_classes=4, augment_flip=True, **kwargs)
+    plain = build_model(name, input_shape=input_shape, num_classes=4, **kwargs)
+    assert sum(isinstance(l, keras.layers.RandomFlip) for l in flipped.layers) == 1
+    assert not any(isinstance(l, keras.layers.RandomFlip) for l in plain.layers)
+    plain.set_weights(flipped.get_weights())
+    infer = np.asarray(flipped(x, training=False))
+    np.testing.assert_array_equal(infer, np.asarray(flipped(x, training=False)))  # deterministic
+    np.testing.assert_allclose(infer, np.asarray(plain(x, training=False)), rtol=1e-6, atol=1e-7)
+    if name == "vgg":
+        return  # BN in training mode uses batch statistics: outputs are not per-example comparable
+    train = np.asarray(flipped(x, training=True))
+    mirror = np.asarray(plain(x[:, :, ::-1], training=False))
+    same = np.isclose(train, infer, rtol=1e-5, atol=1e-6).all(axis=1)
+    mirrored = np.isclose(train, mirror, rtol=1e-5, atol=1e-6).all(axis=1)
+    assert (same | mirrored).all()
+    assert same.any() and mirrored.any() and not (same & mirrored).all()
 
 
 def test_mlp_options():
@@ -82,13 +171,24 @@ def test_cifarnet_paper_architecture():
     assert [l.units for l in model.layers if isinstance(l, keras.layers.Dense)] == [384, 192, 10]
 
 
-@pytest.mark.parametrize("name", ["cifarnet", "cifarnet-paper"])
-def test_conv_models_train_one_step(name):
+@pytest.mark.parametrize(
+    "name, input_shape, kwargs",
+    [
+        ("cifarnet", (32, 32, 3), {}),
+        ("cifarnet-paper", (32, 32, 3), {}),
+        ("vgg", (32, 32, 3), {"augment_flip": True}),
+        ("small-vgg", (32, 32, 3), {"augment_flip": True}),
+        ("cnn", (28, 28), {"dropout": 0.5}),
+        ("mlp", (28, 28), {"hidden": (1000, 1000), "dropout": 0.5}),
+        ("logreg", (28, 28), {"l2": 1e-3}),
+    ],
+)
+def test_models_train_one_step(name, input_shape, kwargs):
     keras.utils.set_random_seed(0)
     rng = np.random.RandomState(0)
-    x = rng.rand(16, 32, 32, 3).astype("float32")
+    x = rng.rand(16, *input_shape).astype("float32")
     y = keras.utils.to_categorical(rng.randint(0, 10, 16), 10)
-    model = build_model(name, input_shape=(32, 32, 3), num_classes=10)
+    model = build_model(name, input_shape=input_shape, num_classes=10, **kwargs)
     probs = np.asarray(model.predict(x, verbose=0))
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
     assert (probs >= 0).all()

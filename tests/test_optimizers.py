@@ -16,6 +16,7 @@ from replication.optimizers import (
     AMSGrad,
     ClipValue,
     InverseSqrtDecay,
+    LinearDecay,
     make_optimizer,
 )
 
@@ -182,6 +183,46 @@ def test_inverse_sqrt_schedule_counts_from_one():
     assert float(opt.learning_rate_at(99)) == pytest.approx(0.05)
     with pytest.raises(ValueError):
         InverseSqrtDecay(0.0)
+
+
+def test_linear_decay_values_and_serialization():
+    """Korzeniowski's linear decay: α_t = α·(1 − (t−1)/T), t from 1; Keras passes step = t − 1."""
+    alpha, total = 0.5, 8
+    schedule = LinearDecay(alpha, total)
+    got = [float(schedule(step)) for step in range(total + 3)]
+    want = [alpha * max(0.0, 1 - step / total) for step in range(total + 3)]
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=0)
+    assert got[0] == alpha and got[total - 1] == pytest.approx(alpha / total) and got[total:] == [0.0] * 3
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(schedule))
+    assert isinstance(restored, LinearDecay) and restored.get_config() == schedule.get_config()
+    opt = make_optimizer("adam", alpha, schedule="linear-decay", total_steps=total)
+    clone = Adam.from_config(opt.get_config())
+    assert float(clone.learning_rate_at(total - 1)) == pytest.approx(alpha / total)
+    with pytest.raises(ValueError, match="total_steps"):
+        make_optimizer("adam", alpha, schedule="linear-decay")
+    with pytest.raises(ValueError, match="total_steps"):
+        LinearDecay(alpha, 0)
+    with pytest.raises(ValueError, match="linear-decay"):
+        make_optimizer("adam", alpha, schedule="cosine")
+
+
+def test_linear_decay_steps_taken():
+    """The step sizes the optimizer really takes: AdaMax without bias correction on f(x) = x
+    (g = 1, so u = 1 and m_t = 1 − β1^t) moves x by α_t·m_t/(1 + ε) at step t; the last step
+    (t = T) uses α/T and the step after it (t = T + 1) does not move x at all."""
+    alpha, total, beta_1 = 0.1, 5, 0.9
+    opt = make_optimizer("adamax", alpha, schedule="linear-decay", total_steps=total, beta_1=beta_1,
+                         epsilon=0.0, bias_correction=False)
+    x = keras.Variable(np.zeros(1), dtype="float64")
+    moves = []
+    for _ in range(total + 1):
+        before = float(x.numpy()[0])
+        opt.apply_gradients([(keras.ops.ones_like(x), x)])
+        moves.append(before - float(x.numpy()[0]))
+    want = [alpha * (1 - (t - 1) / total) * (1 - beta_1**t) for t in range(1, total + 2)]
+    np.testing.assert_allclose(moves, want, rtol=1e-6)
+    assert moves[total - 1] == pytest.approx(alpha / total * (1 - beta_1**total), rel=1e-6)
+    assert moves[total] == 0.0
 
 
 @pytest.mark.parametrize("name,bias_correction", TABLE)

@@ -342,3 +342,77 @@ def test_gamma_columns_match_hand_computation(name, bias_correction):
         assert logs[epoch]["gamma_negative_fraction"] == pytest.approx(np.mean(gamma < 0))
     if name == "amsgrad":  # no bias correction, α/√t: Γ ≥ 0 guaranteed
         assert all(entry["gamma_negative_fraction"] == 0 for entry in logs[1:])
+
+
+# ---------------------------------------------------------------------------------------------
+def _fake_npz(folder, name, n_train, n_test, shape, seed=0):
+    """A tiny stand-in for mnist.npz / cifar10.npz in the Keras layout (uint8 pixels)."""
+    rng = np.random.RandomState(seed)
+    label_shape = (lambda n: (n, 1)) if len(shape) == 3 else (lambda n: (n,))  # CIFAR labels are (N, 1)
+    np.savez(
+        folder / name,
+        x_train=rng.randint(0, 256, (n_train, *shape)).astype(np.uint8),
+        y_train=rng.randint(0, 10, label_shape(n_train)).astype(np.uint8),
+        x_test=rng.randint(0, 256, (n_test, *shape)).astype(np.uint8),
+        y_test=rng.randint(0, 10, label_shape(n_test)).astype(np.uint8),
+    )
+    return folder
+
+
+def test_cli_mnist_cnn_adamax_without_bias_correction(tmp_path, capsys):
+    """`replicate train mnist-cnn --optimizers adamax --bias-correction off` on a fake 256/64 MNIST:
+    one row for the one epoch, Pérez's ε = 1e-8 from the spec (no flag), 2 optimizer steps."""
+    data = _fake_npz(tmp_path, "mnist.npz", 256, 64, (28, 28))
+    out = tmp_path / "out"
+    argv = ["train", "mnist-cnn", "--optimizers", "adamax", "--bias-correction", "off", "--runs", "1",
+            "--epochs", "1", "--data-dir", str(data), "--out", str(out)]
+    assert cli.main(argv) == 0
+    assert "mnist-cnn" in capsys.readouterr().out
+    history = pd.read_csv(out / "mnist-cnn" / "history.csv")
+    assert list(history.columns) == HISTORY_COLUMNS and len(history) == 1
+    row = history.iloc[0]
+    assert (row["experiment"], row["optimizer"], bool(row["bias_correction"]), row["run"], row["epoch"]) == (
+        "mnist-cnn", "adamax", False, 0, 1)
+    assert (row["iteration"], row["batch_size"], row["schedule"], row["loss_function"]) == (2, 128, "inverse-sqrt", "categorical")
+    assert (row["learning_rate"], row["beta_1"], row["beta_2"], row["epsilon"]) == (0.001, 0.9, 0.999, 1e-8)
+    assert math.isfinite(row["loss"]) and math.isfinite(row["test_loss"]) and not row["diverged"]
+    # The sidecar records the resolved spec; rerunning skips the finished run.
+    sidecar = json.loads(next((out / "mnist-cnn" / "runs").glob("adamax-bcoff-run0-*.json")).read_text())
+    assert sidecar["config"]["epsilon"] == 1e-8 and sidecar["spec"]["published"]["adamax"] == 0.9909
+    assert cli.main(argv) == 0
+    assert json.loads((out / "mnist-cnn" / "train.json").read_text())["skipped"] == [sidecar["config"]["optimizer"]
+                                                                                     + "-bcoff-run0-" + sidecar["run_id"]]
+
+
+def test_linear_decay_and_flip_through_the_trainer(tmp_path):
+    """cifar10-smallvgg on 24 fake CIFAR images, batch 8, 2 epochs: linear decay over 2 × 3 = 6
+    steps (the optimizer's rate is α/6 at its last step), the flip recorded as a model kwarg in the
+    run's identity, --no-flip a different run."""
+    import keras
+
+    from replication.experiments import with_overrides
+
+    data = _fake_npz(tmp_path, "cifar10.npz", 24, 8, (32, 32, 3))
+    spec = with_overrides(get_experiment("cifar10-smallvgg"), batch_size=8)
+    seen = {}
+
+    class _LastRate(keras.callbacks.Callback):
+        def on_train_end(self, logs=None):
+            optimizer = self.model.optimizer
+            iterations = int(np.asarray(optimizer.iterations))
+            seen["iterations"] = iterations
+            seen["last"] = float(optimizer.learning_rate_at(iterations - 1))
+            seen["after"] = float(optimizer.learning_rate_at(iterations))
+            seen["flip"] = any(isinstance(l, keras.layers.RandomFlip) for l in self.model.layers)
+
+    history = train_experiment(spec, optimizers=["adam"], runs=1, epochs=2, out_dir=tmp_path / "out",
+                               data_dir=data, progress=False, callbacks=[_LastRate()])
+    assert list(history["epoch"]) == [1, 2] and list(history["schedule"]) == ["linear-decay"] * 2
+    assert seen["iterations"] == 6 and seen["flip"]
+    assert seen["last"] == pytest.approx(0.001 / 6) and seen["after"] == 0.0
+    runs = tmp_path / "out" / "cifar10-smallvgg" / "runs"
+    first = json.loads(next(runs.glob("*.json")).read_text())
+    assert first["config"]["model_kwargs"] == {"augment_flip": True} and first["spec"]["flip"] is True
+    train_experiment(spec, optimizers=["adam"], runs=1, epochs=2, out_dir=tmp_path / "out", data_dir=data,
+                     progress=False, flip=False, callbacks=[_LastRate()])
+    assert not seen["flip"] and len(list(runs.glob("*.json"))) == 2

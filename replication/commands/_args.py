@@ -34,6 +34,16 @@ def positive_float(text):
     return value
 
 
+def nonnegative_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
 def beta(text):
     """A decay rate in [0, 1)."""
     try:

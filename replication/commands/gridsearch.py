@@ -82,6 +82,12 @@ def run(args) -> int:
 
     _check(args)
     spec = get_experiment(args.experiment)  # UserError for an unknown name
+    if spec.schedule not in ("constant", "inverse-sqrt"):
+        # LinearDecay needs the fit's total step count, which scikeras does not expose at compile time.
+        raise UserError(
+            f"{spec.name} uses the {spec.schedule} schedule, which the grid search does not support yet; "
+            f"train its grid with `replicate train {spec.name} --learning-rate A --beta2 B` per point"
+        )
 
     from gridsearch.search import SearchSettings, make_grid, run_grid_search
     from gridsearch.store import PointStore, write_search_outputs, write_table

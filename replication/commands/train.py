@@ -5,10 +5,12 @@ Writes ``<out>/<experiment>/history.csv`` (one row per optimizer, run, epoch),
 """
 from __future__ import annotations
 
+import argparse
+
 from . import _args
+from ..experiments import SCHEDULES as _SCHEDULES
 
 _LOSSES = ("categorical", "binary")
-_SCHEDULES = ("inverse-sqrt", "constant")
 
 
 def add_parser(subparsers):
@@ -23,15 +25,22 @@ def add_parser(subparsers):
     p.add_argument("experiment", metavar="EXPERIMENT", help="experiment name (see `replicate experiments`)")
     p.add_argument("--runs", type=_args.positive_int, default=None,
                    help="runs per optimizer (default: the spec's, 5)")
-    p.add_argument("--optimizers", nargs="+", default=["adam", "amsgrad"], metavar="NAME",
-                   help="optimizers to train (adam, amsgrad, adamax; default: adam amsgrad)")
+    p.add_argument("--optimizers", nargs="+", default=None, metavar="NAME",
+                   help="optimizers to train (adam, amsgrad, adamax; default: the spec's, "
+                   "adam amsgrad for most, adam adamax for Pérez's)")
     p.add_argument("--epochs", type=_args.positive_int, default=None, help="epochs per run (default: spec)")
     p.add_argument("--learning-rate", type=_args.positive_float, default=None, metavar="A",
                    help="alpha for every optimizer (overrides params/best_params/spec)")
     p.add_argument("--beta2", type=_args.beta, default=None, metavar="B",
                    help="beta_2 for every optimizer (overrides params/best_params/spec)")
     p.add_argument("--schedule", choices=_SCHEDULES, default=None,
-                   help="learning-rate schedule: alpha/sqrt(t) or constant (default: spec)")
+                   help="learning-rate schedule: alpha/sqrt(t), constant, or linear-decay (alpha "
+                   "decreased linearly to 0 at the last step, Korzeniowski) (default: spec)")
+    p.add_argument("--epsilon", type=_args.nonnegative_float, default=None, metavar="E",
+                   help="epsilon for every optimizer (default: the spec's, 1e-7 or the source's)")
+    p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
+                   help="left-right flip augmentation during training, for image data "
+                   "(default: the spec's; on for Korzeniowski's CIFAR-10 experiments)")
     p.add_argument("--bias-correction", type=_args.on_off, default=True, metavar="on|off",
                    help="Adam-style bias correction of the step size (default: on, as Keras)")
     p.add_argument("--loss", choices=_LOSSES, default=None, help="training loss (default: spec)")
@@ -65,6 +74,8 @@ def run(args) -> int:
         schedule=args.schedule,
         bias_correction=args.bias_correction,
         loss=args.loss,
+        epsilon=args.epsilon,
+        flip=args.flip,
         params=params,
         force=args.force,
     )

@@ -28,7 +28,6 @@ class OneLineParser(argparse.ArgumentParser):
 def _quiet_tensorflow():
     # TensorFlow's C++ start-up chatter is not for our users; set before it is imported.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("KERAS_HOME", os.environ.get("KERAS_HOME", os.path.expanduser("~/.keras")))
 
 
 # Subcommands that run Keras; the others (experiments, report) never import TensorFlow.

@@ -229,3 +229,23 @@ def test_unknown_experiment_and_malformed_number_exit_2(tmp_path, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "abc" in err
+
+
+def test_early_stopping_as_mcgill_stops_when_training_loss_stalls():
+    """McGill §IV-A: a fit stops once the training loss has not decreased for 3 epochs. With
+    α = 1e-30 the weights cannot move, so the loss never decreases: 1 + 3 epochs, not 20; with a
+    working α the same estimator trains all 20 epochs (the loss keeps falling)."""
+    from gridsearch.estimator import make_estimator
+    from replication.datasets import load_dataset
+    from replication.experiments import get_experiment
+
+    spec = get_experiment("digits-logreg")
+    data = load_dataset("digits")
+    stalled = make_estimator(spec, "adam", epochs=20, optimizer__learning_rate=1e-30, optimizer__beta_2=0.99,
+                             jit_compile=False)
+    stalled.fit(data.x_train, data.y_train)
+    assert len(stalled.history_["loss"]) == 4
+    working = make_estimator(spec, "adam", epochs=20, optimizer__learning_rate=0.01, optimizer__beta_2=0.99,
+                             jit_compile=False)
+    working.fit(data.x_train, data.y_train)
+    assert len(working.history_["loss"]) == 20

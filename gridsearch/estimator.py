@@ -24,7 +24,7 @@ from keras import ops
 from scikeras.utils.transformers import ClassifierLabelEncoder
 from scikeras.wrappers import KerasClassifier
 
-from replication.optimizers import AdaMax, Adam, AMSGrad, InverseSqrtDecay
+from replication.optimizers import AdaMax, Adam, AMSGrad, make_schedule
 
 # A fresh model per fit means fresh tf.functions; TensorFlow's "retracing" warning about that is
 # expected here and not actionable by users.
@@ -58,12 +58,11 @@ class _Scheduled:
     """
 
     def __init__(self, learning_rate=0.001, schedule="constant", **kwargs):
-        if schedule not in ("constant", "inverse-sqrt"):
-            raise ValueError(f"unknown schedule {schedule!r}; choose constant or inverse-sqrt")
         is_schedule = isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule)
         initial = getattr(learning_rate, "initial_learning_rate", None) if is_schedule else float(learning_rate)
-        if schedule == "inverse-sqrt" and not is_schedule:
-            learning_rate = InverseSqrtDecay(learning_rate)
+        if not is_schedule:
+            # linear-decay raises here: it needs the fit's step count, unknown at compile time.
+            learning_rate = make_schedule(learning_rate, schedule)
         super().__init__(learning_rate=learning_rate, **kwargs)
         self.schedule = schedule
         self.initial_learning_rate = initial  # α, whatever the schedule

@@ -296,22 +296,39 @@ def _point_from_params(optimizer, params):
     )
 
 
-def _search_chunk(spec, settings, X, y, optimizer, points, n_jobs, estimator_kwargs):
+def _search(spec, settings, X, y, optimizer, points, n_jobs, estimator_kwargs, *, halving=False):
+    """One scikit-learn search over ``points`` of one optimizer; returns {point: row}.
+
+    ``GridSearchCV`` also scores the epochs each fit ran (early stopping); ``HalvingGridSearchCV``
+    (epochs as the resource) takes a single scorer, and a candidate appears once per iteration it
+    survived, so the last (most epochs) evaluation of each point wins below."""
     from sklearn.model_selection import GridSearchCV
 
     from .estimator import ValidationLoss, make_estimator
 
     estimator = make_estimator(spec, optimizer, epochs=settings.epochs, seed=settings.seed, **estimator_kwargs)
-    search = GridSearchCV(
-        estimator,
+    common = dict(
         param_grid=[{k: [v] for k, v in p.params().items()} for p in points],
-        scoring={"loss": ValidationLoss(settings.loss), "epochs": _EpochsRun()},
         refit=False,
         cv=_cv(settings),
         return_train_score=True,
         n_jobs=n_jobs,
         error_score="raise",  # a crash is a bug; divergence is a NaN score, handled below
     )
+    if halving:
+        from sklearn.experimental import enable_halving_search_cv  # noqa: F401
+        from sklearn.model_selection import HalvingGridSearchCV
+
+        search = HalvingGridSearchCV(
+            estimator, factor=3, resource="epochs", max_resources=settings.epochs, min_resources="exhaust",
+            scoring=ValidationLoss(settings.loss), random_state=settings.seed, **common,
+        )
+        metric = None
+    else:
+        search = GridSearchCV(
+            estimator, scoring={"loss": ValidationLoss(settings.loss), "epochs": _EpochsRun()}, **common,
+        )
+        metric = "loss"
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*non-finite.*")
         search.fit(X, y)
@@ -319,41 +336,7 @@ def _search_chunk(spec, settings, X, y, optimizer, points, n_jobs, estimator_kwa
     rows = {}
     for index, params in enumerate(results["params"]):
         point = _point_from_params(optimizer, params)
-        rows[point] = _row_from_results(results, index, point, settings, metric="loss")
-    return rows
-
-
-def _search_halving(spec, settings, X, y, optimizer, points, n_jobs, estimator_kwargs):
-    from sklearn.experimental import enable_halving_search_cv  # noqa: F401
-    from sklearn.model_selection import HalvingGridSearchCV
-
-    from .estimator import ValidationLoss, make_estimator
-
-    estimator = make_estimator(spec, optimizer, epochs=settings.epochs, seed=settings.seed, **estimator_kwargs)
-    search = HalvingGridSearchCV(
-        estimator,
-        param_grid=[{k: [v] for k, v in p.params().items()} for p in points],
-        factor=3,
-        resource="epochs",
-        max_resources=settings.epochs,
-        min_resources="exhaust",
-        scoring=ValidationLoss(settings.loss),
-        refit=False,
-        cv=_cv(settings),
-        return_train_score=True,
-        n_jobs=n_jobs,
-        random_state=settings.seed,
-        error_score="raise",
-    )
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*non-finite.*")
-        search.fit(X, y)
-    results = search.cv_results_
-    rows = {}
-    # A candidate appears once per iteration it survived; keep its last (most epochs) evaluation.
-    for index, params in enumerate(results["params"]):
-        point = _point_from_params(optimizer, params)
-        rows[point] = _row_from_results(results, index, point, settings)
+        rows[point] = _row_from_results(results, index, point, settings, metric=metric)
     return rows
 
 
@@ -432,14 +415,14 @@ def run_grid_search(
                 by_optimizer.setdefault(point.optimizer, []).append(point)
             for optimizer, pending in by_optimizer.items():
                 if halving:
-                    finish(_search_halving(spec, settings, X, y, optimizer, pending, jobs, estimator_kwargs))
+                    finish(_search(spec, settings, X, y, optimizer, pending, jobs, estimator_kwargs, halving=True))
                     continue
                 # As many points per GridSearchCV as parallel fits: chunk × folds fits spread
                 # evenly over the workers, and at most one chunk is lost to an interruption.
                 size = max(1, n_parallel)
                 for start in range(0, len(pending), size):
                     chunk = pending[start : start + size]
-                    finish(_search_chunk(spec, settings, X, y, optimizer, chunk, jobs, estimator_kwargs))
+                    finish(_search(spec, settings, X, y, optimizer, chunk, jobs, estimator_kwargs))
     frame = pd.DataFrame([rows[p] for p in points])
     return frame[order_columns(frame.columns, settings.cv)]
 

@@ -59,13 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     sub.required = True
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"replication.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"replication.commands.{name}":
-                continue  # not built yet
-            raise
-        module.add_parser(sub)
+        importlib.import_module(f"replication.commands.{name}").add_parser(sub)
     return parser
 
 

@@ -162,25 +162,25 @@ MNIST_MLP = Experiment(
     description="1-hidden-layer (100 ReLU) network on MNIST (paper Fig. 2 right)",
     source=f"{_REDDI} §5; {_MCGILL} §III-C, Table I",
 )
-CIFAR10_CIFARNET = Experiment(
-    name="cifar10-cifarnet",
+# McGill §IV-A: 30 epochs for the final runs, an abridged 15-epoch search; Table I: β2 0.999.
+_MCGILL_CIFAR_SETTINGS = dict(
     dataset="cifar10",
-    model="cifarnet",
     loss="binary",
     epochs=30,
     gridsearch_epochs=15,
     beta_2=(("adam", 0.999), ("amsgrad", 0.999), ("adamax", 0.999)),
+)
+CIFAR10_CIFARNET = Experiment(
+    name="cifar10-cifarnet",
+    model="cifarnet",
+    **_MCGILL_CIFAR_SETTINGS,
     description="CifarNet as McGill built it (batch norm) on CIFAR-10 (paper Fig. 3)",
     source=f"{_REDDI} §5; {_MCGILL} §III-D, Appendix 1, Table I",
 )
 CIFAR10_CIFARNET_PAPER = Experiment(
     name="cifar10-cifarnet-paper",
-    dataset="cifar10",
     model="cifarnet-paper",
-    loss="binary",
-    epochs=30,
-    gridsearch_epochs=15,
-    beta_2=(("adam", 0.999), ("amsgrad", 0.999), ("adamax", 0.999)),
+    **_MCGILL_CIFAR_SETTINGS,
     description="CifarNet as the paper describes it (6x6 conv, 2x2 pool, LRN) on CIFAR-10",
     source=f"{_REDDI} §5; hyperparameters from {_MCGILL} Table I",
 )
@@ -226,29 +226,26 @@ _KORZENIOWSKI_RESULT = (
     "margin depending on the setting; AMSGrad lower validation *loss*, ADAM overfits more); "
     "CifarNet ≈ 78 % validation accuracy for both optimizers; no meaningful gap"
 )
-CIFAR10_SMALLVGG = Experiment(
-    name="cifar10-smallvgg",
+_KORZENIOWSKI_SETTINGS = dict(
     dataset="cifar10",
-    model="small-vgg",
     epochs=150,
     gridsearch_epochs=150,
     schedule="linear-decay",
     flip=True,
     beta_2=(("adam", 0.999), ("amsgrad", 0.999), ("adamax", 0.999)),
     grid=_KORZENIOWSKI_GRID,
+)
+CIFAR10_SMALLVGG = Experiment(
+    name="cifar10-smallvgg",
+    model="small-vgg",
+    **_KORZENIOWSKI_SETTINGS,
     description=f"SmallVgg (32-64-128 filters, 2 convs a block, BN) on CIFAR-10. {_KORZENIOWSKI_RESULT}",
     source=f"{_KORZENIOWSKI}, setups 'SmallVgg'; architecture details chosen in models.build_small_vgg",
 )
 CIFAR10_VGG = Experiment(
     name="cifar10-vgg",
-    dataset="cifar10",
     model="vgg",
-    epochs=150,
-    gridsearch_epochs=150,
-    schedule="linear-decay",
-    flip=True,
-    beta_2=(("adam", 0.999), ("amsgrad", 0.999), ("adamax", 0.999)),
-    grid=_KORZENIOWSKI_GRID,
+    **_KORZENIOWSKI_SETTINGS,
     description=f"Vgg (64-128-256 filters, 2-2-3 convs, BN) on CIFAR-10. {_KORZENIOWSKI_RESULT}",
     source=f"{_KORZENIOWSKI}, setup 'Vgg'; architecture details chosen in models.build_vgg",
 )

@@ -41,6 +41,7 @@ __all__ = [
     "OPTIMIZERS",
     "get_optimizer_class",
     "make_optimizer",
+    "make_schedule",
 ]
 
 _PACKAGE = "replication"
@@ -339,18 +340,23 @@ def get_optimizer_class(name):
         ) from None
 
 
-def make_optimizer(name, learning_rate, schedule="constant", *, total_steps=None, **kwargs):
-    """Instantiate optimizer ``name`` with ``learning_rate`` under ``schedule``: ``constant``,
-    ``inverse-sqrt`` (:class:`InverseSqrtDecay`, α/√t) or ``linear-decay`` (:class:`LinearDecay`,
-    to 0 after ``total_steps`` steps, which it requires); other kwargs go to the class."""
+def make_schedule(learning_rate, schedule="constant", *, total_steps=None):
+    """The learning rate an optimizer takes for α = ``learning_rate`` under ``schedule``:
+    ``constant`` (the float), ``inverse-sqrt`` (:class:`InverseSqrtDecay`, α/√t) or
+    ``linear-decay`` (:class:`LinearDecay`, to 0 after ``total_steps`` steps, which it requires)."""
     if schedule == "inverse-sqrt":
-        lr = InverseSqrtDecay(learning_rate)
-    elif schedule == "constant":
-        lr = float(learning_rate)
-    elif schedule == "linear-decay":
+        return InverseSqrtDecay(learning_rate)
+    if schedule == "constant":
+        return float(learning_rate)
+    if schedule == "linear-decay":
         if total_steps is None:
             raise ValueError("schedule 'linear-decay' needs total_steps (epochs x steps per epoch)")
-        lr = LinearDecay(learning_rate, total_steps)
-    else:
-        raise ValueError(f"unknown schedule {schedule!r}; choose one of: {', '.join(SCHEDULES)}")
+        return LinearDecay(learning_rate, total_steps)
+    raise ValueError(f"unknown schedule {schedule!r}; choose one of: {', '.join(SCHEDULES)}")
+
+
+def make_optimizer(name, learning_rate, schedule="constant", *, total_steps=None, **kwargs):
+    """Instantiate optimizer ``name`` with α = ``learning_rate`` under ``schedule`` (see
+    :func:`make_schedule`); other kwargs go to the class."""
+    lr = make_schedule(learning_rate, schedule, total_steps=total_steps)
     return get_optimizer_class(name)(learning_rate=lr, **kwargs)

@@ -158,14 +158,14 @@ def make_block_runner(config: SyntheticConfig):
     big, small = config.big, config.small
     period, phase = config.period, 1 % config.period
 
-    def step_fn(step, c, carry):
+    def step_fn(step, c, lr, carry):
         """One projected step at t = ``step`` with gradient ``c``; also Γ_t = d_t − d_{t−1}
         (:meth:`inverse_step_size`, Reddi et al. eq. 2), defined from t = 2."""
         x, state, regret, d_prev, x_min, x_max, negatives, gamma_min = carry
         t = ops.cast(step, dtype)
         regret = regret + c * (x - X_STAR)
         # Keras evaluates the schedule at optimizer.iterations = t − 1.
-        lr_t = lr_holder[0] if schedule is None else lr_holder[0] * ops.cast(schedule(step - 1), dtype)
+        lr_t = lr if schedule is None else lr * ops.cast(schedule(step - 1), dtype)
         x, state = optimizer.update_rule(x, state, c, lr_t, t)
         x = project(x)
         d = optimizer.inverse_step_size(state, lr_t, t)
@@ -174,10 +174,7 @@ def make_block_runner(config: SyntheticConfig):
         return (x, state, regret, d, ops.minimum(x_min, x), ops.maximum(x_max, x), negatives,
                 ops.minimum(gamma_min, gamma))
 
-    lr_holder = [None]
-
     def run(carry, coeffs, t0, lr, records, every):
-        lr_holder[0] = lr
         x = carry[0]
         n = ops.shape(x)[0]
         buffers = tuple(ops.zeros((records, n), dtype=dtype) for _ in range(6))
@@ -193,7 +190,7 @@ def make_block_runner(config: SyntheticConfig):
                     c = ops.where(hit, ops.cast(big, dtype), ops.cast(small, dtype)) * ops.ones_like(x)
                 else:
                     c = coeffs[k]
-                return step_fn(step, c, inner_carry)
+                return step_fn(step, c, lr, inner_carry)
 
             zeros = ops.zeros_like(x)
             inf = zeros + ops.cast(float("inf"), dtype)

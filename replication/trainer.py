@@ -224,7 +224,7 @@ def _one_hot(y, num_classes):
     return out
 
 
-def _make_recorder(n_train, batch_size, steps_per_epoch):
+def _make_recorder(steps_per_epoch):
     import keras
 
     class _Recorder(keras.callbacks.Callback):
@@ -373,7 +373,7 @@ def train_run(config: RunConfig, data, *, fit_settings=None, max_points=DEFAULT_
 
     y_train = _one_hot(data.y_train, data.num_classes)
     y_test = _one_hot(data.y_test, data.num_classes)
-    recorder = _make_recorder(n_train, config.batch_size, steps_per_epoch)
+    recorder = _make_recorder(steps_per_epoch)
     model.fit(
         data.x_train,
         y_train,

@@ -332,7 +332,7 @@ def test_gamma_columns_match_hand_computation(name, bias_correction):
                 d.append(((V if name == "adamax" else np.sqrt(V)) + eps) / alpha)
             snapshots.append(np.concatenate([a.ravel() for a in d]))
 
-    recorder = _make_recorder(64, 16, 4)
+    recorder = _make_recorder(4)  # 64 samples, batch 16
     model.fit(x, y, batch_size=16, epochs=3, verbose=0, shuffle=False, callbacks=[Snapshot(), recorder])
     logs = [entry[1] for entry in recorder.epochs]
     assert math.isnan(logs[0]["gamma_min"])

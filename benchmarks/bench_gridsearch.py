@@ -8,6 +8,8 @@ Measures, on a handful of real fits (a 2/3 fold of the training set, as 3-fold C
 * ``epoch``  : median steady-state epoch;
 * ``score``  : the scorer's two eager forward passes (validation fold + training fold);
 
+and the same for one fold of the stacked engine (25 grid points trained at once as one model),
+
 for several compile settings (Keras's default ``steps_per_execution=1`` without XLA up to XLA with
 a whole epoch per call), then runs two fits side by side in two single-threaded worker processes
 to measure the throughput of ``--n-jobs 2`` against one two-threaded fit. It projects the full
@@ -117,6 +119,36 @@ def _fold(experiment, data_dir):
     return _CACHE[experiment]
 
 
+def time_stacked_fold(experiment, X, y, X_val, y_val, *, epochs, members=25, seed=0):
+    """One fold of the stacked engine: ``members`` grid points (McGill's 25 by default) trained at
+    once with the search's settings (XLA, one call per epoch); the same breakdown as time_fit, for
+    the whole fold."""
+    from gridsearch.search import DEFAULT_BETA_2S, DEFAULT_LEARNING_RATES
+    from gridsearch.stacked import fit_fold
+    from replication.experiments import get_experiment
+
+    spec = get_experiment(experiment)
+    grid = [(a, b) for a in DEFAULT_LEARNING_RATES for b in DEFAULT_BETA_2S][:members]
+    onehot = np.eye(10, dtype=np.float32)
+    timer = _timer_class()()
+    t0 = time.perf_counter()
+    results = fit_fold(spec, "adam", grid, X, onehot[y], X_val, onehot[y_val], epochs=epochs, seed=seed,
+                       early_stopping=False, jit_compile=True, steps_per_execution=-(-len(X) // spec.batch_size),
+                       callbacks=[timer])
+    t2 = time.perf_counter()
+    ends = timer.epoch_ends
+    steady = [b - a for a, b in zip(ends, ends[1:])]
+    score = sum(r["score_time"] for r in results)
+    return {
+        "setup": timer.t_begin - t0,
+        "epoch1": ends[0] - timer.t_begin,
+        "epoch": statistics.median(steady) if steady else float("nan"),
+        "score": score,
+        "total": t2 - t0,
+        "members": len(grid),
+    }
+
+
 def project(row, n_fits, epochs, parallel_speedup):
     per_fit = row["setup"] + row["epoch1"] + (epochs - 1) * row["epoch"] + row["score"]
     return n_fits * per_fit / parallel_speedup
@@ -151,6 +183,16 @@ def main(argv=None):
             results[(experiment, jit, spe)] = row
             print(f"{label:40s} {row['setup']:7.2f} {row['epoch1']:7.2f} {row['epoch']:7.2f} {row['score']:7.2f} {row['val_loss']:9.4f}")
 
+    stacked = {}
+    for experiment in args.experiments:
+        X, y, Xv, yv = _fold(experiment, args.data_dir)
+        stacked[experiment] = row = time_stacked_fold(experiment, X, y, Xv, yv, epochs=args.epochs)
+        single = results[(experiment, True, "epoch")]
+        print(f"\n== {experiment}, stacked engine: one fold of {row['members']} grid points at once ==")
+        print(f"setup {row['setup']:.2f}s  epoch1 {row['epoch1']:.2f}s  epoch {row['epoch']:.2f}s  "
+              f"score {row['score']:.2f}s  -> {row['epoch'] / row['members']:.3f} s per point-epoch vs "
+              f"{single['epoch']:.3f} s for one fit (x{single['epoch'] * row['members'] / row['epoch']:.1f})")
+
     speedup = 1.0
     if not args.skip_parallel:
         # Two fits in two single-threaded processes vs one fit using both cores.
@@ -184,6 +226,13 @@ def main(argv=None):
             seconds = sum(project(results[k], 150, get_experiment(k[0]).gridsearch_epochs, s) for k in keys)
             total[(label, parallel_label)] = seconds
             print(f"{label:40s} {parallel_label:22s} {seconds / 60:7.1f} min (no early stopping: upper bound)")
+    seconds = 0.0
+    for experiment, row in stacked.items():
+        epochs = get_experiment(experiment).gridsearch_epochs
+        per_fold = row["setup"] + row["epoch1"] + (epochs - 1) * row["epoch"] + row["score"]
+        seconds += 2 * 3 * per_fold * 25 / row["members"]  # 2 optimizers x 3 folds
+    if stacked:
+        print(f"{'stacked engine (search default)':40s} {'one process':22s} {seconds / 60:7.1f} min (no early stopping: upper bound)")
     # --halving (factor 3, epochs as the resource, min_resources="exhaust"): fewer, shorter fits.
     key = [(e, True, "epoch") for e in args.experiments]
     if all(k in results for k in key):

@@ -38,6 +38,7 @@ __all__ = [
     "OneHotKerasClassifier",
     "ValidationLoss",
     "make_estimator",
+    "fit_callbacks",
     "predict_proba_eager",
     "EARLY_STOPPING_PATIENCE",
 ]
@@ -102,6 +103,17 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
             self.model.stop_training = True
+
+
+def fit_callbacks(early_stopping=True):
+    """The callbacks of every grid-search fit: stop after a non-finite epoch loss (diverged) and,
+    with ``early_stopping``, McGill's rule as Keras's ``EarlyStopping`` on the training loss."""
+    callbacks = [StopOnNonFiniteLoss()]
+    if early_stopping:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(monitor="loss", patience=EARLY_STOPPING_PATIENCE, min_delta=0.0)
+        )
+    return callbacks
 
 
 class OneHotKerasClassifier(KerasClassifier):
@@ -199,7 +211,7 @@ def make_estimator(
 ):
     """The ``KerasClassifier`` grid-searched for experiment ``spec`` with ``optimizer``.
 
-    Fixed from the spec: model builder and its kwargs (``model__*``), loss, batch size, β1,
+    Fixed from the spec: model builder and its kwargs (``model__*``), loss, batch size, β1, ε,
     schedule, epochs (``spec.gridsearch_epochs`` unless ``epochs`` is given). Searched (route
     them in a grid or ``**params``): ``optimizer__learning_rate`` (α),
     ``optimizer__beta_2``, ``optimizer__bias_correction``.
@@ -211,15 +223,11 @@ def make_estimator(
     from replication.models import MODELS, get_loss
 
     optimizer_class = SEARCH_OPTIMIZERS[optimizer] if isinstance(optimizer, str) else optimizer
-    callbacks = [StopOnNonFiniteLoss()]
-    if early_stopping:
-        callbacks.append(
-            keras.callbacks.EarlyStopping(monitor="loss", patience=EARLY_STOPPING_PATIENCE, min_delta=0.0)
-        )
     routed = {f"model__{k}": v for k, v in dict(spec.model_kwargs or ()).items()}
     routed.update(
         {
             "optimizer__beta_1": float(spec.beta_1),
+            "optimizer__epsilon": float(getattr(spec, "epsilon", 1e-7)),
             "optimizer__schedule": spec.schedule,
             "compile__jit_compile": bool(jit_compile),
             "compile__steps_per_execution": int(steps_per_execution),
@@ -232,7 +240,7 @@ def make_estimator(
         loss=get_loss(spec.loss),
         batch_size=int(spec.batch_size),
         epochs=int(epochs if epochs is not None else spec.gridsearch_epochs),
-        callbacks=callbacks,
+        callbacks=fit_callbacks(early_stopping),
         random_state=seed if seed is not None else getattr(spec, "seed", 0),
         verbose=0,
         **routed,

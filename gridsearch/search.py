@@ -34,6 +34,8 @@ __all__ = [
     "validate_grid",
     "SearchSettings",
     "run_grid_search",
+    "resolve_engine",
+    "ENGINES",
     "select_best",
     "thread_budget",
 ]
@@ -113,9 +115,11 @@ class SearchSettings:
     epochs: int = 30
     seed: int = 0
     halving: bool = False
+    epsilon: float = 1e-7
+    engine: str = "gridsearchcv"
 
     @classmethod
-    def from_spec(cls, spec, *, cv=3, epochs=None, seed=None, halving=False):
+    def from_spec(cls, spec, *, cv=3, epochs=None, seed=None, halving=False, engine="gridsearchcv"):
         return cls(
             experiment=spec.name,
             dataset=spec.dataset,
@@ -129,6 +133,8 @@ class SearchSettings:
             epochs=int(epochs if epochs is not None else spec.gridsearch_epochs),
             seed=int(seed if seed is not None else getattr(spec, "seed", 0) or 0),
             halving=bool(halving),
+            epsilon=float(getattr(spec, "epsilon", 1e-7)),
+            engine=engine,
         )
 
     def to_dict(self) -> dict:
@@ -142,6 +148,31 @@ class SearchSettings:
         digest = hashlib.sha1(payload.encode()).hexdigest()[:12]
         bc = {None: "default", True: "on", False: "off"}[point.bias_correction]
         return f"{point.optimizer}_lr{point.learning_rate!r}_b2{point.beta_2!r}_bc-{bc}_{digest}"
+
+
+# -- engines -------------------------------------------------------------------------------------
+ENGINES = ("auto", "stacked", "gridsearchcv")
+
+
+def resolve_engine(spec, engine="auto", *, halving=False, backend="loky"):
+    """The engine that runs the search: ``stacked`` (:mod:`gridsearch.stacked`: every point of a
+    fold trained at once) or ``gridsearchcv`` (one scikeras fit per point and fold). ``auto``
+    takes ``stacked`` for the dense models unless successive halving or a Dask backend is asked
+    for, which only GridSearchCV does. Raises ``ValueError`` for an impossible combination."""
+    from .stacked import why_not_stackable
+
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; choose one of: {', '.join(ENGINES)}")
+    reason = why_not_stackable(spec)
+    if halving:
+        reason = "--halving runs HalvingGridSearchCV"
+    elif backend != "loky":
+        reason = f"the {backend} backend distributes GridSearchCV's fits"
+    if engine == "auto":
+        return "gridsearchcv" if reason else "stacked"
+    if engine == "stacked" and reason:
+        raise ValueError(f"the stacked engine cannot run {spec.name}: {reason}; use --engine gridsearchcv")
+    return engine
 
 
 # -- threads -------------------------------------------------------------------------------------
@@ -247,6 +278,7 @@ def _row_from_results(results, index, point, settings, *, metric=None):
         "cv": settings.cv,
         "epochs": settings.epochs,
         "seed": settings.seed,
+        "engine": settings.engine,
     }
     scores = {}
     for kind in ("test", "train"):
@@ -353,6 +385,7 @@ def run_grid_search(
     backend="loky",
     scheduler=None,
     halving=False,
+    engine="auto",
     store=None,
     force=False,
     progress=None,
@@ -361,24 +394,27 @@ def run_grid_search(
 ):
     """Cross-validate every :class:`GridPoint` in ``points`` on ``(X, y)``; return tidy rows.
 
-    ``store`` (a :class:`gridsearch.store.PointStore` or ``None``) persists each finished point and
-    supplies those already finished (unless ``force``). ``progress`` (``replication.progress.Progress``
-    or ``None``) gets one line per finished point. Returns the rows in ``points`` order.
+    ``engine`` (see :func:`resolve_engine`) picks how the fits run; the rows are the same either
+    way. ``store`` (a :class:`gridsearch.store.PointStore` or ``None``) persists each finished point
+    (and, for the stacked engine, each finished fold) and supplies those already finished (unless
+    ``force``). ``progress`` (``replication.progress.Progress`` over ``len(points) × cv`` fits, or
+    ``None``) gets a line per finished unit. Returns the rows in ``points`` order.
     """
     import pandas as pd
 
-    settings = SearchSettings.from_spec(spec, cv=cv, epochs=epochs, seed=seed, halving=halving)
+    engine = resolve_engine(spec, engine, halving=halving, backend=backend)
+    settings = SearchSettings.from_spec(spec, cv=cv, epochs=epochs, seed=seed, halving=halving, engine=engine)
     estimator_kwargs = dict(estimator_kwargs or {})
+    steps_per_epoch = math.ceil(len(X) * (cv - 1) / cv / spec.batch_size)
     if estimator_kwargs.get("jit_compile", "auto") == "auto":
         # XLA costs a few seconds of compilation per fit (every fit builds a new model) and saves
         # ~1 ms per step of the MNIST MLP on a CPU (benchmarks/bench_gridsearch.py): worth it from
         # a few thousand steps per fit (MNIST: 313 steps x 30 epochs), not for digits' few hundred.
-        steps = math.ceil(len(X) * (cv - 1) / cv / spec.batch_size) * settings.epochs
-        estimator_kwargs["jit_compile"] = steps >= XLA_MIN_STEPS
+        estimator_kwargs["jit_compile"] = steps_per_epoch * settings.epochs >= XLA_MIN_STEPS
     if estimator_kwargs.get("steps_per_execution", "epoch") == "epoch":
         # One tf.function call per epoch: no Python between steps. The search's callbacks
         # (early stopping, divergence) act at epoch ends only, so nothing is lost.
-        estimator_kwargs["steps_per_execution"] = math.ceil(len(X) * (cv - 1) / cv / spec.batch_size)
+        estimator_kwargs["steps_per_execution"] = steps_per_epoch
     X = np.asarray(X, dtype=np.float32)  # once, up front: no per-fit float64 copies
     y = np.asarray(y)
     rows = {}
@@ -392,22 +428,26 @@ def run_grid_search(
         unfinished = {p.optimizer for p in points if p not in rows}
         rows = {p: r for p, r in rows.items() if p.optimizer not in unfinished}
     todo = [p for p in points if p not in rows]
-    if progress is not None:
-        for _ in range(len(points) - len(todo)):
-            progress.skip()
+    if progress is not None and len(points) > len(todo):
+        progress.skip(n=(len(points) - len(todo)) * settings.cv)
 
-    def finish(new_rows):
+    def finish(new_rows, counted=False):
         for point, row in new_rows.items():
             if point not in todo:
                 continue
             rows[point] = row
             if store is not None:
                 store.save(settings, point, row)
+                store.drop_folds(settings, point)
             if progress is not None:
                 loss = row["mean_val_loss"]
-                progress.update(f"{point.label()} val loss {'diverged' if row['diverged'] else f'{loss:.4f}'}")
+                message = f"{point.label()} val loss {'diverged' if row['diverged'] else f'{loss:.4f}'}"
+                progress.note(message) if counted else progress.update(message, n=settings.cv)
 
-    if todo:
+    if todo and engine == "stacked":
+        _run_stacked(spec, settings, X, y, todo, store=store, force=force, progress=progress,
+                     estimator_kwargs=estimator_kwargs, finish=finish)
+    elif todo:
         with _joblib_backend(backend, n_jobs, scheduler, dask_processes) as n_parallel:
             jobs = n_jobs if backend == "loky" else -1
             by_optimizer = {}
@@ -427,10 +467,88 @@ def run_grid_search(
     return frame[order_columns(frame.columns, settings.cv)]
 
 
+# Parameters (weights) of all members of one stacked model, at most: bounds its memory (weights,
+# gradients and 2-3 optimizer slots, float32) to a few GB whatever the grid.
+STACKED_MAX_PARAMETERS = 50_000_000
+
+
+def _members_per_model(spec, input_shape, num_classes):
+    hidden = dict(spec.model_kwargs or ()).get("hidden", (100,)) if spec.model == "mlp" else ()
+    hidden = (hidden,) if isinstance(hidden, int) else tuple(hidden)
+    sizes = [int(np.prod(input_shape)), *map(int, hidden), int(num_classes)]
+    per_member = sum((a + 1) * b for a, b in zip(sizes, sizes[1:]))
+    return max(1, STACKED_MAX_PARAMETERS // per_member)
+
+
+def _run_stacked(spec, settings, X, y, todo, *, store, force, progress, estimator_kwargs, finish):
+    """The stacked engine's loop: per (optimizer, bias correction) group of unfinished points and
+    per fold, one :func:`gridsearch.stacked.fit_fold` over the points that lack that fold. A fold is
+    the unit of work (persisted as it finishes); a point's row is written once all its folds are."""
+    from .stacked import fit_fold
+
+    classes = np.unique(y)
+    onehot = (y[:, None] == classes[None, :]).astype(np.float32)
+    folds = list(_cv(settings).split(X, y))
+    size = _members_per_model(spec, X.shape[1:], len(classes))
+    groups = {}
+    for point in todo:
+        groups.setdefault((point.optimizer, point.bias_correction), []).append(point)
+    fit_kwargs = {key: estimator_kwargs[key] for key in ("jit_compile", "steps_per_execution", "early_stopping")
+                  if key in estimator_kwargs}
+    for (optimizer, bias_correction), pending in groups.items():
+        for start in range(0, len(pending), size):
+            chunk = pending[start : start + size]
+            results = {point: {} for point in chunk}
+            for k, (train, val) in enumerate(folds):
+                for point in chunk:
+                    stored = None if (force or store is None) else store.load_fold(settings, point, k)
+                    if stored is not None:
+                        results[point][k] = stored
+                missing = [p for p in chunk if k not in results[p]]
+                if progress is not None and len(missing) < len(chunk):
+                    progress.skip(n=len(chunk) - len(missing))
+                if not missing:
+                    continue
+                fold = fit_fold(
+                    spec, optimizer, [(p.learning_rate, p.beta_2) for p in missing],
+                    X[train], onehot[train], X[val], onehot[val],
+                    epochs=settings.epochs, seed=settings.seed, bias_correction=bias_correction, **fit_kwargs,
+                )
+                for point, result in zip(missing, fold):
+                    results[point][k] = result
+                    if store is not None:
+                        store.save_fold(settings, point, k, result)
+                if progress is not None:
+                    finite = [r["val_loss"] for r in fold if math.isfinite(r["val_loss"])]
+                    span = f"val loss {min(finite):.4f}–{max(finite):.4f}" if finite else "all diverged"
+                    epochs_run = max(r["epochs_run"] for r in fold)
+                    label = optimizer if bias_correction is None else f"{optimizer} bias-correction={'on' if bias_correction else 'off'}"
+                    progress.update(f"{label} fold {k + 1}/{settings.cv}: {len(missing)} points at once, "
+                                    f"{epochs_run} epochs, {span}", n=len(missing))
+            finish({point: _row_from_folds(point, settings, results[point]) for point in chunk}, counted=True)
+
+
+def _row_from_folds(point, settings, folds):
+    """The row of ``point`` from its per-fold results, through the same code as a ``cv_results_``."""
+    def score(loss):  # scikit-learn's "higher is better": −loss; a diverged fold scores NaN
+        return -loss if math.isfinite(loss) else math.nan
+
+    results = {}
+    for k in range(settings.cv):
+        results[f"split{k}_test_loss"] = [score(folds[k]["val_loss"])]
+        results[f"split{k}_train_loss"] = [score(folds[k]["train_loss"])]
+        results[f"split{k}_test_epochs"] = [folds[k]["epochs_run"]]
+    fit_times = [folds[k]["fit_time"] for k in range(settings.cv)]
+    results["mean_fit_time"] = [float(np.mean(fit_times))]
+    results["std_fit_time"] = [float(np.std(fit_times))]
+    results["mean_score_time"] = [float(np.mean([folds[k]["score_time"] for k in range(settings.cv)]))]
+    return _row_from_results(results, 0, point, settings, metric="loss")
+
+
 def order_columns(columns, cv):
     """The fixed column order of gridsearch.csv (records on disk store rows as sorted-key JSON)."""
     lead = ["experiment", "optimizer", "learning_rate", "beta_2", "bias_correction", "schedule", "loss",
-            "cv", "epochs", "seed"]
+            "cv", "epochs", "seed", "engine"]
     for kind in ("test", "train"):
         lead += [f"split{k}_{kind}_score" for k in range(cv)] + [f"mean_{kind}_score", f"std_{kind}_score"]
     lead += ["mean_val_loss", "mean_train_loss"]

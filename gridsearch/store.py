@@ -40,6 +40,24 @@ class PointStore:
         record = {"key": settings.point_key(point), "settings": settings.to_dict(), "row": row}
         return write_json_atomic(record, self.path(settings, point))
 
+    # A point's finished folds (the stacked engine's unit of work is one fold of many points);
+    # removed once the point's record is saved.
+    def fold_path(self, settings, point, fold) -> Path:
+        return self.folder / "folds" / f"{settings.point_key(point)}.fold{int(fold)}.json"
+
+    def load_fold(self, settings, point, fold):
+        """The stored result of ``point`` on fold ``fold``, or ``None`` if not finished."""
+        path = self.fold_path(settings, point, fold)
+        return read_json(path)["result"] if path.exists() else None
+
+    def save_fold(self, settings, point, fold, result) -> Path:
+        record = {"key": settings.point_key(point), "fold": int(fold), "result": result}
+        return write_json_atomic(record, self.fold_path(settings, point, fold))
+
+    def drop_folds(self, settings, point) -> None:
+        for fold in range(settings.cv):
+            self.fold_path(settings, point, fold).unlink(missing_ok=True)
+
 
 def _ordered(frame):
     from .search import order_columns

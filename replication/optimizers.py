@@ -151,16 +151,24 @@ class _MomentOptimizer(keras.optimizers.Optimizer):
         # β2 = 0.999 to float32 even for float64 parameters; convert straight to the right dtype.
         return ops.convert_to_tensor(value, dtype=like.dtype)
 
+    def _beta(self, which, like, complement=False):
+        """β1 or β2 (``which`` = 1 or 2), or 1 − β with ``complement``, as a tensor of ``like``'s
+        dtype. The one place the decay rates become tensors: the grid search's stacked engine
+        (:mod:`gridsearch.stacked`) overrides it to give each of K stacked models its own β2.
+        1 − β is formed in float64 before the cast, as Keras's built-ins do."""
+        value = self.beta_1 if which == 1 else self.beta_2
+        return self._const(1.0 - value if complement else value, like)
+
     def _first_moment(self, m, g):
         # Keras's form of β1·m + (1−β1)·g, so the bias-corrected classes match the built-ins.
-        return m + (g - m) * self._const(1.0 - self.beta_1, g)
+        return m + (g - m) * self._beta(1, g, complement=True)
 
     def _second_moment(self, v, g):
-        return v + (ops.square(g) - v) * self._const(1.0 - self.beta_2, g)
+        return v + (ops.square(g) - v) * self._beta(2, g, complement=True)
 
     def _beta_powers(self, t):
-        b1 = ops.power(self._const(self.beta_1, t), t)
-        b2 = ops.power(self._const(self.beta_2, t), t)
+        b1 = ops.power(self._beta(1, t), t)
+        b2 = ops.power(self._beta(2, t), t)
         return b1, b2
 
 
@@ -233,7 +241,7 @@ class AdaMax(_MomentOptimizer):
     def update_rule(self, x, state, g, lr, t):
         m, u = state
         m = self._first_moment(m, g)
-        u = ops.maximum(self._const(self.beta_2, g) * u, ops.abs(g))
+        u = ops.maximum(self._beta(2, g) * u, ops.abs(g))
         denominator = u + self._const(self.epsilon, g)
         if self.bias_correction:
             b1, _ = self._beta_powers(t)

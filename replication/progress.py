@@ -33,17 +33,22 @@ class Progress:
         self.done = 0
         self.skipped = 0
 
-    def skip(self, message: str | None = None) -> None:
-        self.skipped += 1
+    def skip(self, message: str | None = None, n: int = 1) -> None:
+        self.skipped += n
         if message:
             self._emit(f"{message} (already done, skipped)")
 
-    def update(self, message: str = "") -> None:
-        self.done += 1
+    def update(self, message: str = "", n: int = 1) -> None:
+        """``n`` more units finished (a unit of work that finishes several at once counts them all)."""
+        self.done += n
         elapsed = self.clock() - self.start
         remaining = self.total - self.done - self.skipped
         eta = elapsed / self.done * remaining if self.done else 0.0
         self._emit(f"{message} (elapsed {format_seconds(elapsed)}, ETA {format_seconds(eta)})")
+
+    def note(self, message: str) -> None:
+        """A line under the same label that finishes no unit (e.g. a result of units already counted)."""
+        self._emit(message)
 
     def _emit(self, text: str) -> None:
         count = self.done + self.skipped

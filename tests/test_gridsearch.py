@@ -1,7 +1,9 @@
 """Grid search (McGill §IV-A): routing, files, selection, divergence, resume, halving, Dask, errors.
 
 All on scikit-learn's digits with tiny grids and 2-3 epochs; α = 1e38 reliably overflows the
-weights to inf/NaN on the first epoch (a diverged point).
+weights to inf/NaN on the first epoch (a diverged point). These tests run the GridSearchCV engine
+(the ``searched`` fixture, in conftest.py, passes ``--engine gridsearchcv``; halving and Dask are
+GridSearchCV-only); tests/test_stacked.py checks the stacked engine against it.
 """
 from __future__ import annotations
 
@@ -19,13 +21,13 @@ from replication.datasets import load_dataset
 from replication.experiments import get_experiment
 from replication.optimizers import AMSGrad, InverseSqrtDecay
 
-EXPERIMENT = "digits-logreg"
-DIVERGES = "1e38"
+from conftest import DIVERGES, EXPERIMENT
+
 TIME_COLUMNS = ["mean_fit_time", "std_fit_time", "mean_score_time"]
 
 
 def _run(capsys, *argv):
-    code = main(["gridsearch", EXPERIMENT, *argv])
+    code = main(["gridsearch", EXPERIMENT, "--engine", "gridsearchcv", *argv])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -38,16 +40,6 @@ def _computed(err):
 @pytest.fixture(scope="module")
 def digits():
     return load_dataset("digits")
-
-
-@pytest.fixture(scope="module")
-def searched(tmp_path_factory):
-    """adam, amsgrad × α ∈ {0.01, 1e38} × β2 = 0.99, 3 folds, 2 epochs, via the CLI."""
-    out = tmp_path_factory.mktemp("gs")
-    argv = ["gridsearch", EXPERIMENT, "--learning-rates", "0.01", DIVERGES, "--beta2s", "0.99", "0.999",
-            "--epochs", "2", "--out", str(out)]
-    assert main(argv) == 0
-    return out, argv
 
 
 def test_factory_routes_hyperparameters_into_our_optimizer_class(digits):

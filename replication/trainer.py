@@ -31,7 +31,10 @@ Metric conventions:
   test set, as in Korzeniowski's and McGill's curves. Training-only layers (dropout, the
   left-right flip of ``Experiment.flip``) are off there.
 * ``iteration`` counts optimizer updates so far (Keras's ``optimizer.iterations``).
-* Targets are one-hot; accuracy is categorical accuracy (argmax), whatever the loss.
+* Targets are one-hot; accuracy is categorical accuracy (argmax), whatever the loss. The VAE
+  (loss ``elbo``) is trained on its own inputs: ``loss``/``test_loss`` are −ELBO per example in
+  nats, its two terms follow in ``reconstruction, kl, test_reconstruction, test_kl``
+  (:data:`ELBO_COLUMNS`), and the accuracy columns are NaN.
 * A run whose training loss becomes NaN/inf stops at once and is a *result*: every row of the run
   has ``diverged=True``, the last epoch holds the NaN losses, the other runs go on.
 
@@ -59,6 +62,7 @@ from .progress import Progress
 
 __all__ = [
     "HISTORY_COLUMNS",
+    "ELBO_COLUMNS",
     "ITERATION_COLUMNS",
     "FIT_SETTINGS",
     "RunConfig",
@@ -76,6 +80,8 @@ HISTORY_COLUMNS = [
     "loss", "accuracy", "test_loss", "test_accuracy", "diverged", "epoch_seconds",
     "gamma_negative_fraction", "gamma_min",
 ]
+# The VAE (loss "elbo") adds its ELBO terms after the common columns; its accuracy columns are NaN.
+ELBO_COLUMNS = ["reconstruction", "kl", "test_reconstruction", "test_kl"]
 ITERATION_COLUMNS = [
     "experiment", "optimizer", "bias_correction", "run", "seed", "epoch", "iteration", "batches",
     "loss",
@@ -144,8 +150,14 @@ _HYPER_KEYS = ("learning_rate", "beta_2")
 def _validate_hyper(values: dict, where: str) -> dict:
     out = {}
     for key, value in values.items():
+        if key == "bias_correction":  # written by a grid search that searched or fixed it
+            if not isinstance(value, bool):
+                raise UserError(f"{where}: bias_correction must be true or false, got {value!r}")
+            out[key] = value
+            continue
         if key not in _HYPER_KEYS:
-            raise UserError(f"{where}: unknown hyperparameter {key!r}; use learning_rate and/or beta_2")
+            raise UserError(f"{where}: unknown hyperparameter {key!r}; use learning_rate, beta_2 "
+                            "and/or bias_correction")
         try:
             value = float(value)
         except (TypeError, ValueError):
@@ -165,7 +177,7 @@ def read_params_file(path) -> dict:
     data = io.read_json(path)
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a JSON object of optimizer -> hyperparameters")
-    if data and all(key in _HYPER_KEYS for key in data):
+    if data and all(key in (*_HYPER_KEYS, "bias_correction") for key in data):
         return {"*": _validate_hyper(data, str(path))}
     out = {}
     for name, values in data.items():
@@ -180,37 +192,41 @@ def read_params_file(path) -> dict:
 
 
 def resolve_hyperparameters(experiment, optimizer, *, flags=None, params=None, best_params=None):
-    """α and β2 for ``optimizer``, each from the first source that sets it, in this order:
-    ``flags`` (``{"learning_rate": .., "beta_2": ..}``, None = unset), ``params`` (a parsed
-    ``--params`` file), ``best_params`` (the grid search's ``best_params.json``), the spec.
-    Returns ``{"learning_rate", "beta_2", "source": {key: source name}}``."""
-    resolved = dict(experiment.default_hyperparameters(optimizer))
-    source = {key: "spec" for key in _HYPER_KEYS}
+    """α, β2 and bias correction for ``optimizer``, each from the first source that sets it, in
+    this order: ``flags`` (``{"learning_rate", "beta_2", "bias_correction"}``, None = unset),
+    ``params`` (a parsed ``--params`` file), ``best_params`` (the grid search's
+    ``best_params.json``, which holds bias correction only when the search fixed or searched it),
+    the spec (bias correction: on, as Keras). Returns ``{"learning_rate", "beta_2",
+    "bias_correction", "source": {key: source name}}``."""
+    keys = (*_HYPER_KEYS, "bias_correction")
+    resolved = {**experiment.default_hyperparameters(optimizer), "bias_correction": True}
+    source = {key: "spec" for key in keys}
     layers = (
         ("best_params.json", (best_params or {}).get(optimizer, {})),
         ("params file", {**(params or {}).get("*", {}), **(params or {}).get(optimizer, {})}),
         ("flag", {k: v for k, v in (flags or {}).items() if v is not None}),
     )
     for name, values in layers:
-        for key in _HYPER_KEYS:
+        for key in keys:
             if key in values:
-                resolved[key] = float(values[key])
+                resolved[key] = values[key]
                 source[key] = name
     return {"learning_rate": float(resolved["learning_rate"]), "beta_2": float(resolved["beta_2"]),
-            "source": source}
+            "bias_correction": bool(resolved["bias_correction"]), "source": source}
 
 
 # ---------------------------------------------------------------------------------------------
 # One run
 # ---------------------------------------------------------------------------------------------
-def compile_model(model, optimizer, loss, *, jit_compile=True, steps_per_execution=32):
-    """Compile for training with one-hot targets and categorical accuracy, in the fast settings."""
+def compile_model(model, optimizer, loss, *, jit_compile=True, steps_per_execution=32, metrics=None):
+    """Compile for training in the fast settings; ``metrics`` default to categorical accuracy
+    (one-hot targets); the VAE passes its ELBO terms (:func:`replication.models.get_metrics`)."""
     import keras
 
     model.compile(
         optimizer=optimizer,
         loss=loss,
-        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+        metrics=metrics if metrics is not None else [keras.metrics.CategoricalAccuracy(name="accuracy")],
         jit_compile=jit_compile,
         steps_per_execution=steps_per_execution,
     )
@@ -218,10 +234,9 @@ def compile_model(model, optimizer, loss, *, jit_compile=True, steps_per_executi
 
 
 def _one_hot(y, num_classes):
-    y = np.asarray(y).astype(np.int64).reshape(-1)
-    out = np.zeros((y.shape[0], num_classes), dtype=np.float32)
-    out[np.arange(y.shape[0]), y] = 1.0
-    return out
+    from .models import make_targets
+
+    return make_targets("categorical", None, y, num_classes)
 
 
 def _make_recorder(steps_per_epoch):
@@ -334,7 +349,7 @@ def train_run(config: RunConfig, data, *, fit_settings=None, max_points=DEFAULT_
     """
     import keras
 
-    from .models import build_model, get_loss
+    from .models import build_model, get_loss, get_metrics, make_targets
 
     settings = {**FIT_SETTINGS, **(fit_settings or {})}
     started_at = io.now_iso()
@@ -369,10 +384,11 @@ def train_run(config: RunConfig, data, *, fit_settings=None, max_points=DEFAULT_
     if jit == "auto":
         jit = config.epochs * steps_per_epoch >= JIT_MIN_STEPS
     compile_model(model, optimizer, get_loss(config.loss_function),
-                  jit_compile=bool(jit), steps_per_execution=spe)
+                  jit_compile=bool(jit), steps_per_execution=spe, metrics=get_metrics(config.loss_function))
 
-    y_train = _one_hot(data.y_train, data.num_classes)
-    y_test = _one_hot(data.y_test, data.num_classes)
+    y_train = make_targets(config.loss_function, data.x_train, data.y_train, data.num_classes)
+    y_test = make_targets(config.loss_function, data.x_test, data.y_test, data.num_classes)
+    elbo = config.loss_function == "elbo"
     recorder = _make_recorder(steps_per_epoch)
     model.fit(
         data.x_train,
@@ -419,7 +435,12 @@ def train_run(config: RunConfig, data, *, fit_settings=None, max_points=DEFAULT_
             "gamma_negative_fraction": logs.get("gamma_negative_fraction", float("nan")),
             "gamma_min": logs.get("gamma_min", float("nan")),
         })
-    history = pd.DataFrame(rows, columns=HISTORY_COLUMNS)
+        if elbo:
+            rows[-1].update({"reconstruction": logs.get("reconstruction", float("nan")),
+                             "kl": logs.get("kl", float("nan")),
+                             "test_reconstruction": logs.get("val_reconstruction", float("nan")),
+                             "test_kl": logs.get("val_kl", float("nan"))})
+    history = pd.DataFrame(rows, columns=HISTORY_COLUMNS + (ELBO_COLUMNS if elbo else []))
     points = _thin_blocks(recorder.blocks, n_train, config.batch_size, steps_per_epoch,
                           max_points, config.epochs)
     iterations = pd.DataFrame([{**base, **p} for p in points], columns=ITERATION_COLUMNS)
@@ -474,7 +495,7 @@ def train_experiment(
     learning_rate=None,
     beta_2=None,
     schedule=None,
-    bias_correction=True,
+    bias_correction=None,
     loss=None,
     epsilon=None,
     flip=None,
@@ -492,9 +513,10 @@ def train_experiment(
     ``optimizers`` defaults to the spec's (``Experiment.optimizers``); ``epochs``, ``schedule``,
     ``loss``, ``runs``, ``epsilon`` (ε, spec default 1e-7 or the source's, e.g. Pérez's 1e-8) and
     ``flip`` (left-right flip augmentation) override the spec when not None;
-    ``learning_rate``/``beta_2`` override every optimizer's value; ``params`` is a parsed params
-    file (:func:`read_params_file`) or a path to one. Precedence of α/β2: arguments > ``params`` >
-    ``<out_dir>/<name>/best_params.json`` > spec. Finished runs are skipped unless ``force``.
+    ``learning_rate``/``beta_2``/``bias_correction`` override every optimizer's value; ``params`` is
+    a parsed params file (:func:`read_params_file`) or a path to one. Precedence of α/β2/bias
+    correction: arguments > ``params`` > ``<out_dir>/<name>/best_params.json`` > spec (bias
+    correction on). Finished runs are skipped unless ``force``.
     ``dataset`` may pass an already loaded ``Dataset`` (skips :func:`load_dataset`).
     """
     from .experiments import get_experiment, with_overrides
@@ -523,7 +545,8 @@ def train_experiment(
         params = read_params_file(params)
     best_path = exp_dir / "best_params.json"
     best_params = read_params_file(best_path) if best_path.exists() else None
-    flags = {"learning_rate": learning_rate, "beta_2": beta_2}
+    flags = {"learning_rate": learning_rate, "beta_2": beta_2,
+             "bias_correction": None if bias_correction is None else bool(bias_correction)}
     hyper = {
         name: resolve_hyperparameters(spec, name, flags=flags, params=params, best_params=best_params)
         for name in optimizers
@@ -545,7 +568,7 @@ def train_experiment(
             beta_1=float(spec.beta_1),
             beta_2=hyper[name]["beta_2"],
             epsilon=float(spec.epsilon),
-            bias_correction=bool(bias_correction),
+            bias_correction=hyper[name]["bias_correction"],
             run=k,
             seed=seeds[k],
         )
@@ -583,15 +606,19 @@ def train_experiment(
             last = history.iloc[-1] if len(history) else None
             if info["diverged"]:
                 text = f"diverged (NaN loss) at epoch {info['epochs_completed']}"
+            elif last is None:
+                text = "no epochs"
+            elif spec.loss == "elbo":
+                text = f"test −ELBO {last['test_loss']:.2f} nats, train {last['loss']:.2f}"
             else:
-                text = (f"test acc {last['test_accuracy']:.4f}, train loss {last['loss']:.4f}"
-                        if last is not None else "no epochs")
+                text = f"test acc {last['test_accuracy']:.4f}, train loss {last['loss']:.4f}"
             bar.update(f"{label}: {text} in {info['seconds']:.1f}s")
 
     history = pd.concat([_read_csv(_run_paths(runs_dir, c)[0]) for c in configs], ignore_index=True)
     iterations = pd.concat([_read_csv(_run_paths(runs_dir, c)[1]) for c in configs], ignore_index=True)
     order = {name: i for i, name in enumerate(sorted(optimizers))}
-    history = _sorted(history.reindex(columns=HISTORY_COLUMNS), order, "epoch")
+    columns = HISTORY_COLUMNS + (ELBO_COLUMNS if spec.loss == "elbo" else [])
+    history = _sorted(history.reindex(columns=columns), order, "epoch")
     iterations = _sorted(iterations[ITERATION_COLUMNS], order, "iteration")
     io.write_csv_atomic(history, exp_dir / "history.csv")
     io.write_csv_atomic(iterations, exp_dir / "iterations.csv")
@@ -605,7 +632,7 @@ def train_experiment(
             "hyperparameters": {
                 name: {**{k: v for k, v in hyper[name].items() if k != "source"},
                        "beta_1": float(spec.beta_1), "epsilon": float(spec.epsilon),
-                       "schedule": spec.schedule, "bias_correction": bool(bias_correction),
+                       "schedule": spec.schedule,
                        "source": hyper[name]["source"]}
                 for name in optimizers
             },

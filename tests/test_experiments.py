@@ -9,7 +9,8 @@ from replication.errors import UserError
 from replication.experiments import EXPERIMENTS, Experiment, get_experiment, with_overrides
 
 REDDI_NAMES = ["mnist-logreg", "mnist-mlp", "cifar10-cifarnet", "cifar10-cifarnet-paper", "digits-logreg", "digits-mlp"]
-NAMES = REDDI_NAMES + ["cifar10-smallvgg", "cifar10-vgg", "mnist-logreg-l2", "mnist-mlp-2x1000", "mnist-cnn"]
+NAMES = REDDI_NAMES + ["cifar10-smallvgg", "cifar10-vgg", "mnist-logreg-l2", "mnist-mlp-2x1000", "mnist-cnn",
+                       "mnist-vae"]
 
 # McGill Table I: (experiment, optimizer) -> (alpha, beta_2)
 TABLE_I = {

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from replication import cli
+from replication.errors import UserError
 from replication.experiments import get_experiment
 from replication.trainer import (
     HISTORY_COLUMNS,
@@ -114,7 +115,9 @@ def test_sidecar_records_spec_seeds_provenance(trained):
     meta = json.loads((out / EXP / "train.json").read_text())
     assert meta["experiment"]["name"] == EXP and meta["experiment"]["epochs"] == EPOCHS
     assert meta["seeds"] == {str(k): derive_seed(0, k) for k in range(RUNS)}
-    assert meta["hyperparameters"]["adam"]["source"] == {"learning_rate": "spec", "beta_2": "spec"}
+    assert meta["hyperparameters"]["adam"]["source"] == {"learning_rate": "spec", "beta_2": "spec",
+                                                         "bias_correction": "spec"}
+    assert meta["hyperparameters"]["adam"]["bias_correction"] is True
     assert "keras" in meta["provenance"]["versions"] and "device" in meta["provenance"]
     assert meta["started_at"] <= meta["finished_at"]
     runs = sorted((out / EXP / "runs").glob("*.json"))
@@ -227,7 +230,7 @@ def test_divergence_is_recorded_and_precedence_of_sources(tmp_path):
     on_disk = pd.read_csv(out / EXP / "history.csv")
     assert on_disk["loss"].isna().sum() == 1 and on_disk["diverged"].sum() == 1
     sources = json.loads((out / EXP / "train.json").read_text())["hyperparameters"]["amsgrad"]["source"]
-    assert sources == {"learning_rate": "params file", "beta_2": "best_params.json"}
+    assert sources == {"learning_rate": "params file", "beta_2": "best_params.json", "bias_correction": "spec"}
 
 
 def test_resolve_hyperparameters_precedence(tmp_path):
@@ -235,7 +238,8 @@ def test_resolve_hyperparameters_precedence(tmp_path):
     best = {"adam": {"learning_rate": 0.2, "beta_2": 0.8}}
     params = {"adam": {"beta_2": 0.9}}
     assert resolve_hyperparameters(spec, "adam") == {
-        **spec.default_hyperparameters("adam"), "source": {"learning_rate": "spec", "beta_2": "spec"}}
+        **spec.default_hyperparameters("adam"), "bias_correction": True,
+        "source": {"learning_rate": "spec", "beta_2": "spec", "bias_correction": "spec"}}
     got = resolve_hyperparameters(spec, "adam", best_params=best)
     assert (got["learning_rate"], got["beta_2"]) == (0.2, 0.8)
     got = resolve_hyperparameters(spec, "adam", params=params, best_params=best)
@@ -243,7 +247,19 @@ def test_resolve_hyperparameters_precedence(tmp_path):
     got = resolve_hyperparameters(spec, "adam", flags={"learning_rate": 0.1, "beta_2": None},
                                   params=params, best_params=best)
     assert (got["learning_rate"], got["beta_2"]) == (0.1, 0.9)
-    assert got["source"] == {"learning_rate": "flag", "beta_2": "params file"}
+    assert got["source"] == {"learning_rate": "flag", "beta_2": "params file", "bias_correction": "spec"}
+    # A grid search that searched (or fixed) bias correction records it; a flag still wins.
+    searched = {"adamax": {"learning_rate": 0.01, "beta_2": 0.999, "bias_correction": False}}
+    got = resolve_hyperparameters(spec, "adamax", best_params=searched)
+    assert (got["bias_correction"], got["source"]["bias_correction"]) == (False, "best_params.json")
+    got = resolve_hyperparameters(spec, "adamax", flags={"bias_correction": True}, best_params=searched)
+    assert (got["bias_correction"], got["source"]["bias_correction"]) == (True, "flag")
+    path = tmp_path / "best.json"
+    path.write_text(json.dumps(searched))
+    assert read_params_file(path) == searched
+    path.write_text(json.dumps({"adamax": {"bias_correction": "no"}}))
+    with pytest.raises(UserError, match="bias_correction must be true or false"):
+        read_params_file(path)
     # Other optimizers fall through to the spec; a flat params file applies to all of them.
     flat = tmp_path / "flat.json"
     flat.write_text(json.dumps({"learning_rate": 0.05}))
@@ -416,3 +432,26 @@ def test_linear_decay_and_flip_through_the_trainer(tmp_path):
     train_experiment(spec, optimizers=["adam"], runs=1, epochs=2, out_dir=tmp_path / "out", data_dir=data,
                      progress=False, flip=False, callbacks=[_LastRate()])
     assert not seen["flip"] and len(list(runs.glob("*.json"))) == 2
+
+
+def test_vae_trains_through_the_same_trainer_with_elbo_columns(tmp_path):
+    """mnist-vae's spec on the 8×8 digits (same model, loss and optimizer settings): the history
+    holds −ELBO as loss/test_loss, its two terms after the common columns, no accuracy."""
+    from replication.experiments import with_overrides
+    from replication.trainer import ELBO_COLUMNS
+
+    spec = with_overrides(get_experiment("mnist-vae"), name="digits-vae", dataset="digits", epochs=3, runs=1)
+    history = train_experiment(spec, optimizers=["adam", "amsgrad"], out_dir=tmp_path, progress=False)
+    on_disk = pd.read_csv(tmp_path / "digits-vae" / "history.csv")
+    assert list(on_disk.columns) == HISTORY_COLUMNS + ELBO_COLUMNS
+    assert len(history) == 2 * 3 and history["accuracy"].isna().all() and history["test_accuracy"].isna().all()
+    np.testing.assert_allclose(history["loss"], history["reconstruction"] + history["kl"], rtol=1e-4)
+    np.testing.assert_allclose(history["test_loss"], history["test_reconstruction"] + history["test_kl"], rtol=1e-4)
+    assert (history["beta_1"] == 0.5).all() and (history["learning_rate"] == 0.002).all()
+    assert (history["loss_function"] == "elbo").all()
+    for _, run in history.groupby("optimizer"):
+        # 64 pixels in [0, 1]: −ELBO starts near 64·log 2 ≈ 44 nats and falls
+        assert run["loss"].iloc[-1] < run["loss"].iloc[0] < 50
+    # a classifier loss does not fit the VAE: one line, exit 2
+    assert cli.main(["train", "mnist-vae", "--loss", "categorical", "--out", str(tmp_path)]) == 2
+    assert cli.main(["gridsearch", "mnist-vae", "--out", str(tmp_path)]) == 2

@@ -10,7 +10,7 @@ import argparse
 from . import _args
 from ..experiments import SCHEDULES as _SCHEDULES
 
-_LOSSES = ("categorical", "binary")
+_LOSSES = ("categorical", "binary")  # the classifiers' losses; the VAE's "elbo" is fixed by its spec
 
 
 def add_parser(subparsers):
@@ -41,8 +41,9 @@ def add_parser(subparsers):
     p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
                    help="left-right flip augmentation during training, for image data "
                    "(default: the spec's; on for Korzeniowski's CIFAR-10 experiments)")
-    p.add_argument("--bias-correction", type=_args.on_off, default=True, metavar="on|off",
-                   help="Adam-style bias correction of the step size (default: on, as Keras)")
+    p.add_argument("--bias-correction", type=_args.on_off, default=None, metavar="on|off",
+                   help="Adam-style bias correction of the step size (default: the grid search's when it "
+                   "searched it, else on, as Keras)")
     p.add_argument("--loss", choices=_LOSSES, default=None, help="training loss (default: spec)")
     p.add_argument("--seed", type=_args.nonnegative_int, default=0,
                    help="base seed; run k's seed is derived from it and k (default: 0)")

@@ -329,20 +329,27 @@ def count_wins(a: pd.Series, b: pd.Series, lower_is_better: bool) -> dict:
             "ties": int(len(both) - better.sum() - worse.sum())}
 
 
-COMPARISON_COLUMNS = [
-    "experiment", "bias_correction", "metric", "lower_is_better",
-    "n_adam", "n_amsgrad", "diverged_adam", "diverged_amsgrad",
-    "mean_adam", "std_adam", "mean_amsgrad", "std_amsgrad",
-    "diff", "diff_ci_low", "diff_ci_high", "welch_df", "welch_t", "welch_p",
-    "mannwhitney_u", "mannwhitney_p", "cohens_d", "hedges_g",
-    "pairs", "adam_wins", "amsgrad_wins", "ties",
-]
+def comparison_columns(a: str = "adam", b: str = "amsgrad") -> list[str]:
+    """The columns of :func:`compare_final` for optimizers ``a`` (baseline) and ``b``."""
+    return [
+        "experiment", "bias_correction", "metric", "lower_is_better",
+        f"n_{a}", f"n_{b}", f"diverged_{a}", f"diverged_{b}",
+        f"mean_{a}", f"std_{a}", f"mean_{b}", f"std_{b}",
+        "diff", "diff_ci_low", "diff_ci_high", "welch_df", "welch_t", "welch_p",
+        "mannwhitney_u", "mannwhitney_p", "cohens_d", "hedges_g",
+        "pairs", f"{a}_wins", f"{b}_wins", "ties",
+    ]
+
+
+COMPARISON_COLUMNS = comparison_columns()
 
 
 def compare_final(history: pd.DataFrame, metrics=tuple(METRICS), confidence: float = 0.95,
                   a: str = "adam", b: str = "amsgrad") -> pd.DataFrame:
     """Adam (``a``) vs AMSGrad (``b``) at each run's final epoch, one row per (experiment,
-    bias_correction, metric) with both optimizers present; columns :data:`COMPARISON_COLUMNS`.
+    bias_correction, metric) with both optimizers present; columns :data:`COMPARISON_COLUMNS`
+    (:func:`comparison_columns` ``(a, b)`` for another pair, e.g. Pérez's Adam vs AdaMax: the
+    optimizer names replace ``adam``/``amsgrad`` in them).
 
     ``diff`` = mean(AMSGrad) − mean(Adam) with its Welch CI (negative loss diff / positive accuracy
     diff = AMSGrad better); ``welch_t``/``welch_p`` Welch's unequal-variance t-test; Mann–Whitney U
@@ -366,12 +373,12 @@ def compare_final(history: pd.DataFrame, metrics=tuple(METRICS), confidence: flo
             sa, sb = sa[np.isfinite(sa)], sb[np.isfinite(sb)]
             xa, xb = sa.to_numpy(), sb.to_numpy()
             row = {"experiment": experiment, "bias_correction": bool(bc), "metric": metric,
-                   "lower_is_better": lower, "n_adam": xa.size, "n_amsgrad": xb.size,
-                   "diverged_adam": int(ga["diverged"].sum()), "diverged_amsgrad": int(gb["diverged"].sum()),
-                   "mean_adam": xa.mean() if xa.size else math.nan,
-                   "std_adam": xa.std(ddof=1) if xa.size > 1 else math.nan,
-                   "mean_amsgrad": xb.mean() if xb.size else math.nan,
-                   "std_amsgrad": xb.std(ddof=1) if xb.size > 1 else math.nan}
+                   "lower_is_better": lower, f"n_{a}": xa.size, f"n_{b}": xb.size,
+                   f"diverged_{a}": int(ga["diverged"].sum()), f"diverged_{b}": int(gb["diverged"].sum()),
+                   f"mean_{a}": xa.mean() if xa.size else math.nan,
+                   f"std_{a}": xa.std(ddof=1) if xa.size > 1 else math.nan,
+                   f"mean_{b}": xb.mean() if xb.size else math.nan,
+                   f"std_{b}": xb.std(ddof=1) if xb.size > 1 else math.nan}
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
                 row.update(_welch(xa, xb, confidence))
@@ -382,10 +389,10 @@ def compare_final(history: pd.DataFrame, metrics=tuple(METRICS), confidence: flo
                 row.update(mannwhitney_u=u, mannwhitney_p=p)
                 row["cohens_d"], row["hedges_g"] = effect_size(xa, xb)
             wins = count_wins(sa, sb, lower)
-            row.update(pairs=wins["pairs"], adam_wins=wins["a_wins"], amsgrad_wins=wins["b_wins"],
-                       ties=wins["ties"])
+            row.update({"pairs": wins["pairs"], f"{a}_wins": wins["a_wins"], f"{b}_wins": wins["b_wins"],
+                        "ties": wins["ties"]})
             rows.append(row)
-    return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+    return pd.DataFrame(rows, columns=comparison_columns(a, b))
 
 
 def summarize_final(history: pd.DataFrame, metrics=tuple(METRICS)) -> pd.DataFrame:

@@ -106,3 +106,23 @@ def test_cli_report_missing_folder_is_one_line_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "does not exist" in err
     assert main(["report", "--out", str(tmp_path)]) == 2
+
+
+def test_adamax_comparison_and_perez_table():
+    """Pérez's experiments: an Adam vs AdaMax section with the same statistics, and his Table 1
+    beside our final test accuracy (mean ± std over runs)."""
+    adam_loss, adamax_loss = [0.010, 0.012, 0.011], [0.020, 0.021, 0.019]
+    h = make_history(adam_loss, adamax_loss, experiment="mnist-cnn")
+    h["optimizer"] = h["optimizer"].replace({"amsgrad": "adamax"})
+    cmp = results.compare_final(h, a="adam", b="adamax")
+    loss = cmp[cmp["metric"] == "loss"].iloc[0]
+    assert loss["mean_adamax"] == pytest.approx(0.02) and loss["adam_wins"] == 3 and loss["adamax_wins"] == 0
+    assert list(cmp.columns) == results.comparison_columns("adam", "adamax")
+    text = report.build_report({"out": ".", "synthetic": None, "experiments": {"mnist-cnn": {
+        "history": h, "iterations": None, "gridsearch": None, "best_params": None, "train": None}}})
+    assert "## Adam vs AdaMax at the final epoch" in text
+    assert "| `mnist-cnn` | train loss (↓) | 0.011 | 0.02 |" in text
+    # accuracy = 1 − loss at the last epoch: Adam 98.90 ± 0.10 %, AdaMax 98.00 ± 0.10 %
+    assert "| `mnist-cnn` | Adam | 99.21 % | 98.90 ± 0.10 % | 3 | 3/3 |" in text
+    assert "| `mnist-cnn` | AdaMax | 99.09 % | 98.00 ± 0.10 % | 3 | 3/3 |" in text
+    assert "| `mnist-logreg-l2` | Adam | 92.69 % | not run |" in text

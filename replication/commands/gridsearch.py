@@ -117,8 +117,12 @@ def run(args) -> int:
     points = make_grid(args.optimizers, args.learning_rates, args.beta2s, bias)
     data = load_dataset(spec.dataset, args.data_dir)
     epochs = args.epochs or spec.gridsearch_epochs
+    settings = SearchSettings.from_spec(spec, cv=args.cv, epochs=epochs, seed=args.seed, halving=args.halving,
+                                        engine=engine)
     # Counted in fits (point × fold): the stacked engine finishes a fold of many points at once.
     progress = None if args.quiet else Progress(len(points) * args.cv, f"gridsearch {spec.name}")
+    store = PointStore(experiment_dir / "gridsearch_points")
+    reused = 0 if args.force else sum(store.load(settings, p) is not None for p in points)
     started_at, clock = now_iso(), time.perf_counter()
     frame = run_grid_search(
         spec,
@@ -133,12 +137,10 @@ def run(args) -> int:
         scheduler=args.scheduler,
         halving=args.halving,
         engine=engine,
-        store=PointStore(experiment_dir / "gridsearch_points"),
+        store=store,
         force=args.force,
         progress=progress,
     )
-    settings = SearchSettings.from_spec(spec, cv=args.cv, epochs=epochs, seed=args.seed, halving=args.halving,
-                                        engine=engine)
     sidecar = {
         "experiment": spec.to_dict() if hasattr(spec, "to_dict") else spec.name,
         "settings": settings.to_dict(),
@@ -159,6 +161,8 @@ def run(args) -> int:
         "started_at": started_at,
         "finished_at": now_iso(),
         "wall_seconds": round(time.perf_counter() - clock, 2),
+        "points_computed": len(points) - reused,
+        "points_reused": reused,
         **provenance(),
     }
     best = write_search_outputs(frame, experiment_dir, sidecar=sidecar)

@@ -30,7 +30,9 @@ def save_figure(fig, path_stem) -> list[Path]:
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
     fig.savefig(paths[0], dpi=110, bbox_inches="tight")
-    fig.savefig(paths[1], bbox_inches="tight", metadata={"Date": None})
+    # A fixed salt for the SVG's element ids: the same data gives the same file (no churn in git).
+    with matplotlib.rc_context({"svg.hashsalt": "replication"}):
+        fig.savefig(paths[1], bbox_inches="tight", metadata={"Date": None})
     plt.close(fig)
     return paths
 

@@ -1,5 +1,6 @@
 """The tuning stage (McGill §IV-A): a scikeras ``KerasClassifier`` factory, ``GridSearchCV`` jobs
-over (α, β2[, bias correction]) per optimizer, and their export (tidy CSV, best params, Table I).
+over (α, β2[, bias correction]) per optimizer, the stacked engine that trains a fold's grid points
+as one model (same fits, several times faster), and their export (tidy CSV, best params, Table I).
 
 Names are imported lazily so that ``replicate --help`` does not pay for importing Keras.
 """

@@ -3,12 +3,15 @@
 McGill tuned α and β2 by an exhaustive ``GridSearchCV`` (3-fold cross-validation, 30 epochs per fit,
 the 25-point grid below) and kept the point with the smallest validation loss. Here:
 
-* each grid point is one unit of work: its row (every fold's validation and training score, fit
-  time, diverged flag) is persisted by a :class:`PointStore` as soon as it is finished, so a killed
-  search rerun with the same settings recomputes only unfinished points;
-* ``GridSearchCV`` runs over chunks of unfinished points (as many points as parallel fits, so the
-  ``chunk × folds`` fits keep every worker busy), with joblib's loky backend or, for a cluster,
-  its Dask backend;
+* each grid point's row (every fold's validation and training score, fit time, diverged flag) is
+  persisted by a :class:`PointStore` as soon as it is finished, so a killed search rerun with the
+  same settings recomputes only unfinished points;
+* two engines compute the same rows (:func:`resolve_engine`). ``stacked`` (the default for the
+  dense models, :mod:`gridsearch.stacked`) trains all unfinished points of an optimizer on a fold
+  at once as one Keras model; its unit of work is that fold, persisted too. ``gridsearchcv`` runs
+  scikit-learn's ``GridSearchCV`` over scikeras fits, on chunks of unfinished points (as many
+  points as parallel fits, so the ``chunk × folds`` fits keep every worker busy), with joblib's
+  loky backend or, for a cluster, its Dask backend;
 * ``halving=True`` swaps in ``HalvingGridSearchCV`` with epochs as the resource (the principled
   form of McGill's abridged 15-epoch CifarNet search); its unit of work is one optimizer's search.
 """

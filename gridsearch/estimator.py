@@ -58,19 +58,22 @@ class _Scheduled:
     used as is. Module-level subclasses (not a class factory) so they pickle into loky/Dask workers.
     """
 
-    def __init__(self, learning_rate=0.001, schedule="constant", **kwargs):
+    def __init__(self, learning_rate=0.001, schedule="constant", total_steps=None, **kwargs):
         is_schedule = isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule)
         initial = getattr(learning_rate, "initial_learning_rate", None) if is_schedule else float(learning_rate)
         if not is_schedule:
-            # linear-decay raises here: it needs the fit's step count, unknown at compile time.
-            learning_rate = make_schedule(learning_rate, schedule)
+            # linear-decay needs the fit's step count (epochs × steps per epoch): the search routes
+            # it as optimizer__total_steps; without it make_schedule raises.
+            learning_rate = make_schedule(learning_rate, schedule, total_steps=total_steps)
         super().__init__(learning_rate=learning_rate, **kwargs)
         self.schedule = schedule
+        self.total_steps = total_steps
         self.initial_learning_rate = initial  # α, whatever the schedule
 
     def get_config(self):
         config = super().get_config()
         config["schedule"] = self.schedule
+        config["total_steps"] = self.total_steps
         return config
 
 
@@ -224,6 +227,8 @@ def make_estimator(
 
     optimizer_class = SEARCH_OPTIMIZERS[optimizer] if isinstance(optimizer, str) else optimizer
     routed = {f"model__{k}": v for k, v in dict(spec.model_kwargs or ()).items()}
+    if getattr(spec, "flip", False):  # Korzeniowski's left-right flips, training only (as the trainer)
+        routed["model__augment_flip"] = True
     routed.update(
         {
             "optimizer__beta_1": float(spec.beta_1),

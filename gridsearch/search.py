@@ -131,7 +131,8 @@ class SearchSettings:
             schedule=spec.schedule,
             batch_size=int(spec.batch_size),
             beta_1=float(spec.beta_1),
-            model_kwargs=tuple(tuple(p) for p in (spec.model_kwargs or ())),
+            model_kwargs=tuple(tuple(p) for p in (spec.model_kwargs or ()))
+            + ((("augment_flip", True),) if getattr(spec, "flip", False) else ()),
             cv=int(cv),
             epochs=int(epochs if epochs is not None else spec.gridsearch_epochs),
             seed=int(seed if seed is not None else getattr(spec, "seed", 0) or 0),
@@ -420,6 +421,14 @@ def run_grid_search(
         estimator_kwargs["steps_per_execution"] = steps_per_epoch
     X = np.asarray(X, dtype=np.float32)  # once, up front: no per-fit float64 copies
     y = np.asarray(y)
+    if spec.schedule == "linear-decay" and engine == "gridsearchcv":
+        # One estimator serves every fold, so one step count: the longest fold's (stratified folds
+        # differ by a sample at most, rarely by a step). The stacked engine counts each fold's own.
+        if halving:
+            raise ValueError("--halving varies the epochs of each fit, which the linear-decay schedule "
+                             "needs fixed; search this experiment without --halving")
+        longest = max(math.ceil(len(train) / spec.batch_size) for train, _ in _cv(settings).split(X, y))
+        estimator_kwargs["optimizer__total_steps"] = longest * settings.epochs
     rows = {}
     for point in points:
         record = None if (force or store is None) else store.load(settings, point)

@@ -161,7 +161,7 @@ class _PerMember:
     times each member's α.
     """
 
-    def __init__(self, learning_rates, beta_2s, schedule="constant", **kwargs):
+    def __init__(self, learning_rates, beta_2s, schedule="constant", total_steps=None, **kwargs):
         rates = np.asarray(learning_rates, dtype=np.float64).reshape(-1)
         betas = np.asarray(beta_2s, dtype=np.float64).reshape(-1)
         if rates.shape != betas.shape or rates.size == 0:
@@ -170,7 +170,8 @@ class _PerMember:
             raise ValueError(f"learning rates must be positive and finite, got {rates.tolist()}")
         if not (np.all(betas >= 0) and np.all(betas < 1)):
             raise ValueError(f"beta_2 values must be in [0, 1), got {betas.tolist()}")
-        super().__init__(learning_rate=make_schedule(1.0, schedule), beta_2=float(betas[0]), **kwargs)
+        super().__init__(learning_rate=make_schedule(1.0, schedule, total_steps=total_steps), beta_2=float(betas[0]),
+                         **kwargs)
         self.member_learning_rates = rates
         self.member_beta_2s = betas
         self.schedule = schedule
@@ -348,8 +349,10 @@ def fit_fold(spec, optimizer, members, x_train, y_train, x_val, y_val, *, epochs
     model.set_weights(stack_weights(initial, k))
 
     extra = {} if bias_correction is None else {"bias_correction": bool(bias_correction)}
+    # linear-decay reaches 0 right after this fit's last step, as in the trainer.
+    total_steps = int(epochs) * math.ceil(len(x_train) / int(spec.batch_size))
     opt = STACKED_OPTIMIZERS[optimizer](
-        [m[0] for m in members], [m[1] for m in members], schedule=spec.schedule,
+        [m[0] for m in members], [m[1] for m in members], schedule=spec.schedule, total_steps=total_steps,
         beta_1=float(spec.beta_1), epsilon=float(getattr(spec, "epsilon", 1e-7)), **extra,
     )
     model.compile(optimizer=opt, loss=MemberSumLoss(spec.loss), metrics=[MemberLoss(k, spec.loss)],

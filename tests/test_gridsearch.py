@@ -241,3 +241,30 @@ def test_early_stopping_as_mcgill_stops_when_training_loss_stalls():
                              jit_compile=False)
     working.fit(data.x_train, data.y_train)
     assert len(working.history_["loss"]) == 20
+
+
+def test_linear_decay_schedule_reaches_zero_at_each_fits_last_step(digits):
+    """Korzeniowski's schedule in the grid search: the fit's step count is routed to the optimizer
+    (optimizer__total_steps), so α_t falls linearly to 0 exactly after the fit's last step; both
+    engines give the same scores."""
+    from replication.experiments import with_overrides
+
+    spec = with_overrides(get_experiment(EXPERIMENT), schedule="linear-decay")
+    steps = 2 * math.ceil(898 / 128)  # 2 epochs of a 2/3 fold of digits' 1,347 training images
+    est = make_estimator(spec, "adam", epochs=2, jit_compile=False, optimizer__learning_rate=0.05,
+                         optimizer__beta_2=0.99, optimizer__total_steps=steps)
+    est.fit(digits.x_train[:898], digits.y_train[:898])
+    opt = est.model_.optimizer
+    assert int(opt.iterations.numpy()) == steps
+    assert float(opt.learning_rate) == 0.0 and float(opt.learning_rate_at(steps - 1)) == pytest.approx(0.05 / steps)
+    points = [GridPoint("adam", 0.05, 0.99), GridPoint("adam", 0.01, 0.999)]
+    common = dict(cv=3, epochs=2, seed=0)
+    reference = run_grid_search(spec, digits.x_train, digits.y_train, points, engine="gridsearchcv", **common)
+    stacked = run_grid_search(spec, digits.x_train, digits.y_train, points, engine="stacked", **common)
+    scores = [f"split{k}_test_score" for k in range(3)]
+    np.testing.assert_allclose(stacked[scores].to_numpy(float), reference[scores].to_numpy(float), rtol=1e-6)
+    inverse_sqrt = run_grid_search(get_experiment(EXPERIMENT), digits.x_train, digits.y_train, points[:1],
+                               engine="stacked", **common)
+    assert abs(inverse_sqrt["mean_val_loss"][0] - stacked["mean_val_loss"][0]) > 1e-4  # the schedule mattered
+    with pytest.raises(ValueError, match="halving"):
+        run_grid_search(spec, digits.x_train, digits.y_train, points, halving=True, **common)

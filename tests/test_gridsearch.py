@@ -268,3 +268,19 @@ def test_linear_decay_schedule_reaches_zero_at_each_fits_last_step(digits):
     assert abs(inverse_sqrt["mean_val_loss"][0] - stacked["mean_val_loss"][0]) > 1e-4  # the schedule mattered
     with pytest.raises(ValueError, match="halving"):
         run_grid_search(spec, digits.x_train, digits.y_train, points, halving=True, **common)
+
+
+def test_korzeniowski_smallvgg_searches_on_cifar_shaped_arrays():
+    """cifar10-smallvgg (conv → BN → ReLU, linear decay, flips) through the grid search on random
+    CIFAR-shaped arrays (real CIFAR-10 is not on this machine): the GridSearchCV engine is chosen
+    and every fold yields a finite loss."""
+    from gridsearch.search import resolve_engine
+
+    spec = get_experiment("cifar10-smallvgg")
+    assert resolve_engine(spec) == "gridsearchcv" and spec.schedule == "linear-decay" and spec.flip
+    rng = np.random.default_rng(0)
+    x = rng.random((40, 32, 32, 3), dtype=np.float32)
+    y = np.repeat(np.arange(10), 4)
+    frame = run_grid_search(spec, x, y, [GridPoint("amsgrad", 0.01, 0.99, False)], cv=2, epochs=1, seed=0)
+    assert not frame["diverged"][0] and np.isfinite(frame["mean_val_loss"][0])
+    assert frame["bias_correction"][0] == "off" and frame["schedule"][0] == "linear-decay"

@@ -289,11 +289,9 @@ class MemberEarlyStopping(keras.callbacks.Callback):
             self.rules.append(callbacks)
         self.epochs_run = np.zeros(self.members, dtype=int)
         self.snapshots = {}
-        self.losses = []  # per epoch, every member's training loss
 
     def on_epoch_end(self, epoch, logs=None):
         losses = np.asarray((logs or {})["member_loss"], dtype=np.float64).reshape(-1)
-        self.losses.append(losses)
         stopping = []
         for k, (view, callbacks) in enumerate(zip(self.views, self.rules)):
             if k in self.snapshots:

@@ -485,9 +485,9 @@ STACKED_MAX_PARAMETERS = 50_000_000
 
 
 def _members_per_model(spec, input_shape, num_classes):
-    hidden = dict(spec.model_kwargs or ()).get("hidden", (100,)) if spec.model == "mlp" else ()
-    hidden = (hidden,) if isinstance(hidden, int) else tuple(hidden)
-    sizes = [int(np.prod(input_shape)), *map(int, hidden), int(num_classes)]
+    from .stacked import layer_sizes
+
+    sizes = layer_sizes(spec, input_shape, num_classes)
     per_member = sum((a + 1) * b for a, b in zip(sizes, sizes[1:]))
     return max(1, STACKED_MAX_PARAMETERS // per_member)
 

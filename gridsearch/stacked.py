@@ -59,6 +59,7 @@ __all__ = [
     "MemberEarlyStopping",
     "why_not_stackable",
     "build_stacked_model",
+    "layer_sizes",
     "stack_weights",
     "fit_fold",
 ]
@@ -123,20 +124,25 @@ class StackedDense(layers.Layer):
         return config
 
 
+def layer_sizes(spec, input_shape, num_classes):
+    """``[inputs, hidden..., classes]`` of ``spec``'s dense model (as its builder makes it)."""
+    hidden = dict(spec.model_kwargs or ()).get("hidden", (100,)) if spec.model == "mlp" else ()
+    hidden = (hidden,) if isinstance(hidden, int) else tuple(hidden)
+    return [int(np.prod(input_shape)), *map(int, hidden), int(num_classes)]
+
+
 def build_stacked_model(spec, input_shape, num_classes, members):
     """``members`` copies of ``spec``'s dense model (flattened input) as one Keras model whose
     output is ``(batch, members, num_classes)`` softmax probabilities."""
     reason = why_not_stackable(spec)
     if reason:
         raise ValueError(f"{spec.name} cannot be stacked: {reason}")
-    kwargs = dict(spec.model_kwargs or ())
-    hidden = kwargs.get("hidden", (100,)) if spec.model == "mlp" else ()
-    hidden = (hidden,) if isinstance(hidden, int) else tuple(hidden)
-    inputs = keras.Input(shape=(int(np.prod(input_shape)),), name="image")
+    sizes = layer_sizes(spec, input_shape, num_classes)
+    inputs = keras.Input(shape=(sizes[0],), name="image")
     x = inputs
-    for i, units in enumerate(hidden, start=1):
-        x = StackedDense(members, int(units), "relu", name=f"hidden{i}")(x)
-    outputs = StackedDense(members, int(num_classes), "softmax", name="softmax")(x)
+    for i, units in enumerate(sizes[1:-1], start=1):
+        x = StackedDense(members, units, "relu", name=f"hidden{i}")(x)
+    outputs = StackedDense(members, sizes[-1], "softmax", name="softmax")(x)
     return keras.Model(inputs, outputs, name=f"stacked_{spec.model}")
 
 

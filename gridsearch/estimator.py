@@ -226,13 +226,11 @@ def make_estimator(
     from replication.models import MODELS, get_loss
 
     optimizer_class = SEARCH_OPTIMIZERS[optimizer] if isinstance(optimizer, str) else optimizer
-    routed = {f"model__{k}": v for k, v in dict(spec.model_kwargs or ()).items()}
-    if getattr(spec, "flip", False):  # Korzeniowski's left-right flips, training only (as the trainer)
-        routed["model__augment_flip"] = True
+    routed = {f"model__{k}": v for k, v in spec.builder_kwargs}
     routed.update(
         {
             "optimizer__beta_1": float(spec.beta_1),
-            "optimizer__epsilon": float(getattr(spec, "epsilon", 1e-7)),
+            "optimizer__epsilon": float(spec.epsilon),
             "optimizer__schedule": spec.schedule,
             "compile__jit_compile": bool(jit_compile),
             "compile__steps_per_execution": int(steps_per_execution),

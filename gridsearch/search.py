@@ -131,13 +131,12 @@ class SearchSettings:
             schedule=spec.schedule,
             batch_size=int(spec.batch_size),
             beta_1=float(spec.beta_1),
-            model_kwargs=tuple(tuple(p) for p in (spec.model_kwargs or ()))
-            + ((("augment_flip", True),) if getattr(spec, "flip", False) else ()),
+            model_kwargs=tuple(tuple(p) for p in spec.builder_kwargs),
             cv=int(cv),
             epochs=int(epochs if epochs is not None else spec.gridsearch_epochs),
             seed=int(seed if seed is not None else getattr(spec, "seed", 0) or 0),
             halving=bool(halving),
-            epsilon=float(getattr(spec, "epsilon", 1e-7)),
+            epsilon=float(spec.epsilon),
             engine=engine,
         )
 
@@ -167,6 +166,9 @@ def resolve_engine(spec, engine="auto", *, halving=False, backend="loky"):
 
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; choose one of: {', '.join(ENGINES)}")
+    if halving and spec.schedule == "linear-decay":
+        raise ValueError(f"{spec.name} uses the linear-decay schedule, which needs every fit's epochs fixed; "
+                         "--halving varies them: drop --halving")
     reason = why_not_stackable(spec)
     if halving:
         reason = "--halving runs HalvingGridSearchCV"
@@ -402,7 +404,8 @@ def run_grid_search(
     way. ``store`` (a :class:`gridsearch.store.PointStore` or ``None``) persists each finished point
     (and, for the stacked engine, each finished fold) and supplies those already finished (unless
     ``force``). ``progress`` (``replication.progress.Progress`` over ``len(points) × cv`` fits, or
-    ``None``) gets a line per finished unit. Returns the rows in ``points`` order.
+    ``None``) gets a line per finished unit. Returns the rows in ``points`` order;
+    ``frame.attrs["points_reused"]`` counts those read back rather than computed.
     """
     import pandas as pd
 
@@ -424,9 +427,6 @@ def run_grid_search(
     if spec.schedule == "linear-decay" and engine == "gridsearchcv":
         # One estimator serves every fold, so one step count: the longest fold's (stratified folds
         # differ by a sample at most, rarely by a step). The stacked engine counts each fold's own.
-        if halving:
-            raise ValueError("--halving varies the epochs of each fit, which the linear-decay schedule "
-                             "needs fixed; search this experiment without --halving")
         longest = max(math.ceil(len(train) / spec.batch_size) for train, _ in _cv(settings).split(X, y))
         estimator_kwargs["optimizer__total_steps"] = longest * settings.epochs
     rows = {}
@@ -476,7 +476,9 @@ def run_grid_search(
                     chunk = pending[start : start + size]
                     finish(_search(spec, settings, X, y, optimizer, chunk, jobs, estimator_kwargs))
     frame = pd.DataFrame([rows[p] for p in points])
-    return frame[order_columns(frame.columns, settings.cv)]
+    frame = frame[order_columns(frame.columns, settings.cv)]
+    frame.attrs["points_reused"] = len(points) - len(todo)  # read back from the store, not computed
+    return frame
 
 
 # Parameters (weights) of all members of one stacked model, at most: bounds its memory (weights,

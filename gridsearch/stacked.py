@@ -69,14 +69,14 @@ _DENSE_MODELS = ("logreg", "mlp")
 
 def why_not_stackable(spec):
     """``None`` if the stacked engine can train ``spec``'s model, else the reason (one phrase)."""
-    kwargs = dict(spec.model_kwargs or ())
+    kwargs = dict(spec.builder_kwargs)
     if spec.model not in _DENSE_MODELS:
         return f"model {spec.model!r} is not one of the dense models ({', '.join(_DENSE_MODELS)})"
     if kwargs.get("l2"):
         return "L2 regularisation is on"
     if kwargs.get("dropout"):
         return "dropout is on"
-    if kwargs.get("augment_flip") or getattr(spec, "flip", False):
+    if kwargs.get("augment_flip"):
         return "flip augmentation is on"
     return None
 
@@ -223,12 +223,10 @@ STACKED_OPTIMIZERS = {"adam": StackedAdam, "amsgrad": StackedAMSGrad, "adamax": 
 def _member_losses(loss, y_true, y_pred):
     """``(batch, K)``: the experiment's loss of every member, from one-hot ``y_true (batch, C)``
     and probabilities ``y_pred (batch, K, C)`` (Keras's cross-entropies, clipping included)."""
+    from replication.models import get_loss
+
     target = ops.broadcast_to(ops.expand_dims(ops.cast(y_true, y_pred.dtype), 1), ops.shape(y_pred))
-    if loss == "binary":
-        return keras.losses.binary_crossentropy(target, y_pred)
-    if loss == "categorical":
-        return keras.losses.categorical_crossentropy(target, y_pred)
-    raise ValueError(f"unknown loss {loss!r}; choose categorical or binary")
+    return get_loss(loss).call(target, y_pred)  # the trainer's own loss, unreduced
 
 
 @keras.saving.register_keras_serializable(package="gridsearch")
@@ -346,7 +344,7 @@ def fit_fold(spec, optimizer, members, x_train, y_train, x_val, y_val, *, epochs
 
     # The per-point model's initial weights: KerasClassifier seeds, then calls the builder.
     keras.utils.set_random_seed(int(seed))
-    single = MODELS[spec.model](input_shape=input_shape, num_classes=num_classes, **dict(spec.model_kwargs or ()))
+    single = MODELS[spec.model](input_shape=input_shape, num_classes=num_classes, **dict(spec.builder_kwargs))
     initial = single.get_weights()
     del single
     model = build_stacked_model(spec, input_shape, num_classes, k)
@@ -357,7 +355,7 @@ def fit_fold(spec, optimizer, members, x_train, y_train, x_val, y_val, *, epochs
     total_steps = int(epochs) * math.ceil(len(x_train) / int(spec.batch_size))
     opt = STACKED_OPTIMIZERS[optimizer](
         [m[0] for m in members], [m[1] for m in members], schedule=spec.schedule, total_steps=total_steps,
-        beta_1=float(spec.beta_1), epsilon=float(getattr(spec, "epsilon", 1e-7)), **extra,
+        beta_1=float(spec.beta_1), epsilon=float(spec.epsilon), **extra,
     )
     model.compile(optimizer=opt, loss=MemberSumLoss(spec.loss), metrics=[MemberLoss(k, spec.loss)],
                   jit_compile=bool(jit_compile), steps_per_execution=int(steps_per_execution))

@@ -105,6 +105,12 @@ class Experiment:
             if not values:
                 bad(f"grid {key} has no values")
 
+    @property
+    def builder_kwargs(self) -> tuple:
+        """``model_kwargs`` as the model builder takes them: plus ``augment_flip=True`` when
+        ``flip`` is on (only then, so specs without flips keep their run ids and point keys)."""
+        return tuple(self.model_kwargs) + ((("augment_flip", True),) if self.flip else ())
+
     def default_hyperparameters(self, optimizer: str) -> dict:
         """``{"learning_rate": α, "beta_2": β2}`` for ``optimizer`` ("adam", "amsgrad", "adamax").
 

@@ -535,8 +535,7 @@ def train_experiment(
         )
     spec = with_overrides(experiment, epochs=epochs, schedule=schedule, loss=loss, runs=runs,
                           epsilon=None if epsilon is None else float(epsilon), flip=flip)
-    # The flip is a model option; added only when on so runs without it keep their run ids.
-    model_kwargs = tuple(spec.model_kwargs) + ((("augment_flip", True),) if spec.flip else ())
+    model_kwargs = spec.builder_kwargs
     n_runs = int(spec.runs)
 
     exp_dir = io.ensure_dir(Path(out_dir) / spec.name)

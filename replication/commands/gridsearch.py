@@ -94,9 +94,6 @@ def run(args) -> int:
             f"{spec.name} is a generative model (loss elbo); the grid search tunes classifiers by validation "
             f"log-loss. Train it with `replicate train {spec.name}` (its spec holds the published values)"
         )
-    if spec.schedule == "linear-decay" and args.halving:
-        raise UserError(f"{spec.name} uses the linear-decay schedule, which needs every fit's epochs fixed; "
-                        "--halving varies them: drop --halving")
 
     from gridsearch.search import SearchSettings, make_grid, resolve_engine, run_grid_search
     from gridsearch.store import PointStore, write_search_outputs, write_table
@@ -118,8 +115,6 @@ def run(args) -> int:
                                         engine=engine)
     # Counted in fits (point × fold): the stacked engine finishes a fold of many points at once.
     progress = None if args.quiet else Progress(len(points) * args.cv, f"gridsearch {spec.name}")
-    store = PointStore(experiment_dir / "gridsearch_points")
-    reused = 0 if args.force else sum(store.load(settings, p) is not None for p in points)
     started_at, clock = now_iso(), time.perf_counter()
     frame = run_grid_search(
         spec,
@@ -134,7 +129,7 @@ def run(args) -> int:
         scheduler=args.scheduler,
         halving=args.halving,
         engine=engine,
-        store=store,
+        store=PointStore(experiment_dir / "gridsearch_points"),
         force=args.force,
         progress=progress,
     )
@@ -158,8 +153,8 @@ def run(args) -> int:
         "started_at": started_at,
         "finished_at": now_iso(),
         "wall_seconds": round(time.perf_counter() - clock, 2),
-        "points_computed": len(points) - reused,
-        "points_reused": reused,
+        "points_computed": len(points) - frame.attrs["points_reused"],
+        "points_reused": frame.attrs["points_reused"],
         **provenance(),
     }
     best = write_search_outputs(frame, experiment_dir, sidecar=sidecar)

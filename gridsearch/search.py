@@ -29,6 +29,8 @@ import warnings
 
 import numpy as np
 
+from replication.experiments import loss_identity
+
 __all__ = [
     "DEFAULT_LEARNING_RATES",
     "DEFAULT_BETA_2S",
@@ -143,6 +145,8 @@ class SearchSettings:
     def to_dict(self) -> dict:
         data = dataclasses.asdict(self)
         data["model_kwargs"] = [list(p) for p in self.model_kwargs]
+        # A redefined loss changes every point key: points scored under the old one are recomputed.
+        data.update(loss_identity(self.loss))
         return data
 
     def point_key(self, point: GridPoint) -> str:

@@ -29,6 +29,22 @@ _KORZENIOWSKI = "Korzeniowski, Experiments with AMSGrad (blog post, 2017)"
 _PEREZ = "Pérez, Review and investigation of Adam (MNIST: LR, NN, CNN with Adam and AdaMax)"
 _VAE_REPRODUCTION = "Reproducing «On The Convergence of ADAM and Beyond» (the reproduction that added a VAE)"
 LOSS_NAMES = ("categorical", "binary", "elbo")  # replication.models.LOSSES (no Keras here)
+
+# Part of every run id and grid-point key whose loss is listed: a change to a loss's definition
+# must never let a result computed with the old one be read back as finished. "binary" was, until
+# this definition, Keras's BinaryCrossentropy, which on TensorFlow computed sigmoid cross-entropy
+# of the pre-softmax logits (replication.losses says why).
+LOSS_DEFINITIONS = {
+    "binary": "mean over K outputs of -[y log p + (1-y) log(1-p)], p softmax probabilities clipped to [1e-7, 1-1e-7]",
+}
+
+
+def loss_identity(name: str) -> dict:
+    """``{"loss_definition": ...}`` for a loss whose definition changed since run ids were
+    introduced, else ``{}`` (ids of the other losses stay as they were)."""
+    return {"loss_definition": LOSS_DEFINITIONS[name]} if name in LOSS_DEFINITIONS else {}
+
+
 GENERATIVE_MODELS = ("vae",)  # replication.models.GENERATIVE_MODELS: trained with the "elbo" loss
 
 

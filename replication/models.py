@@ -29,8 +29,8 @@ import keras
 from keras import layers
 
 from .errors import UserError
-
-LOSSES = ("categorical", "binary", "elbo")
+# The losses live in replication.losses; re-exported here, where callers have always found them.
+from .losses import LOSSES, NegativeELBO, get_loss, get_metrics  # noqa: F401
 
 
 def _shapes(meta, input_shape, num_classes):
@@ -388,29 +388,6 @@ def build_vae(meta=None, *, input_shape=None, num_classes=None, hidden=512, late
     return keras.Model(inputs, outputs, name="vae")
 
 
-def _reconstruction_term(y_true, y_pred):
-    """−log p(x | z) per example (nats): binary cross-entropy of the pixels x (``y_true``, the
-    flattened image) under the decoder's Bernoulli means (``y_pred[:, :-1]``), summed over pixels."""
-    y_true = keras.ops.cast(y_true, y_pred.dtype)
-    return keras.ops.sum(keras.ops.binary_crossentropy(y_true, y_pred[:, :-1]), axis=-1)
-
-
-def _kl_term(y_true, y_pred):
-    """KL(q(z | x) ‖ p(z)) per example (nats), the model's last output column."""
-    return y_pred[:, -1]
-
-
-@keras.saving.register_keras_serializable(package="replication")
-class NegativeELBO(keras.losses.Loss):
-    """−ELBO = reconstruction + KL per example (nats), averaged over the batch: the VAE's loss."""
-
-    def __init__(self, name="negative_elbo", **kwargs):
-        super().__init__(name=name, **kwargs)
-
-    def call(self, y_true, y_pred):
-        return _reconstruction_term(y_true, y_pred) + _kl_term(y_true, y_pred)
-
-
 MODELS = {
     "logreg": build_logreg,
     "mlp": build_mlp,
@@ -434,39 +411,6 @@ def build_model(name: str, *, input_shape, num_classes: int, **hyperparams) -> k
     if name not in MODELS:
         raise UserError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}")
     return MODELS[name](input_shape=input_shape, num_classes=num_classes, **hyperparams)
-
-
-def get_loss(name: str) -> keras.losses.Loss:
-    """The training loss ``name`` (one of :data:`LOSSES`); both take one-hot targets and
-    probabilities (the models end in softmax).
-
-    - ``"categorical"``: categorical cross-entropy, ``-sum_k y_k log p_k`` per example.
-    - ``"binary"``: McGill's "multiclass log-loss" (§IV-B), binary cross-entropy applied to each
-      of the K outputs: ``-sum_k [y_k log p_k + (1 - y_k) log(1 - p_k)]``. Keras's
-      ``BinaryCrossentropy`` *averages* over the K outputs, so its value is McGill's formula
-      divided by K (a constant factor: same minimiser, gradients scaled by 1/K).
-
-    Both are averaged over the batch; Keras clips probabilities to [1e-7, 1 - 1e-7].
-
-    - ``"elbo"``: the VAE's negative evidence lower bound (:class:`NegativeELBO`), for
-      :data:`GENERATIVE_MODELS` only; the targets are the flattened inputs.
-    """
-    if name == "categorical":
-        return keras.losses.CategoricalCrossentropy()
-    if name == "binary":
-        return keras.losses.BinaryCrossentropy()
-    if name == "elbo":
-        return NegativeELBO()
-    raise UserError(f"unknown loss {name!r}; choose one of: {', '.join(LOSSES)}")
-
-
-def get_metrics(loss: str) -> list:
-    """What the trainer logs beside the loss: categorical accuracy for the classifiers; for the
-    ELBO its two terms, ``reconstruction`` and ``kl`` (their sum is the loss)."""
-    if loss == "elbo":
-        return [keras.metrics.MeanMetricWrapper(_reconstruction_term, name="reconstruction"),
-                keras.metrics.MeanMetricWrapper(_kl_term, name="kl")]
-    return [keras.metrics.CategoricalAccuracy(name="accuracy")]
 
 
 def make_targets(loss: str, x, y, num_classes: int):

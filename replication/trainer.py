@@ -13,8 +13,8 @@ Outputs, under ``<out>/<experiment>/``::
     runs/<optimizer>-bc<on|off>-run<k>-<id>.iterations.csv  that run's iteration rows
     runs/<optimizer>-bc<on|off>-run<k>-<id>.json            its sidecar, written last = "finished"
 
-``<id>`` hashes everything that changes a run's numbers (data, model and its kwargs, loss, batch
-size, α, schedule, β1, β2, ε, bias correction, epochs, seed), so changing a flag never reuses an
+``<id>`` hashes everything that changes a run's numbers (data, model and its kwargs, loss and, for
+a redefined loss, its definition, batch size, α, schedule, β1, β2, ε, bias correction, epochs, seed), so changing a flag never reuses an
 old run. The flip augmentation enters as the model kwarg ``augment_flip=True`` (only when on, so
 runs without it keep their ids); ``linear-decay``'s length is epochs × steps per epoch, both hashed.
 A run's files are written (atomically) only when it ends, so a killed run leaves nothing behind
@@ -57,6 +57,7 @@ import pandas as pd
 
 from . import io
 from .errors import UserError
+from .experiments import loss_identity
 from .optimizers import OPTIMIZERS, make_optimizer
 from .progress import Progress
 
@@ -122,6 +123,9 @@ class RunConfig:
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["model_kwargs"] = {k: v for k, v in self.model_kwargs}
+        # A redefined loss (replication.losses.LOSS_DEFINITIONS) changes the run id: runs trained
+        # on the old definition are never read back as finished.
+        d.update(loss_identity(self.loss_function))
         return d
 
     @property

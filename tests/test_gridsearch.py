@@ -61,17 +61,6 @@ def test_factory_routes_hyperparameters_into_our_optimizer_class(digits):
     assert est.target_encoder_.transform(digits.y_train[:3]).shape == (3, 10)
 
 
-def test_cross_entropy_matches_keras():
-    import keras
-
-    rng = np.random.default_rng(0)
-    proba = rng.dirichlet(np.ones(10), size=50).astype("float32")
-    onehot = np.eye(10, dtype="float32")[rng.integers(0, 10, 50)]
-    for name, loss in (("binary", keras.losses.BinaryCrossentropy()), ("categorical", keras.losses.CategoricalCrossentropy())):
-        assert cross_entropy(onehot, proba, name) == pytest.approx(float(loss(onehot, proba)), rel=1e-5)
-    assert math.isnan(cross_entropy(onehot, np.full_like(proba, np.nan), "binary"))
-
-
 def test_outputs_columns_rows_and_table(searched):
     out, _ = searched
     frame = pd.read_csv(out / EXPERIMENT / "gridsearch.csv")

@@ -288,7 +288,7 @@ def test_losses_match_formulas():
         -(math.log(0.8) + math.log(0.7) + math.log(0.9)) - (math.log(0.5) + math.log(0.75) + math.log(0.75))
     ) / 2
     assert float(get_loss("categorical")(y, p)) == pytest.approx(categorical, rel=1e-5)
-    assert float(get_loss("binary")(y, p)) == pytest.approx(mcgill / 3, rel=1e-5)  # Keras: mean over K
+    assert float(get_loss("binary")(y, p)) == pytest.approx(mcgill / 3, rel=1e-5)  # mean over the K outputs
     with pytest.raises(UserError, match="unknown loss 'hinge'.*categorical, binary"):
         get_loss("hinge")
 

@@ -33,7 +33,8 @@ from replication.errors import UserError  # noqa: E402
 from replication.experiments import get_experiment  # noqa: E402
 from replication.models import build_model, get_loss  # noqa: E402
 from replication.optimizers import make_optimizer  # noqa: E402
-from replication.trainer import FIT_SETTINGS, _one_hot, compile_model  # noqa: E402
+from replication.models import make_targets  # noqa: E402
+from replication.trainer import FIT_SETTINGS, compile_model  # noqa: E402
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -67,7 +68,7 @@ def main(argv=None):
     except UserError as exc:
         print(f"note: MNIST unavailable ({exc}); falling back to digits (timings not comparable)")
         data = load_dataset("digits")
-    x, y = data.x_train, _one_hot(data.y_train, data.num_classes)
+    x, y = data.x_train, make_targets("categorical", None, data.y_train, data.num_classes)
     # The trainer's settings for a full MNIST run ("auto" compiles runs of >= 2000 steps).
     ours = {"jit_compile": True, "steps_per_execution": FIT_SETTINGS["steps_per_execution"]}
     default = {"jit_compile": "auto", "steps_per_execution": 1}

@@ -11,7 +11,8 @@ Where the files come from, first hit wins:
 
 1. ``data_dir`` (the CLI's ``--data-dir``), else ``$REPLICATION_DATA_DIR``:
    ``mnist.npz`` / ``fashion-mnist.npz`` / ``cifar10.npz`` (keys ``x_train, y_train, x_test,
-   y_test``, uint8 pixels), or for CIFAR-10 the official ``cifar-10-batches-py/`` folder or the
+   y_test``, uint8 pixels; labels (N,) or (N, 1); an optional bool ``test_exact`` mask marks the
+   test images that are the official pixels, other extra keys are ignored), or for CIFAR-10 the official ``cifar-10-batches-py/`` folder or the
    unextracted ``cifar-10-python.tar.gz``; the Keras-cache layouts below are accepted there too;
 2. the Keras cache (``$KERAS_HOME`` or ``~/.keras``, then ``/tmp/.keras``) under ``datasets/``:
    ``mnist.npz``, ``fashion-mnist/*.gz``, ``cifar-10-batches-py-target/cifar-10-batches-py/``
@@ -67,6 +68,9 @@ class Dataset:
     x_test: np.ndarray = field(repr=False)
     y_test: np.ndarray = field(repr=False)
     num_classes: int
+    # True where a test image is the official pixels (cifar10.npz's ``test_exact`` key, e.g. the
+    # 1,000 exact images among 9,000 decoded from JPEG copies); None when the file has no such key.
+    test_exact: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def input_shape(self) -> tuple:
@@ -107,7 +111,9 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None) -> Datase
     for root in roots:
         arrays = _find_in(name, root)
         if arrays is not None:
-            return _to_dataset(name, arrays, source=arrays[4])
+            source = arrays[4]
+            exact = _read_test_exact(source, len(arrays[2])) if str(source).endswith(".npz") else None
+            return _to_dataset(name, arrays, source=source, test_exact=exact)
 
     try:
         arrays = _download(name)
@@ -215,6 +221,19 @@ def _read_npz(path):
         raise _bad_file(path, what, exc) from None
 
 
+def _read_test_exact(path, n_test):
+    """The optional ``test_exact`` mask of an npz (bool, one per test image), else None. Other
+    extra keys are ignored."""
+    with np.load(path, allow_pickle=False) as f:
+        if "test_exact" not in f.files:
+            return None
+        mask = np.asarray(f["test_exact"])
+    if mask.shape != (n_test,) or mask.dtype != np.bool_:
+        raise UserError(f"{path}: test_exact must be a bool array of shape ({n_test},), got {mask.dtype} "
+                        f"{mask.shape}; fix or remove the key")
+    return mask
+
+
 def _read_fashion_gz(folder):
     arrays = []
     for fname, offset in zip(_FASHION_FILES, (16, 8, 16, 8)):
@@ -306,7 +325,7 @@ def _read_cifar_tar(path):
 # checks and scaling
 
 
-def _to_dataset(name, arrays, source):
+def _to_dataset(name, arrays, source, test_exact=None):
     image_shape, label = _SPECS[name]
     x_train, y_train, x_test, y_test = (np.asarray(a) for a in arrays[:4])
     problems = []
@@ -338,4 +357,5 @@ def _to_dataset(name, arrays, source):
         scale(x_test),
         labels(y_test),
         num_classes=10,
+        test_exact=test_exact,
     )

@@ -17,8 +17,9 @@ Outputs, under ``<out>/<experiment>/``::
 a redefined loss, its definition, batch size, α, schedule, β1, β2, ε, bias correction, epochs, seed), so changing a flag never reuses an
 old run. The flip augmentation enters as the model kwarg ``augment_flip=True`` (only when on, so
 runs without it keep their ids); ``linear-decay``'s length is epochs × steps per epoch, both hashed.
-A run's files are written (atomically) only when it ends, so a killed run leaves nothing behind
-and is redone; ``history.csv``/``iterations.csv`` are rebuilt from the finished run files of the
+A run's files are written (atomically) only when it ends, so a killed run leaves no partial rows;
+it resumes from its last finished epoch (``runs/<stem>.checkpoint.npz``, :mod:`replication.run`,
+deleted when the run finishes); ``history.csv``/``iterations.csv`` are rebuilt from the finished run files of the
 requested optimizers × runs in a fixed order, so rerunning the same command skips everything and
 rewrites them byte for byte.
 
@@ -40,8 +41,9 @@ Metric conventions:
 
 Seeds: run ``k`` uses :func:`derive_seed` ``(seed, k)`` for *every* optimizer, so Adam's and
 AMSGrad's run ``k`` start from the same initial weights and see the same mini-batch order (a paired
-comparison). ``keras.utils.set_random_seed`` fixes initialisation and Keras's seeded shuffle;
-on CPU the same seed reproduces the same history exactly.
+comparison). ``keras.utils.set_random_seed`` fixes initialisation and the dropout/flip seed
+generators; the batch order of each epoch is :func:`replication.run.epoch_order` ``(seed, epoch)``.
+On CPU the same seed reproduces the same history exactly, interrupted and resumed or not.
 """
 from __future__ import annotations
 
@@ -58,8 +60,22 @@ import pandas as pd
 from . import io
 from .errors import UserError
 from .experiments import loss_identity
-from .optimizers import OPTIMIZERS, make_optimizer
-from .progress import Progress
+from .optimizers import OPTIMIZERS
+from .progress import Progress, format_seconds
+from .run import (  # noqa: F401 - one run lives in replication.run; re-exported for callers
+    DEFAULT_EPSILON,
+    DEFAULT_MAX_POINTS,
+    ELBO_COLUMNS,
+    EVAL_BATCH_SIZE,
+    EXACT_COLUMNS,
+    FIT_SETTINGS,
+    HISTORY_COLUMNS,
+    ITERATION_COLUMNS,
+    JIT_MIN_STEPS,
+    _thin_blocks,
+    compile_model,
+    train_run,
+)
 
 __all__ = [
     "HISTORY_COLUMNS",
@@ -74,30 +90,6 @@ __all__ = [
     "train_experiment",
     "compile_model",
 ]
-
-HISTORY_COLUMNS = [
-    "experiment", "optimizer", "bias_correction", "run", "seed", "epoch", "iteration",
-    "learning_rate", "schedule", "beta_1", "beta_2", "epsilon", "batch_size", "loss_function",
-    "loss", "accuracy", "test_loss", "test_accuracy", "diverged", "epoch_seconds",
-    "gamma_negative_fraction", "gamma_min",
-]
-# The VAE (loss "elbo") adds its ELBO terms after the common columns; its accuracy columns are NaN.
-ELBO_COLUMNS = ["reconstruction", "kl", "test_reconstruction", "test_kl"]
-ITERATION_COLUMNS = [
-    "experiment", "optimizer", "bias_correction", "run", "seed", "epoch", "iteration", "batches",
-    "loss",
-]
-
-# Small models on CPU are dominated by per-step Python/dispatch overhead: XLA-compile the step
-# and run several steps per call (MNIST MLP, 2 cores: 1.71 s/epoch Keras defaults vs 0.68 s/epoch).
-# XLA compilation costs a few seconds per run, so "auto" compiles only runs of at least
-# JIT_MIN_STEPS optimizer steps (all MNIST/CIFAR runs; not the 11-step-an-epoch digits demos).
-FIT_SETTINGS = {"jit_compile": "auto", "steps_per_execution": 32}
-JIT_MIN_STEPS = 2000
-EVAL_BATCH_SIZE = 2048
-DEFAULT_MAX_POINTS = 200  # iteration points kept per run
-DEFAULT_EPSILON = 1e-7  # Keras's default ε (McGill used Keras); Kingma & Ba use 1e-8
-
 
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
@@ -220,248 +212,6 @@ def resolve_hyperparameters(experiment, optimizer, *, flags=None, params=None, b
 
 
 # ---------------------------------------------------------------------------------------------
-# One run
-# ---------------------------------------------------------------------------------------------
-def compile_model(model, optimizer, loss, *, jit_compile=True, steps_per_execution=32, metrics=None):
-    """Compile for training in the fast settings; ``metrics`` default to categorical accuracy
-    (one-hot targets); the VAE passes its ELBO terms (:func:`replication.models.get_metrics`)."""
-    import keras
-
-    model.compile(
-        optimizer=optimizer,
-        loss=loss,
-        metrics=metrics if metrics is not None else [keras.metrics.CategoricalAccuracy(name="accuracy")],
-        jit_compile=jit_compile,
-        steps_per_execution=steps_per_execution,
-    )
-    return model
-
-
-def _one_hot(y, num_classes):
-    from .models import make_targets
-
-    return make_targets("categorical", None, y, num_classes)
-
-
-def _make_recorder(steps_per_epoch):
-    import keras
-
-    class _Recorder(keras.callbacks.Callback):
-        """Per execution block: the running mean loss Keras reports (cheap: one float per call);
-        per epoch: the epoch logs and wall time. Stops training on a non-finite loss."""
-
-        def __init__(self):
-            super().__init__()
-            self.blocks = []  # (epoch, last batch index in epoch, running mean loss)
-            self.epochs = []  # (epoch, logs, iterations, seconds)
-            self.diverged = False
-            self._epoch = 0
-            self._t0 = 0.0
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self._epoch = epoch
-            self._t0 = time.perf_counter()
-
-        _d_prev = None
-
-        def _gamma(self, iterations):
-            """Γ summed over the epoch, per coordinate: d_T − d_T' with d the optimizer's
-            inverse effective step size (Reddi et al. eq. 2 telescoped from the previous epoch
-            end T' to this one, T). AMSGrad with a non-increasing α_t keeps every Γ_t ≥ 0, so these
-            sums too; Adam does not. Returns the share of coordinates < 0 and the minimum (NaN at
-            the first epoch, which has no previous end)."""
-            optimizer = self.model.optimizer
-            if not hasattr(optimizer, "inverse_step_size") or iterations == 0:
-                return {}
-            from keras import ops
-
-            lr = optimizer.learning_rate_at(iterations - 1)  # the α used by step T
-            parts = []
-            for variable in self.model.trainable_variables:
-                dtype = variable.dtype
-                t = ops.cast(iterations, dtype)
-                d = optimizer.inverse_step_size(optimizer.slots_for(variable), ops.cast(lr, dtype), t)
-                parts.append(np.ravel(ops.convert_to_numpy(d)).astype(np.float64))
-            d = np.concatenate(parts)
-            previous, self._d_prev = self._d_prev, d
-            if previous is None:
-                return {"gamma_negative_fraction": float("nan"), "gamma_min": float("nan")}
-            gamma = d - previous
-            return {"gamma_negative_fraction": float(np.mean(gamma < 0)), "gamma_min": float(np.min(gamma))}
-
-        def on_train_batch_end(self, batch, logs=None):
-            loss = float((logs or {}).get("loss", float("nan")))
-            self.blocks.append((self._epoch, min(int(batch), steps_per_epoch - 1), loss))
-            if not math.isfinite(loss):
-                self.diverged = True
-                self.model.stop_training = True
-
-        def on_epoch_end(self, epoch, logs=None):
-            logs = {k: float(v) for k, v in (logs or {}).items()}
-            iterations = int(np.asarray(self.model.optimizer.iterations))
-            logs.update(self._gamma(iterations))
-            self.epochs.append((epoch, logs, iterations, time.perf_counter() - self._t0))
-            if not math.isfinite(logs.get("loss", float("nan"))):
-                self.diverged = True
-                self.model.stop_training = True
-
-    return _Recorder()
-
-
-def _thin_blocks(blocks, n_train, batch_size, steps_per_epoch, max_points, epochs):
-    """Turn the running means into the mean loss of groups of consecutive batches.
-
-    Keras's loss tracker is a sample-weighted running mean M_j over the epoch's first j batches,
-    so the mean over batches i+1..j is (M_j·n_j − M_i·n_i)/(n_j − n_i), n = samples seen. Groups
-    never span epochs; each epoch gets at most ``max_points // epochs`` (≥ 1) groups."""
-    per_epoch = max(1, max_points // max(1, epochs))
-    group = max(1, math.ceil(steps_per_epoch / per_epoch))
-    rows = []
-    by_epoch = {}
-    for epoch, last, mean in blocks:
-        by_epoch.setdefault(epoch, []).append((last, mean))
-    for epoch in sorted(by_epoch):
-        prev_n, prev_sum, start_batch = 0, 0.0, 0
-        acc_n, acc_sum, acc_batches = 0, 0.0, 0
-        items = by_epoch[epoch]
-        for index, (last, mean) in enumerate(items):
-            n = min((last + 1) * batch_size, n_train)
-            total = mean * n
-            acc_sum += total - prev_sum if math.isfinite(total) else float("nan")
-            acc_n += n - prev_n
-            acc_batches += last + 1 - start_batch
-            prev_n, prev_sum, start_batch = n, total, last + 1
-            if acc_batches >= group or index == len(items) - 1:
-                rows.append({
-                    "epoch": epoch + 1,
-                    "iteration": epoch * steps_per_epoch + last + 1,
-                    "batches": acc_batches,
-                    "loss": acc_sum / acc_n if acc_n else float("nan"),
-                })
-                acc_n, acc_sum, acc_batches = 0, 0.0, 0
-    return rows
-
-
-def train_run(config: RunConfig, data, *, fit_settings=None, max_points=DEFAULT_MAX_POINTS,
-              callbacks=()):
-    """Train one run described by ``config`` on ``data`` (a ``datasets.Dataset``).
-
-    Returns ``(history, iterations, info)``: two DataFrames in HISTORY_COLUMNS/ITERATION_COLUMNS
-    order and a dict (diverged, epochs_completed, seconds, started_at, finished_at). Writes nothing;
-    see :func:`train_experiment` for the files. Extra Keras ``callbacks`` are appended (tests use
-    them to interrupt a run).
-    """
-    import keras
-
-    from .models import build_model, get_loss, get_metrics, make_targets
-
-    settings = {**FIT_SETTINGS, **(fit_settings or {})}
-    started_at = io.now_iso()
-    t0 = time.perf_counter()
-
-    keras.backend.clear_session()
-    keras.utils.set_random_seed(config.seed)
-    model = build_model(
-        config.model,
-        input_shape=tuple(data.x_train.shape[1:]),
-        num_classes=int(data.num_classes),
-        **dict(config.model_kwargs),
-    )
-    n_train = int(data.x_train.shape[0])
-    steps_per_epoch = math.ceil(n_train / config.batch_size)
-    optimizer = make_optimizer(
-        config.optimizer,
-        config.learning_rate,
-        schedule=config.schedule,
-        # linear-decay reaches 0 right after the last step of the last epoch (Korzeniowski).
-        total_steps=config.epochs * steps_per_epoch,
-        beta_1=config.beta_1,
-        beta_2=config.beta_2,
-        epsilon=config.epsilon,
-        bias_correction=config.bias_correction,
-    )
-    # Blocks of steps_per_execution batches are the finest the callback sees; keep them no
-    # coarser than one thinned point so short runs still get their iteration points.
-    per_epoch_points = max(1, max_points // max(1, config.epochs))
-    spe = max(1, min(int(settings["steps_per_execution"]), math.ceil(steps_per_epoch / per_epoch_points)))
-    jit = settings["jit_compile"]
-    if jit == "auto":
-        jit = config.epochs * steps_per_epoch >= JIT_MIN_STEPS
-    compile_model(model, optimizer, get_loss(config.loss_function),
-                  jit_compile=bool(jit), steps_per_execution=spe, metrics=get_metrics(config.loss_function))
-
-    y_train = make_targets(config.loss_function, data.x_train, data.y_train, data.num_classes)
-    y_test = make_targets(config.loss_function, data.x_test, data.y_test, data.num_classes)
-    elbo = config.loss_function == "elbo"
-    recorder = _make_recorder(steps_per_epoch)
-    model.fit(
-        data.x_train,
-        y_train,
-        batch_size=config.batch_size,
-        epochs=config.epochs,
-        shuffle=True,  # Keras's shuffle, seeded by set_random_seed above
-        validation_data=(data.x_test, y_test),
-        validation_batch_size=EVAL_BATCH_SIZE,
-        callbacks=[recorder, *callbacks],
-        verbose=0,
-    )
-
-    base = {
-        "experiment": config.experiment,
-        "optimizer": config.optimizer,
-        "bias_correction": config.bias_correction,
-        "run": config.run,
-        "seed": config.seed,
-    }
-    rows = []
-    for epoch, logs, iterations, seconds in recorder.epochs:
-        test_loss = logs.get("val_loss", float("nan"))
-        test_accuracy = logs.get("val_accuracy", float("nan"))
-        if not math.isfinite(test_loss):
-            test_accuracy = float("nan")  # argmax of NaN outputs is no accuracy
-        rows.append({
-            **base,
-            "epoch": epoch + 1,
-            "iteration": iterations,
-            "learning_rate": config.learning_rate,
-            "schedule": config.schedule,
-            "beta_1": config.beta_1,
-            "beta_2": config.beta_2,
-            "epsilon": config.epsilon,
-            "batch_size": config.batch_size,
-            "loss_function": config.loss_function,
-            "loss": logs.get("loss", float("nan")),
-            "accuracy": logs.get("accuracy", float("nan")),
-            "test_loss": test_loss,
-            "test_accuracy": test_accuracy,
-            "diverged": recorder.diverged,
-            "epoch_seconds": round(seconds, 4),
-            "gamma_negative_fraction": logs.get("gamma_negative_fraction", float("nan")),
-            "gamma_min": logs.get("gamma_min", float("nan")),
-        })
-        if elbo:
-            rows[-1].update({"reconstruction": logs.get("reconstruction", float("nan")),
-                             "kl": logs.get("kl", float("nan")),
-                             "test_reconstruction": logs.get("val_reconstruction", float("nan")),
-                             "test_kl": logs.get("val_kl", float("nan"))})
-    history = pd.DataFrame(rows, columns=HISTORY_COLUMNS + (ELBO_COLUMNS if elbo else []))
-    points = _thin_blocks(recorder.blocks, n_train, config.batch_size, steps_per_epoch,
-                          max_points, config.epochs)
-    iterations = pd.DataFrame([{**base, **p} for p in points], columns=ITERATION_COLUMNS)
-    info = {
-        "diverged": recorder.diverged,
-        "epochs_completed": len(rows),
-        "seconds": round(time.perf_counter() - t0, 3),
-        "started_at": started_at,
-        "finished_at": io.now_iso(),
-        "steps_per_execution": spe,
-        "jit_compile": bool(jit),
-    }
-    keras.backend.clear_session()
-    return history, iterations, info
-
-
-# ---------------------------------------------------------------------------------------------
 # Many runs, on disk
 # ---------------------------------------------------------------------------------------------
 def _run_paths(runs_dir: Path, config: RunConfig):
@@ -470,6 +220,43 @@ def _run_paths(runs_dir: Path, config: RunConfig):
         runs_dir / f"{config.stem}.iterations.csv",
         runs_dir / f"{config.stem}.json",
     )
+
+
+def _checkpoint_path(runs_dir: Path, config: RunConfig) -> Path:
+    # Per-epoch state of an unfinished run (replication.run); deleted when the run finishes.
+    return runs_dir / f"{config.stem}.checkpoint.npz"
+
+
+class _EpochClock:
+    """Epoch lines between the run lines: the epoch within the run, with the ETA of the run and of
+    the whole command from the mean epoch time so far. At most one line per ``interval`` seconds
+    (every epoch of a CifarNet run; a few per run for MNIST; none for the digits demos)."""
+
+    def __init__(self, bar, epochs_left, interval=10.0, clock=time.monotonic):
+        self.bar, self.left, self.interval, self.clock = bar, int(epochs_left), float(interval), clock
+        self.done, self.seconds, self.last = 0, 0.0, clock()
+
+    def for_run(self, label):
+        first = [True]
+
+        def on_epoch(epoch, epochs, seconds):
+            if first[0]:
+                first[0] = False
+                if epoch > 1:  # resumed from a checkpoint: those epochs need no time
+                    self.left -= epoch - 1
+                    self.bar.note(f"{label}: resumed after epoch {epoch - 1}/{epochs} (checkpoint)")
+            self.done += 1
+            self.left -= 1
+            self.seconds += seconds
+            mean = self.seconds / self.done
+            now = self.clock()
+            if epoch < epochs and now - self.last >= self.interval:
+                self.last = now
+                self.bar.note(f"{label} epoch {epoch}/{epochs} in {format_seconds(seconds)} "
+                              f"(run ETA {format_seconds(mean * (epochs - epoch))}, "
+                              f"all ETA {format_seconds(mean * max(self.left, 0))})")
+
+        return on_epoch
 
 
 def _is_finished(paths, config) -> bool:
@@ -581,19 +368,25 @@ def train_experiment(
 
     started_at = io.now_iso()
     bar = Progress(len(configs), f"train {spec.name}") if progress else None
+    finished = {c.stem for c in configs if not force and _is_finished(_run_paths(runs_dir, c), c)}
+    clock = _EpochClock(bar, sum(c.epochs for c in configs if c.stem not in finished)) if bar else None
     trained, skipped = [], []
     for config in configs:
         paths = _run_paths(runs_dir, config)
         label = f"{config.optimizer} run {config.run} (seed {config.seed})"
-        if not force and _is_finished(paths, config):
+        if config.stem in finished:
             skipped.append(config.stem)
             if bar:
                 bar.skip(label)
             continue
         if dataset is None:
             dataset = _load(spec.dataset, data_dir)
+        checkpoint = _checkpoint_path(runs_dir, config)
+        if force:
+            checkpoint.unlink(missing_ok=True)
         history, iterations, info = train_run(
-            config, dataset, fit_settings=fit_settings, max_points=max_points, callbacks=callbacks
+            config, dataset, fit_settings=fit_settings, max_points=max_points, callbacks=callbacks,
+            checkpoint=checkpoint, on_epoch=clock.for_run(label) if clock else None,
         )
         csv_path, it_path, json_path = paths
         io.write_csv_atomic(history, csv_path)
@@ -604,6 +397,7 @@ def train_experiment(
              "provenance": io.provenance()},
             json_path,
         )
+        checkpoint.unlink(missing_ok=True)  # the run is finished: its checkpoint is no longer needed
         trained.append(config.stem)
         if bar:
             last = history.iloc[-1] if len(history) else None
@@ -621,6 +415,7 @@ def train_experiment(
     iterations = pd.concat([_read_csv(_run_paths(runs_dir, c)[1]) for c in configs], ignore_index=True)
     order = {name: i for i, name in enumerate(sorted(optimizers))}
     columns = HISTORY_COLUMNS + (ELBO_COLUMNS if spec.loss == "elbo" else [])
+    columns += [c for c in EXACT_COLUMNS if c in history.columns]
     history = _sorted(history.reindex(columns=columns), order, "epoch")
     iterations = _sorted(iterations[ITERATION_COLUMNS], order, "iteration")
     io.write_csv_atomic(history, exp_dir / "history.csv")

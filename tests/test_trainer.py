@@ -206,6 +206,81 @@ def test_killed_run_leaves_nothing_and_is_redone_then_force(trained, tmp_path):
     pd.testing.assert_frame_equal(again[LOSS_COLUMNS], history[LOSS_COLUMNS])
 
 
+class _KillAfterEpoch:
+    """A Keras callback raising right after epoch ``epoch`` (from 0) ends, i.e. after the trainer
+    has had the chance to checkpoint the epoch before it: a kill between epochs."""
+
+    def __new__(cls, epoch):
+        import keras
+
+        class Kill(keras.callbacks.Callback):
+            def on_epoch_begin(self, e, logs=None):
+                if e == epoch + 1:
+                    raise _Interrupt
+
+        return Kill()
+
+
+@pytest.mark.parametrize("model_kwargs,flip", [((("hidden", (16,)), ("dropout", 0.5)), False),
+                                               ((), True)])
+def test_killed_run_resumes_at_its_last_epoch_and_equals_an_uninterrupted_run(tmp_path, model_kwargs, flip):
+    """digits-mlp with dropout (its masks come from seed-generator state), then with flips: killed
+    after epoch 2 of 4, the same command continues at epoch 3 and the history, iteration points and
+    Γ columns equal an uninterrupted run's (all but the wall time); the checkpoint is then gone."""
+    from replication.experiments import with_overrides
+
+    spec = with_overrides(get_experiment("digits-mlp"), model_kwargs=model_kwargs, flip=flip, epochs=4,
+                          schedule="inverse-sqrt")
+    fit = {"jit_compile": flip, "steps_per_execution": 1 + 3 * flip}  # XLA, blocks of 4 steps with flips
+    whole = train_experiment(spec, optimizers=["amsgrad"], runs=1, out_dir=tmp_path / "a", progress=False,
+                             fit_settings=fit)
+    runs_dir = tmp_path / "b" / spec.name / "runs"
+    with pytest.raises(_Interrupt):
+        train_experiment(spec, optimizers=["amsgrad"], runs=1, out_dir=tmp_path / "b", progress=False,
+                         fit_settings=fit, callbacks=[_KillAfterEpoch(1)])
+    checkpoints = list(runs_dir.glob("*.checkpoint.npz"))
+    assert len(checkpoints) == 1 and not list(runs_dir.glob("*.csv"))
+    seen = []
+
+    class _Epochs(__import__("keras").callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            seen.append(epoch)
+
+    resumed = train_experiment(spec, optimizers=["amsgrad"], runs=1, out_dir=tmp_path / "b", progress=False,
+                               fit_settings=fit, callbacks=[_Epochs()])
+    assert seen == [2, 3]  # epochs 1 and 2 (0 and 1 from 0) were not trained again
+    assert not list(runs_dir.glob("*.checkpoint.npz"))
+    sidecar = json.loads(next(runs_dir.glob("*.json")).read_text())
+    assert sidecar["resumed_from_epoch"] == 2
+    columns = [c for c in HISTORY_COLUMNS if c != "epoch_seconds"]
+    pd.testing.assert_frame_equal(resumed[columns], whole[columns])
+    assert resumed["gamma_min"].iloc[1:].notna().all()
+    its = [pd.read_csv(tmp_path / d / spec.name / "iterations.csv") for d in ("a", "b")]
+    pd.testing.assert_frame_equal(its[1], its[0])
+
+
+def test_a_checkpoint_of_another_config_is_ignored(tmp_path):
+    from replication.experiments import with_overrides
+
+    spec = with_overrides(get_experiment(EXP), epochs=3)
+    out = tmp_path / "out"
+    with pytest.raises(_Interrupt):
+        train_experiment(spec, optimizers=["adam"], runs=1, out_dir=out, progress=False,
+                         callbacks=[_KillAfterEpoch(0)])
+    (checkpoint,) = (out / EXP / "runs").glob("*.checkpoint.npz")
+    # another learning rate = another run id; plant the old checkpoint under the new run's name
+    history = train_experiment(spec, optimizers=["adam"], runs=1, out_dir=tmp_path / "ref", progress=False,
+                               learning_rate=0.002)
+    (ref_sidecar,) = (tmp_path / "ref" / EXP / "runs").glob("*.json")
+    planted = out / EXP / "runs" / ref_sidecar.name.replace(".json", ".checkpoint.npz")
+    checkpoint.rename(planted)
+    again = train_experiment(spec, optimizers=["adam"], runs=1, out_dir=out, progress=False, learning_rate=0.002)
+    (sidecar,) = [p for p in (out / EXP / "runs").glob("*.json")]
+    assert json.loads(sidecar.read_text())["resumed_from_epoch"] == 0
+    columns = [c for c in HISTORY_COLUMNS if c != "epoch_seconds"]
+    pd.testing.assert_frame_equal(again[columns], history[columns])
+
+
 def test_divergence_is_recorded_and_precedence_of_sources(tmp_path):
     out = tmp_path / "out"
     (out / EXP).mkdir(parents=True)
@@ -338,7 +413,7 @@ def test_gamma_columns_match_hand_computation(name, bias_correction):
     import keras
 
     from replication.optimizers import make_optimizer
-    from replication.trainer import _make_recorder
+    from replication.run import _make_recorder
 
     keras.utils.set_random_seed(0)
     x = np.random.default_rng(0).normal(size=(64, 3)).astype("float32")
@@ -470,3 +545,46 @@ def test_vae_trains_through_the_same_trainer_with_elbo_columns(tmp_path):
     # a classifier loss does not fit the VAE: one line, exit 2
     assert cli.main(["train", "mnist-vae", "--loss", "categorical", "--out", str(tmp_path)]) == 2
     assert cli.main(["gridsearch", "mnist-vae", "--out", str(tmp_path)]) == 2
+
+
+def test_cifar10_npz_as_shipped_exact_test_metrics(tmp_path):
+    """cifar10.npz as ../shared/data has it: labels (N,), a bool ``test_exact`` mask, extra keys.
+    The loader keeps the mask; the trainer adds test_exact_loss/accuracy, the multiclass log-loss
+    and accuracy of the model on the masked images alone (checked against the NumPy formula on the
+    model's own probabilities after the last epoch)."""
+    import keras
+
+    from replication.datasets import load_dataset
+    from replication.experiments import with_overrides
+
+    rng = np.random.RandomState(0)
+    mask = np.zeros(20, dtype=bool)
+    mask[:7] = True
+    np.savez(tmp_path / "cifar10.npz", x_train=rng.randint(0, 256, (24, 32, 32, 3)).astype(np.uint8),
+             y_train=rng.randint(0, 10, 24).astype(np.uint8), x_test=rng.randint(0, 256, (20, 32, 32, 3)).astype(np.uint8),
+             y_test=rng.randint(0, 10, 20).astype(np.uint8), test_exact=mask, notes=np.array([1, 2, 3]))
+    data = load_dataset("cifar10", tmp_path)
+    assert data.y_train.shape == (24,) and data.test_exact.tolist() == mask.tolist()
+    seen = {}
+
+    class _Probe(keras.callbacks.Callback):
+        def on_train_end(self, logs=None):
+            seen["p"] = keras.ops.convert_to_numpy(self.model(data.x_test[mask], training=False)).astype(np.float64)
+
+    spec = with_overrides(get_experiment("cifar10-cifarnet"), batch_size=8)
+    history = train_experiment(spec, runs=1, epochs=2, out_dir=tmp_path / "out", data_dir=tmp_path,
+                               progress=False, callbacks=[_Probe()])
+    assert list(history.columns[-2:]) == ["test_exact_loss", "test_exact_accuracy"]
+    on_disk = pd.read_csv(tmp_path / "out" / "cifar10-cifarnet" / "history.csv")
+    assert list(on_disk.columns) == list(history.columns)
+    last = history[(history.optimizer == "amsgrad") & (history.epoch == 2)].iloc[0]
+    y = np.eye(10)[data.y_test[mask]]
+    p = np.clip(seen["p"], 1e-7, 1 - 1e-7)
+    expected = -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))
+    assert last["test_exact_loss"] == pytest.approx(expected, rel=1e-5)
+    assert last["test_exact_accuracy"] == pytest.approx(np.mean(p.argmax(1) == data.y_test[mask]))
+    # a malformed mask is one clear error
+    np.savez(tmp_path / "cifar10.npz", x_train=np.zeros((2, 32, 32, 3), np.uint8), y_train=np.zeros(2, np.uint8),
+             x_test=np.zeros((2, 32, 32, 3), np.uint8), y_test=np.zeros(2, np.uint8), test_exact=np.array([1, 0]))
+    with pytest.raises(UserError, match="test_exact must be a bool array of shape"):
+        load_dataset("cifar10", tmp_path)

@@ -1,0 +1,431 @@
+"""One training run: compile, fit epoch by epoch, checkpoint every finished epoch, resume.
+
+:func:`train_run` trains the run a :class:`replication.trainer.RunConfig` describes and returns its
+history; :mod:`replication.trainer` is the experiment around it (hyperparameter precedence, run
+order, files, CSV assembly).
+
+Resumable. With ``checkpoint=PATH`` every finished epoch but the last is saved atomically to one
+``.npz``: all model variables (weights, batch-norm statistics, the dropout and flip layers'
+seed-generator states), the optimizer's variables (step counter, moments), the recorder's partial
+history (epoch logs, iteration points, the Γ diagnostic's previous inverse step sizes) and the run
+config it belongs to. A killed run started again with the same config restores it and continues
+at the next epoch; its history equals an uninterrupted run's except the wall-time column
+(``epoch_seconds``), because nothing else carries state from one epoch to the next:
+
+* the mini-batch order of epoch ``e`` is a pure function of (seed, e) (:func:`epoch_order`), not
+  of a shuffling RNG's position, so a resumed epoch sees the batches it would have seen;
+* dropout masks and flips come from seed generators whose states are model variables.
+
+A checkpoint of another config (changed flags, an older run id) is ignored and replaced.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import io
+from .optimizers import make_optimizer
+
+__all__ = [
+    "FIT_SETTINGS",
+    "JIT_MIN_STEPS",
+    "EVAL_BATCH_SIZE",
+    "DEFAULT_MAX_POINTS",
+    "DEFAULT_EPSILON",
+    "HISTORY_COLUMNS",
+    "ELBO_COLUMNS",
+    "EXACT_COLUMNS",
+    "ITERATION_COLUMNS",
+    "compile_model",
+    "resolve_fit_settings",
+    "epoch_order",
+    "train_run",
+]
+
+HISTORY_COLUMNS = [
+    "experiment", "optimizer", "bias_correction", "run", "seed", "epoch", "iteration",
+    "learning_rate", "schedule", "beta_1", "beta_2", "epsilon", "batch_size", "loss_function",
+    "loss", "accuracy", "test_loss", "test_accuracy", "diverged", "epoch_seconds",
+    "gamma_negative_fraction", "gamma_min",
+]
+# The VAE (loss "elbo") adds its ELBO terms after the common columns; its accuracy columns are NaN.
+ELBO_COLUMNS = ["reconstruction", "kl", "test_reconstruction", "test_kl"]
+# Runs on a data set with a ``test_exact`` mask (cifar10.npz: 1,000 exact test images among 9,000
+# decoded from JPEG copies) add the test metrics on the exact images alone.
+EXACT_COLUMNS = ["test_exact_loss", "test_exact_accuracy"]
+ITERATION_COLUMNS = [
+    "experiment", "optimizer", "bias_correction", "run", "seed", "epoch", "iteration", "batches",
+    "loss",
+]
+
+# Small dense models on CPU are dominated by per-step Python/dispatch overhead: XLA-compile the
+# step and run several steps per call (MNIST MLP, 2 cores: 1.71 s/epoch Keras defaults vs 0.68
+# s/epoch). XLA compilation costs a few seconds per run, so "auto" compiles only runs of at least
+# JIT_MIN_STEPS optimizer steps (all MNIST runs; not the 11-step-an-epoch digits demos), and never
+# convolutional models: XLA's CPU convolutions are slower than TensorFlow's oneDNN kernels
+# (CifarNet: see benchmarks/bench_cifarnet.py).
+FIT_SETTINGS = {"jit_compile": "auto", "steps_per_execution": 32}
+JIT_MIN_STEPS = 2000
+CONV_MODELS = ("cifarnet", "cifarnet-paper", "cnn", "vgg", "small-vgg")
+EVAL_BATCH_SIZE = 2048
+DEFAULT_MAX_POINTS = 200  # iteration points kept per run
+DEFAULT_EPSILON = 1e-7  # Keras's default ε (McGill used Keras); Kingma & Ba use 1e-8
+CHECKPOINT_FORMAT = 1
+
+
+def compile_model(model, optimizer, loss, *, jit_compile=True, steps_per_execution=32, metrics=None):
+    """Compile for training in the fast settings; ``metrics`` default to categorical accuracy
+    (one-hot targets); the VAE passes its ELBO terms (:func:`replication.losses.get_metrics`)."""
+    import keras
+
+    model.compile(
+        optimizer=optimizer,
+        loss=loss,
+        metrics=metrics if metrics is not None else [keras.metrics.CategoricalAccuracy(name="accuracy")],
+        jit_compile=jit_compile,
+        steps_per_execution=steps_per_execution,
+    )
+    return model
+
+
+def resolve_fit_settings(model_name, total_steps, steps_per_epoch, epochs, fit_settings=None,
+                         max_points=DEFAULT_MAX_POINTS):
+    """``(jit_compile, steps_per_execution)`` for a run: ``"auto"`` XLA-compiles dense models of
+    at least :data:`JIT_MIN_STEPS` steps, never conv models; blocks of steps are kept no coarser
+    than one thinned iteration point, so short runs still get their points."""
+    settings = {**FIT_SETTINGS, **(fit_settings or {})}
+    per_epoch_points = max(1, max_points // max(1, epochs))
+    spe = max(1, min(int(settings["steps_per_execution"]), math.ceil(steps_per_epoch / per_epoch_points)))
+    jit = settings["jit_compile"]
+    if jit == "auto":
+        jit = total_steps >= JIT_MIN_STEPS and model_name not in CONV_MODELS
+    return bool(jit), spe
+
+
+def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
+    """The order in which epoch ``epoch`` (from 0) of a run with ``seed`` visits the ``n``
+    training examples: a permutation drawn from ``(seed, epoch)`` alone, so a resumed run sees
+    the same batches as an uninterrupted one (and every backend sees the same ones)."""
+    return np.random.default_rng([int(seed), int(epoch)]).permutation(int(n))
+
+
+def _make_recorder(steps_per_epoch, exact=None):
+    """The run's recorder callback; ``exact = (x, y)`` is also evaluated after every epoch (its
+    loss and accuracy join the epoch logs as ``test_exact_loss``/``test_exact_accuracy``)."""
+    import keras
+
+    class _Recorder(keras.callbacks.Callback):
+        """Per execution block: the running mean loss Keras reports (cheap: one float per call);
+        per epoch: the epoch logs and wall time. Stops training on a non-finite loss."""
+
+        def __init__(self):
+            super().__init__()
+            self.blocks = []  # (epoch, last batch index in epoch, running mean loss)
+            self.epochs = []  # (epoch, logs, iterations, seconds)
+            self.diverged = False
+            self._epoch = 0
+            self._t0 = 0.0
+            self._d_prev = None
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._epoch = epoch
+            self._t0 = time.perf_counter()
+
+        def _gamma(self, iterations):
+            """Γ summed over the epoch, per coordinate: d_T − d_T' with d the optimizer's
+            inverse effective step size (Reddi et al. eq. 2 telescoped from the previous epoch
+            end T' to this one, T). AMSGrad with a non-increasing α_t keeps every Γ_t ≥ 0, so these
+            sums too; Adam does not. Returns the share of coordinates < 0 and the minimum (NaN at
+            the first epoch, which has no previous end)."""
+            optimizer = self.model.optimizer
+            if not hasattr(optimizer, "inverse_step_size") or iterations == 0:
+                return {}
+            from keras import ops
+
+            lr = optimizer.learning_rate_at(iterations - 1)  # the α used by step T
+            parts = []
+            for variable in self.model.trainable_variables:
+                dtype = variable.dtype
+                t = ops.cast(iterations, dtype)
+                d = optimizer.inverse_step_size(optimizer.slots_for(variable), ops.cast(lr, dtype), t)
+                parts.append(np.ravel(ops.convert_to_numpy(d)).astype(np.float64))
+            d = np.concatenate(parts)
+            previous, self._d_prev = self._d_prev, d
+            if previous is None:
+                return {"gamma_negative_fraction": float("nan"), "gamma_min": float("nan")}
+            gamma = d - previous
+            return {"gamma_negative_fraction": float(np.mean(gamma < 0)), "gamma_min": float(np.min(gamma))}
+
+        def on_train_batch_end(self, batch, logs=None):
+            loss = float((logs or {}).get("loss", float("nan")))
+            self.blocks.append((self._epoch, min(int(batch), steps_per_epoch - 1), loss))
+            if not math.isfinite(loss):
+                self.diverged = True
+                self.model.stop_training = True
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = {k: float(v) for k, v in (logs or {}).items()}
+            if exact is not None:
+                result = self.model.evaluate(exact[0], exact[1], batch_size=EVAL_BATCH_SIZE, verbose=0,
+                                             return_dict=True)
+                logs["test_exact_loss"] = float(result["loss"])
+                logs["test_exact_accuracy"] = float(result.get("accuracy", float("nan")))
+            iterations = int(np.asarray(self.model.optimizer.iterations))
+            logs.update(self._gamma(iterations))
+            self.epochs.append((epoch, logs, iterations, time.perf_counter() - self._t0))
+            if not math.isfinite(logs.get("loss", float("nan"))):
+                self.diverged = True
+                self.model.stop_training = True
+
+        # -- checkpoint state (JSON-able parts + the Γ array) --
+        def state(self):
+            return {"blocks": self.blocks, "epochs": self.epochs, "diverged": self.diverged}
+
+        def restore(self, state, d_prev):
+            self.blocks = [tuple(b) for b in state["blocks"]]
+            self.epochs = [tuple(e) for e in state["epochs"]]
+            self.diverged = bool(state["diverged"])
+            self._d_prev = d_prev
+
+    return _Recorder()
+
+
+def _thin_blocks(blocks, n_train, batch_size, steps_per_epoch, max_points, epochs):
+    """Turn the running means into the mean loss of groups of consecutive batches.
+
+    Keras's loss tracker is a sample-weighted running mean M_j over the epoch's first j batches,
+    so the mean over batches i+1..j is (M_j·n_j − M_i·n_i)/(n_j − n_i), n = samples seen. Groups
+    never span epochs; each epoch gets at most ``max_points // epochs`` (≥ 1) groups."""
+    per_epoch = max(1, max_points // max(1, epochs))
+    group = max(1, math.ceil(steps_per_epoch / per_epoch))
+    rows = []
+    by_epoch = {}
+    for epoch, last, mean in blocks:
+        by_epoch.setdefault(epoch, []).append((last, mean))
+    for epoch in sorted(by_epoch):
+        prev_n, prev_sum, start_batch = 0, 0.0, 0
+        acc_n, acc_sum, acc_batches = 0, 0.0, 0
+        items = by_epoch[epoch]
+        for index, (last, mean) in enumerate(items):
+            n = min((last + 1) * batch_size, n_train)
+            total = mean * n
+            acc_sum += total - prev_sum if math.isfinite(total) else float("nan")
+            acc_n += n - prev_n
+            acc_batches += last + 1 - start_batch
+            prev_n, prev_sum, start_batch = n, total, last + 1
+            if acc_batches >= group or index == len(items) - 1:
+                rows.append({
+                    "epoch": epoch + 1,
+                    "iteration": epoch * steps_per_epoch + last + 1,
+                    "batches": acc_batches,
+                    "loss": acc_sum / acc_n if acc_n else float("nan"),
+                })
+                acc_n, acc_sum, acc_batches = 0, 0.0, 0
+    return rows
+
+
+# -- checkpoints --------------------------------------------------------------------------------------
+def _config_key(config) -> str:
+    return json.dumps(config.to_dict(), sort_keys=True, default=str)
+
+
+def _save_checkpoint(path, model, recorder, config, epochs_done):
+    from keras import ops
+
+    arrays = {f"model_{i}": ops.convert_to_numpy(v) for i, v in enumerate(model.variables)}
+    arrays.update({f"optimizer_{i}": ops.convert_to_numpy(v) for i, v in enumerate(model.optimizer.variables)})
+    if recorder._d_prev is not None:
+        arrays["gamma_d_prev"] = recorder._d_prev
+    meta = {"format": CHECKPOINT_FORMAT, "config": _config_key(config), "epochs_done": int(epochs_done),
+            "recorder": recorder.state(), "model_variables": len(model.variables),
+            "optimizer_variables": len(model.optimizer.variables)}
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            np.savez(handle, **arrays)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _load_checkpoint(path, model, recorder, config):
+    """Restore ``path`` into ``model`` (compiled, optimizer built here) and ``recorder``; return the
+    number of finished epochs, or 0 if there is no usable checkpoint for this config."""
+    path = Path(path)
+    if not path.exists():
+        return 0
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(bytes(data["meta"]).decode("utf-8"))
+            if meta.get("format") != CHECKPOINT_FORMAT or meta.get("config") != _config_key(config):
+                return 0
+            model_arrays = [data[f"model_{i}"] for i in range(meta["model_variables"])]
+            optimizer_arrays = [data[f"optimizer_{i}"] for i in range(meta["optimizer_variables"])]
+            d_prev = data["gamma_d_prev"] if "gamma_d_prev" in data else None
+    except (OSError, ValueError, KeyError):
+        return 0  # unreadable (e.g. cut short by a full disk): start the run afresh
+    optimizer = model.optimizer
+    if not optimizer.built:
+        optimizer.build(model.trainable_variables)
+    if len(model_arrays) != len(model.variables) or len(optimizer_arrays) != len(optimizer.variables):
+        return 0
+    pairs = list(zip(model.variables, model_arrays)) + list(zip(optimizer.variables, optimizer_arrays))
+    if any(tuple(v.shape) != a.shape for v, a in pairs):
+        return 0
+    for variable, array in pairs:
+        variable.assign(array)
+    recorder.restore(meta["recorder"], d_prev)
+    return int(meta["epochs_done"])
+
+
+# -- one run ------------------------------------------------------------------------------------------
+def train_run(config, data, *, fit_settings=None, max_points=DEFAULT_MAX_POINTS, callbacks=(),
+              checkpoint=None, on_epoch=None):
+    """Train one run described by ``config`` (a ``RunConfig``) on ``data`` (a ``datasets.Dataset``).
+
+    Returns ``(history, iterations, info)``: two DataFrames in HISTORY_COLUMNS/ITERATION_COLUMNS
+    order and a dict (diverged, epochs_completed, seconds, started_at, finished_at, resumed_from).
+    Writes nothing but the checkpoint ``checkpoint`` (a path; None = no checkpoints), which it
+    resumes from when it holds this config's state. ``on_epoch(epoch, epochs, seconds)`` is called
+    after every finished epoch (progress). Extra Keras ``callbacks`` are appended (tests use them
+    to interrupt a run).
+    """
+    import keras
+
+    from .losses import get_loss, get_metrics
+    from .models import build_model, make_targets
+
+    started_at = io.now_iso()
+    t0 = time.perf_counter()
+
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(config.seed)
+    model = build_model(
+        config.model,
+        input_shape=tuple(data.x_train.shape[1:]),
+        num_classes=int(data.num_classes),
+        **dict(config.model_kwargs),
+    )
+    n_train = int(data.x_train.shape[0])
+    steps_per_epoch = math.ceil(n_train / config.batch_size)
+    optimizer = make_optimizer(
+        config.optimizer,
+        config.learning_rate,
+        schedule=config.schedule,
+        # linear-decay reaches 0 right after the last step of the last epoch (Korzeniowski).
+        total_steps=config.epochs * steps_per_epoch,
+        beta_1=config.beta_1,
+        beta_2=config.beta_2,
+        epsilon=config.epsilon,
+        bias_correction=config.bias_correction,
+    )
+    jit, spe = resolve_fit_settings(config.model, config.epochs * steps_per_epoch, steps_per_epoch,
+                                    config.epochs, fit_settings, max_points)
+    compile_model(model, optimizer, get_loss(config.loss_function),
+                  jit_compile=jit, steps_per_execution=spe, metrics=get_metrics(config.loss_function))
+
+    y_train = make_targets(config.loss_function, data.x_train, data.y_train, data.num_classes)
+    y_test = make_targets(config.loss_function, data.x_test, data.y_test, data.num_classes)
+    elbo = config.loss_function == "elbo"
+    mask = getattr(data, "test_exact", None)
+    exact = None if mask is None or elbo else (data.x_test[mask], y_test[mask])
+    recorder = _make_recorder(steps_per_epoch, exact)
+    resumed_from = _load_checkpoint(checkpoint, model, recorder, config) if checkpoint else 0
+    for epoch in range(resumed_from, config.epochs):
+        if recorder.diverged:
+            break
+        order = epoch_order(config.seed, epoch, n_train)
+        model.fit(
+            data.x_train[order],
+            y_train[order],
+            batch_size=config.batch_size,
+            initial_epoch=epoch,
+            epochs=epoch + 1,
+            shuffle=False,  # the order is epoch_order's
+            validation_data=(data.x_test, y_test),
+            validation_batch_size=EVAL_BATCH_SIZE,
+            callbacks=[recorder, *callbacks],
+            verbose=0,
+        )
+        if len(recorder.epochs) < epoch + 1:  # stopped inside the epoch (a non-finite loss)
+            break
+        if on_epoch is not None:
+            on_epoch(epoch + 1, config.epochs, recorder.epochs[-1][3])
+        if checkpoint and epoch + 1 < config.epochs and not recorder.diverged:
+            _save_checkpoint(checkpoint, model, recorder, config, epoch + 1)
+
+    base = {
+        "experiment": config.experiment,
+        "optimizer": config.optimizer,
+        "bias_correction": config.bias_correction,
+        "run": config.run,
+        "seed": config.seed,
+    }
+    rows = []
+    for epoch, logs, iterations, seconds in recorder.epochs:
+        test_loss = logs.get("val_loss", float("nan"))
+        test_accuracy = logs.get("val_accuracy", float("nan"))
+        if not math.isfinite(test_loss):
+            test_accuracy = float("nan")  # argmax of NaN outputs is no accuracy
+        rows.append({
+            **base,
+            "epoch": epoch + 1,
+            "iteration": iterations,
+            "learning_rate": config.learning_rate,
+            "schedule": config.schedule,
+            "beta_1": config.beta_1,
+            "beta_2": config.beta_2,
+            "epsilon": config.epsilon,
+            "batch_size": config.batch_size,
+            "loss_function": config.loss_function,
+            "loss": logs.get("loss", float("nan")),
+            "accuracy": logs.get("accuracy", float("nan")),
+            "test_loss": test_loss,
+            "test_accuracy": test_accuracy,
+            "diverged": recorder.diverged,
+            "epoch_seconds": round(seconds, 4),
+            "gamma_negative_fraction": logs.get("gamma_negative_fraction", float("nan")),
+            "gamma_min": logs.get("gamma_min", float("nan")),
+        })
+        if exact is not None:
+            exact_loss = logs.get("test_exact_loss", float("nan"))
+            rows[-1].update({"test_exact_loss": exact_loss,
+                             "test_exact_accuracy": logs.get("test_exact_accuracy", float("nan"))
+                             if math.isfinite(exact_loss) else float("nan")})
+        if elbo:
+            rows[-1].update({"reconstruction": logs.get("reconstruction", float("nan")),
+                             "kl": logs.get("kl", float("nan")),
+                             "test_reconstruction": logs.get("val_reconstruction", float("nan")),
+                             "test_kl": logs.get("val_kl", float("nan"))})
+    columns = HISTORY_COLUMNS + (ELBO_COLUMNS if elbo else []) + (EXACT_COLUMNS if exact is not None else [])
+    history = pd.DataFrame(rows, columns=columns)
+    points = _thin_blocks(recorder.blocks, n_train, config.batch_size, steps_per_epoch,
+                          max_points, config.epochs)
+    iterations = pd.DataFrame([{**base, **p} for p in points], columns=ITERATION_COLUMNS)
+    info = {
+        "diverged": recorder.diverged,
+        "epochs_completed": len(rows),
+        "seconds": round(time.perf_counter() - t0, 3),
+        "started_at": started_at,
+        "finished_at": io.now_iso(),
+        "resumed_from_epoch": resumed_from,
+        "steps_per_execution": spe,
+        "jit_compile": jit,
+    }
+    keras.backend.clear_session()
+    return history, iterations, info

@@ -126,3 +126,27 @@ def test_adamax_comparison_and_perez_table():
     assert "| `mnist-cnn` | Adam | 99.21 % | 98.90 ± 0.10 % | 3 | 3/3 |" in text
     assert "| `mnist-cnn` | AdaMax | 99.09 % | 98.00 ± 0.10 % | 3 | 3/3 |" in text
     assert "| `mnist-logreg-l2` | Adam | 92.69 % | not run |" in text
+
+
+def test_cifar_section_reports_all_and_exact_test_metrics(tmp_path):
+    """A CIFAR history with the exact-test-image columns: the report's CIFAR-10 table gives, per
+    optimizer, the final-epoch mean ± std of both test accuracies and losses, the median epoch
+    time, the provenance and the published figures."""
+    folder = tmp_path / "cifar10-cifarnet"
+    folder.mkdir()
+    h = make_history([0.50, 0.60], [0.40, 0.44], experiment="cifar10-cifarnet")
+    h["test_exact_accuracy"] = h["test_accuracy"] + 0.01
+    h["test_exact_loss"] = h["test_loss"] - 0.02
+    h["epoch_seconds"] = [70.0, 72.0, 74.0] * 4
+    h.to_csv(folder / "history.csv", index=False)
+    text = report.build_report(report.collect(tmp_path))
+    section = text.split("## CIFAR-10")[1].split("\n## ")[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `cifar10-cifarnet`")]
+    assert len(rows) == 2
+    adam = [c.strip() for c in rows[0].split("|")[1:-1]]
+    # adam final: test acc 1 − {0.50, 0.60} → 45.00 ± 7.07 %, exact +1 point; losses 0.55 ± 0.0707
+    assert adam[1] == "Adam" and adam[2] == "2" and adam[3] == "3"
+    assert adam[4] == "45.00 ± 7.07 %" and adam[5] == "46.00 ± 7.07 %"
+    assert adam[6] == "0.5500 ± 0.0707" and adam[7] == "0.5300 ± 0.0707"
+    assert adam[9] == "72 s"
+    assert "1,000 exact official test images" in section and "78 %" in section and "GK104" in section

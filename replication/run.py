@@ -98,8 +98,8 @@ def compile_model(model, optimizer, loss, *, jit_compile=True, steps_per_executi
 def resolve_fit_settings(model_name, total_steps, steps_per_epoch, epochs, fit_settings=None,
                          max_points=DEFAULT_MAX_POINTS):
     """``(jit_compile, steps_per_execution)`` for a run: ``"auto"`` XLA-compiles dense models of
-    at least :data:`JIT_MIN_STEPS` steps and runs conv models without XLA, one step per call
-    (benchmarks/bench_cifarnet.py); blocks of steps are kept no coarser than one thinned iteration
+    at least :data:`JIT_MIN_STEPS` steps and runs conv models without XLA, both with several
+    steps per call (benchmarks/bench_cifarnet.py measures CifarNet's options); blocks of steps are kept no coarser than one thinned iteration
     point, so short runs still get their points."""
     settings = {**FIT_SETTINGS, **(fit_settings or {})}
     per_epoch_points = max(1, max_points // max(1, epochs))
@@ -107,10 +107,6 @@ def resolve_fit_settings(model_name, total_steps, steps_per_epoch, epochs, fit_s
     jit = settings["jit_compile"]
     if jit == "auto":
         jit = total_steps >= JIT_MIN_STEPS and model_name not in CONV_MODELS
-        if model_name in CONV_MODELS and fit_settings is None:
-            # Without XLA, several steps per call (a tf.while_loop around the step) keep
-            # TensorFlow from its fast oneDNN convolution path: one step per call is fastest.
-            spe = 1
     return bool(jit), spe
 
 

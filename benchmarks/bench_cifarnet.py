@@ -120,8 +120,8 @@ def main(argv=None):
         f"trainer (jit_compile={jit}, steps_per_execution={spe})": {"jit_compile": jit, "steps_per_execution": spe},
         "Keras default fit (jit_compile='auto', steps_per_execution=1)": {"jit_compile": "auto", "steps_per_execution": 1},
         "previous trainer (jit_compile=True, steps_per_execution=32)": {"jit_compile": True, "steps_per_execution": 32},
+        "jit_compile=False, steps_per_execution=1": {"jit_compile": False, "steps_per_execution": 1},
         "jit_compile=False, steps_per_execution=8": {"jit_compile": False, "steps_per_execution": 8},
-        "jit_compile=False, steps_per_execution=32": {"jit_compile": False, "steps_per_execution": 32},
     }
     models = {}
     for name, settings in configs.items():

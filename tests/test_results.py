@@ -163,14 +163,14 @@ def test_load_iterations_dtypes(tmp_path):
     assert list(it["bias_correction"]) == [True, False] and it["iteration"].dtype == "int64"
 
 
-def synthetic_frame(adam_x, amsgrad_x, settings=("online", "stochastic"), rates=(0.01,)):
+def synthetic_frame(adam_x, amsgrad_x, settings=("online", "stochastic"), rates=(0.01,), schedule="inverse-sqrt"):
     rows = []
     for setting in settings:
         for lr in rates:
             for opt, finals in (("adam", adam_x), ("amsgrad", amsgrad_x)):
                 for seed, xf in enumerate(finals):
                     for step, x in ((100, 0.0), (200, xf)):
-                        rows.append({"setting": setting, "optimizer": opt, "learning_rate": lr, "schedule": "constant",
+                        rows.append({"setting": setting, "optimizer": opt, "learning_rate": lr, "schedule": schedule,
                                      "bias_correction": True, "beta_1": 0.9, "beta_2": 0.99, "epsilon": 1e-8,
                                      "seed": seed, "step": step, "x": x, "x_min": x, "x_max": x,
                                      "avg_regret": 0.1 * (1 + x)})

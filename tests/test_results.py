@@ -183,3 +183,59 @@ def test_check_synthetic_claim_median_over_seeds():
     assert claim["x_median_adam"].iloc[0] == 1.0 and claim["x_median_amsgrad"].iloc[0] == -0.9
     claim = results.check_synthetic_claim(synthetic_frame([0.5, 0.5], [-1.0, -1.0]))
     assert not claim["claim_holds"].any()
+
+
+def _search_frame():
+    """Stochastic sweep, 3 seeds × α ∈ {0.1, 1, 10}, records at 10⁴, 10⁵ and 1.5·10⁵ steps."""
+    x_ams = {  # (α, budget) -> final x per seed
+        (0.1, 10_000): [0.5, 0.4, 0.3], (0.1, 100_000): [0.2, 0.1, 0.0], (0.1, 150_000): [0.0, -0.1, -0.2],
+        (1.0, 10_000): [0.0, -0.5, -0.6], (1.0, 100_000): [-0.9, -0.97, -0.99], (1.0, 150_000): [-0.96, -0.97, -0.99],
+        (10.0, 10_000): [-0.7, 1.0, -0.1], (10.0, 100_000): [-0.99, -0.5, -0.97], (10.0, 150_000): [-0.97, -0.5, -1.0],
+    }
+    rows = []
+    for (lr, step), xs in x_ams.items():
+        for seed, x in enumerate(xs):
+            for opt, value in (("amsgrad", x), ("adam", 1.0 - 0.01 * seed)):
+                rows.append({"setting": "stochastic", "optimizer": opt, "learning_rate": lr,
+                             "schedule": "inverse-sqrt", "bias_correction": True, "beta_1": 0.9, "beta_2": 0.99,
+                             "epsilon": 1e-8, "big_gradient": 1010.0, "seed": seed, "step": step, "x": value,
+                             "x_min": value, "x_max": value, "avg_regret": 0.1 * (1 + value)})
+    return pd.DataFrame(rows)
+
+
+def test_search_learning_rate_matches_hand_medians_and_tie_break():
+    search = results.search_learning_rate(_search_frame())
+    assert sorted(search.steps.unique()) == [10_000, 100_000, 150_000]
+    at = {steps: g.set_index("learning_rate") for steps, g in search.groupby("steps")}
+    # medians of x + 1 over the three seeds
+    assert at[10_000]["amsgrad_distance_median"].tolist() == pytest.approx([1.4, 0.5, 0.9])
+    assert at[100_000]["amsgrad_distance_median"].tolist() == pytest.approx([1.1, 0.03, 0.03])
+    assert at[150_000]["amsgrad_distance_median"].tolist() == pytest.approx([0.9, 0.03, 0.03])
+    assert at[150_000].loc[10.0, "amsgrad_distance_max"] == pytest.approx(0.5)
+    assert at[150_000].loc[10.0, "amsgrad_distance_min"] == pytest.approx(0.0)
+    # 10⁴: α = 1 wins; 10⁵ and the last step: α = 1 and 10 tie at 0.03, the smaller α wins
+    for steps in at:
+        assert at[steps].index[at[steps]["chosen"]].tolist() == [1.0]
+    assert at[150_000]["reached"].tolist() == [False, True, True]  # tolerance 0.05
+    assert at[150_000].loc[1.0, "adam_x_median"] == pytest.approx(0.99)
+    assert at[150_000].loc[1.0, "amsgrad_regret_median"] == pytest.approx(0.1 * (1 - 0.97))
+
+
+def test_search_budgets_are_decades_every_run_recorded():
+    frame = _search_frame()
+    drop = (frame.optimizer == "adam") & (frame.seed == 2) & (frame.learning_rate == 10.0) & (frame.step == 100_000)
+    search = results.search_learning_rate(frame[~drop])
+    assert sorted(search.steps.unique()) == [10_000, 150_000]
+    shorter = frame[~((frame.learning_rate == 0.1) & (frame.step == 150_000))]
+    # one α stopped at 10⁵: the sweep's common last step is 10⁵
+    assert sorted(results.search_learning_rate(shorter).steps.unique()) == [10_000, 100_000]
+
+
+def test_load_synthetic_fills_big_gradient_of_older_files(tmp_path):
+    old = _search_frame().drop(columns="big_gradient")
+    old.loc[old.index[:6], "setting"] = "cyclic"
+    old.to_csv(tmp_path / "trajectories.csv", index=False)
+    frame = results.load_synthetic(tmp_path / "trajectories.csv")
+    assert list(frame.columns) == [c for c in results.SYNTHETIC_DTYPES if c in frame.columns]
+    assert frame.loc[frame.setting == "cyclic", "big_gradient"].isna().all()
+    assert (frame.loc[frame.setting != "cyclic", "big_gradient"] == 1010).all()

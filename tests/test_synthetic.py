@@ -171,6 +171,40 @@ def test_cli_writes_resumable_csv_and_figures(tmp_path, capsys):
         grown[grown.learning_rate != 0.5].reset_index(drop=True), frame.reset_index(drop=True))
 
 
+def test_cli_section3_family_takes_theorem1_betas_per_C(tmp_path, capsys):
+    """`--setting cyclic --C 3 10`: one sweep per C with β1 = 0, β2 = 1/(1 + C²) (Reddi et al.
+    Theorem 1), told apart by big_gradient, drawn together in synthetic-cyclic.png."""
+    assert main(["synthetic", "--setting", "cyclic", "--C", "3", "10", "--steps", "3000",
+                 "--learning-rates", "0.1", "--out", str(tmp_path)]) == 0
+    out = tmp_path / "synthetic"
+    frame = pd.read_csv(out / "trajectories.csv")
+    assert set(frame.big_gradient) == {3.0, 10.0} and set(frame.beta_1) == {0.0}
+    for C, rows in frame.groupby("big_gradient"):
+        assert np.allclose(rows.beta_2, 1 / (1 + C * C))
+        last = rows[rows.step == 3000].set_index("optimizer")
+        assert last.loc["adam", "x"] > 0.99 and last.loc["amsgrad", "x"] < -0.99
+    assert (out / "synthetic-cyclic.png").stat().st_size > 10_000
+    search = pd.read_csv(out / "alpha_search.csv")
+    assert set(search.big_gradient) == {3.0, 10.0} and set(search.steps) == {3000} and search.chosen.sum() == 2
+    capsys.readouterr()
+    assert main(["synthetic", "--setting", "cyclic", "--C", "2", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "> 2" in err
+
+
+def test_cli_force_recomputes_only_the_named_runs(tmp_path):
+    base = ["synthetic", "--steps", "2000", "--learning-rates", "0.1", "--seeds", "0", "--no-plots",
+            "--out", str(tmp_path)]
+    assert main(base + ["--setting", "online"]) == 0
+    assert main(base + ["--setting", "stochastic"]) == 0
+    before = pd.read_csv(tmp_path / "synthetic" / "trajectories.csv")
+    assert main(base + ["--setting", "online", "--force"]) == 0
+    after = pd.read_csv(tmp_path / "synthetic" / "trajectories.csv")
+    pd.testing.assert_frame_equal(after, before)  # recomputed online rows are the same; stochastic kept
+    sidecar = json.loads((tmp_path / "synthetic" / "trajectories.json").read_text())
+    assert len(sidecar["sweeps"]) == 4  # online and stochastic, Adam and AMSGrad
+
+
 @pytest.mark.parametrize(
     "argv,needle",
     [

@@ -48,7 +48,8 @@ def add_parser(sub):
     p.add_argument("--plot-rates", nargs="+", type=positive_float, default=[],
                    help="α to draw besides the chosen one when a sweep has more than 4")
     p.add_argument("--no-plots", action="store_true", help="skip the figures")
-    p.add_argument("--force", action="store_true", help="recompute runs already in the CSV")
+    p.add_argument("--force", action="store_true",
+                   help="recompute the runs this call names even if the CSV has them (other rows are kept)")
     add_out(p)
     p.set_defaults(func=run)
 
@@ -84,13 +85,15 @@ def run(args) -> int:
         raise UserError(f"--C must be > 2 for the §3 family, got {' '.join(f'{c:g}' for c in args.C)}")
     out = io.ensure_dir(Path(args.out) / "synthetic")
     csv_path, json_path = out / "trajectories.csv", out / "trajectories.json"
-    existing = results.load_synthetic(csv_path) if csv_path.exists() and not args.force else None
+    existing = results.load_synthetic(csv_path) if csv_path.exists() else None
     if existing is not None:
         existing = existing[synthetic.COLUMNS]
     settings = ["online", "stochastic"] if args.setting == "all" else [args.setting]
     record_every = args.record_every or max(1, args.steps // synthetic.DEFAULT_RECORDS)
 
     def done_already(config):
+        if args.force:
+            return False
         rows = _rows_of(config, existing)
         if rows is None or rows.empty:
             return False
@@ -101,7 +104,7 @@ def run(args) -> int:
         return complete
 
     state = {"frame": existing}
-    sidecar = io.read_json(json_path) if json_path.exists() and not args.force else {}
+    sidecar = io.read_json(json_path) if json_path.exists() else {}
     sweeps = dict(sidecar.get("sweeps", {}))
 
     def on_done(config, frame, seconds):
@@ -164,11 +167,19 @@ def _draw(frame, wanted, search, out, plot_rates):
     import pandas as pd
 
     from .. import results
-    from ..plots import plot_alpha_search, plot_synthetic
+    from ..plots import plot_alpha_search, plot_synthetic, sweep_stem
 
     group = results.SYNTHETIC_GROUP
+
+    def stems(table):
+        return table.apply(lambda r: sweep_stem(r["setting"], r["schedule"], r["beta_1"], r["beta_2"],
+                                                r["bias_correction"]), axis=1)
+
     touched = wanted[group].drop_duplicates()
-    rows = frame.merge(touched, on=group)
+    # Every sweep drawn in a figure this invocation redraws (the §3 family's C and βs share one).
+    sweeps = frame[group].drop_duplicates()
+    sweeps = sweeps[stems(sweeps).isin(set(stems(touched)))]
+    rows = frame.merge(sweeps, on=group)
     chosen = search[search["chosen"]]
     last = chosen[chosen["steps"] == chosen.groupby(group, dropna=False)["steps"].transform("max")]
     keep = []
@@ -179,7 +190,7 @@ def _draw(frame, wanted, search, out, plot_rates):
             rates = set(pick["learning_rate"]) | (rates & set(plot_rates))
         keep.append(sweep[sweep["learning_rate"].isin(rates)])
     paths = plot_synthetic(pd.concat(keep, ignore_index=True), out) if keep else []
-    return paths + plot_alpha_search(search.merge(touched, on=group), out)
+    return paths + plot_alpha_search(search.merge(sweeps, on=group), out)
 
 
 def _print_search(wanted, search):

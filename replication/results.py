@@ -13,9 +13,12 @@ Statistics (McGill §VI-D's sensitivity analysis made quantitative):
 * :func:`mean_ci` — mean, sample std and t-based confidence interval of one sample;
 * :func:`summarize_epochs` — per (experiment, optimizer, bias correction, epoch, metric) over runs;
 * :func:`final_epoch` — one row per run at its last epoch, with a ``diverged`` flag;
-* :func:`compare_final` — Adam vs AMSGrad at the final epoch per metric: difference of means with a
-  Welch CI, Welch's t-test, Mann–Whitney U, Cohen's d / Hedges' g, and in how many runs (paired by
-  run index: runs with the same index share seeds) Adam beat AMSGrad.
+* :func:`compare_final` — Adam vs AMSGrad at the final epoch per metric. Unpaired (McGill-style):
+  difference of means with a Welch CI, Welch's t-test, Mann–Whitney U, Cohen's d / Hedges' g.
+  Paired (the design: run k of both optimizers shares its seed, hence initial weights and batch
+  order): in how many runs Adam beat AMSGrad, the paired t-test and Wilcoxon signed-rank test on
+  the per-run differences, t and bootstrap CIs of their mean, and the power of 5 pairs
+  (:mod:`replication.stats`).
 
 Nothing here imports TensorFlow/Keras, so the report can be rebuilt from the CSVs alone.
 """
@@ -29,6 +32,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from . import stats as paired_stats
 from .errors import UserError
 
 STR, BOOL, INT, FLOAT = "str", "bool", "int64", "float64"
@@ -345,7 +349,16 @@ def comparison_columns(a: str = "adam", b: str = "amsgrad") -> list[str]:
         "diff", "diff_ci_low", "diff_ci_high", "welch_df", "welch_t", "welch_p",
         "mannwhitney_u", "mannwhitney_p", "cohens_d", "hedges_g",
         "pairs", f"{a}_wins", f"{b}_wins", "ties",
+        *PAIRED_COLUMNS,
     ]
+
+
+# The paired statistics of compare_final (replication.stats.paired_tests and the power analysis).
+PAIRED_COLUMNS = [
+    "paired_diff", "paired_diff_std", "paired_ci_low", "paired_ci_high", "bootstrap_ci_low",
+    "bootstrap_ci_high", "paired_t", "paired_p", "wilcoxon_w", "wilcoxon_p", "cohens_dz",
+    "mde", "mde_dz", "runs_needed",
+]
 
 
 COMPARISON_COLUMNS = comparison_columns()
@@ -362,8 +375,19 @@ def compare_final(history: pd.DataFrame, metrics=tuple(METRICS), confidence: flo
     diff = AMSGrad better); ``welch_t``/``welch_p`` Welch's unequal-variance t-test; Mann–Whitney U
     (two-sided, U of AMSGrad); Cohen's d and Hedges' g of AMSGrad − Adam (pooled std).
     ``adam_wins``: runs, paired by run index (same seeds), in which Adam's value is strictly better
-    — lower for losses, higher for accuracies. Diverged runs are left out of everything and counted
-    in ``diverged_*``. n < 2 gives NaN statistics, never an exception."""
+    — lower for losses, higher for accuracies.
+
+    Paired, on d_k = AMSGrad_k − Adam_k over the ``pairs`` runs both finished
+    (:func:`replication.stats.paired_tests`): ``paired_diff`` (mean d) and ``paired_diff_std``,
+    its t CI (``paired_ci_*``) and percentile-bootstrap CI (``bootstrap_ci_*``, seeded), the
+    paired t-test (``paired_t``/``paired_p``), the Wilcoxon signed-rank test (``wilcoxon_*``),
+    d_z = mean/sd (``cohens_dz``). Power of the paired t-test (two-sided, α = 0.05, 80 %):
+    ``mde_dz`` = the smallest d_z that ``pairs`` runs detect, ``mde`` = that effect in the
+    metric's units (``mde_dz`` × sd of d, the observed spread), ``runs_needed`` = the pairs the
+    observed d_z would need (inf for d_z = 0).
+
+    Diverged runs are left out of everything and counted in ``diverged_*``. n < 2 gives NaN
+    statistics, never an exception."""
     finals = final_epoch(history)
     rows = []
     for (experiment, bc), group in finals.groupby(["experiment", "bias_correction"], sort=False):
@@ -398,8 +422,22 @@ def compare_final(history: pd.DataFrame, metrics=tuple(METRICS), confidence: flo
             wins = count_wins(sa, sb, lower)
             row.update({"pairs": wins["pairs"], f"{a}_wins": wins["a_wins"], f"{b}_wins": wins["b_wins"],
                         "ties": wins["ties"]})
+            row.update(_paired(sa, sb, confidence))
             rows.append(row)
     return pd.DataFrame(rows, columns=comparison_columns(a, b))
+
+
+def _paired(sa: pd.Series, sb: pd.Series, confidence: float) -> dict:
+    """The :data:`PAIRED_COLUMNS` of two per-run series, paired by run index (the index)."""
+    both = pd.concat([sa.rename("a"), sb.rename("b")], axis=1, join="inner").dropna()
+    out = paired_stats.paired_tests(both["a"].to_numpy(), both["b"].to_numpy(), confidence)
+    del out["pairs"]  # count_wins already gave it
+    n, sd = len(both), out["paired_diff_std"]
+    mde_dz = paired_stats.min_detectable_effect(n)
+    out["mde_dz"] = mde_dz
+    out["mde"] = mde_dz * sd if n >= 2 else math.nan
+    out["runs_needed"] = paired_stats.runs_needed(out["cohens_dz"])
+    return out
 
 
 def summarize_final(history: pd.DataFrame, metrics=tuple(METRICS)) -> pd.DataFrame:

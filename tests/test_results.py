@@ -74,6 +74,30 @@ def test_compare_final_matches_scipy_and_hand_formulas():
     assert acc["adam_wins"] == 0  # accuracy = 1 − loss: AMSGrad higher in every run
 
 
+def test_compare_final_paired_columns_pair_by_run_and_match_scipy():
+    """Run k of both optimizers shares its seed: the paired statistics use d_k = AMSGrad_k − Adam_k
+    over the runs both finished (a diverged Adam run drops its pair)."""
+    adam, ams = [0.50, 0.55, 0.60, 0.52, 0.58, 0.9], [0.41, 0.47, 0.55, 0.46, 0.49, 0.3]
+    cmp = results.compare_final(make_history(adam, ams, diverged={("adam", 5)}))
+    assert list(cmp.columns) == results.COMPARISON_COLUMNS
+    row = cmp[cmp.metric == "loss"].iloc[0]
+    a, b = np.array(adam[:5]), np.array(ams[:5])
+    d = b - a
+    ref = stats.ttest_rel(b, a)
+    assert row["pairs"] == 5 and row["paired_diff"] == pytest.approx(d.mean())
+    assert (row["paired_t"], row["paired_p"]) == pytest.approx((ref.statistic, ref.pvalue))
+    half = stats.t.ppf(0.975, 4) * d.std(ddof=1) / math.sqrt(5)
+    assert (row["paired_ci_low"], row["paired_ci_high"]) == pytest.approx((d.mean() - half, d.mean() + half))
+    assert row["wilcoxon_p"] == pytest.approx(stats.wilcoxon(d).pvalue) and row["wilcoxon_w"] == 0
+    assert row["bootstrap_ci_low"] >= d.min() and row["bootstrap_ci_high"] <= d.max()
+    # power: MDE of 5 pairs = 1.682 sd(d); the observed d_z = −4.1 needs only 3 pairs
+    assert row["mde_dz"] == pytest.approx(1.682, abs=1e-3)
+    assert row["mde"] == pytest.approx(row["mde_dz"] * d.std(ddof=1))
+    assert row["cohens_dz"] == pytest.approx(d.mean() / d.std(ddof=1)) and row["runs_needed"] == 3
+    # the paired test sees what Welch misses: the spread between seeds cancels in d
+    assert row["paired_p"] < row["welch_p"]
+
+
 def test_adam_beat_amsgrad_count_pairs_by_run():
     # run 0: Adam lower; run 1: tie; run 2: AMSGrad lower; run 3: Adam lower
     cmp = results.compare_final(make_history([0.3, 0.5, 0.9, 0.2], [0.4, 0.5, 0.6, 0.25]))

@@ -68,8 +68,10 @@ def _sweep_rows(frame):
             label = f"α={lr:g}"
             if k["setting"] == "cyclic":
                 label = f"C={k.get('big_gradient', float('nan')):g}, β1={k['beta_1']:g}, β2={k['beta_2']:.3g}, " + label
-            figures.setdefault(stem, (k, []))[1].append((label, rows))
-    return figures
+            order = (k.get("beta_1", 0.0), k.get("big_gradient", 0.0), lr)  # §3: Theorem 1's βs first, C up
+            figures.setdefault(stem, (k, []))[1].append((order, label, rows))
+    return {stem: (k, [(label, rows) for _o, label, rows in sorted(entries, key=lambda e: e[0])])
+            for stem, (k, entries) in figures.items()}
 
 
 def plot_synthetic(frame, out_dir) -> list[Path]:
@@ -97,7 +99,7 @@ def plot_synthetic(frame, out_dir) -> list[Path]:
                                       alpha=0.9, label=legend)
             ax_x.axhline(-1.0, color="k", lw=0.6, ls=":")
             ax_x.set_ylim(-1.05, 1.05)
-            ax_x.set_ylabel(f"x_t  ({label})")
+            ax_x.set_ylabel("x_t")
             ax_r.set_ylabel("R_t / t")
             ax_r.set_yscale("symlog", linthresh=1e-2)  # regret against x* can be negative (stochastic)
             for ax in axes[row]:
@@ -107,15 +109,18 @@ def plot_synthetic(frame, out_dir) -> list[Path]:
             if has_gamma:
                 axes[row][2].set_ylim(-0.05, 1.05)
                 axes[row][2].set_ylabel("share of steps with Γ_t < 0")
+            # Each row says its α (and C, β for the §3 family) in its own titles.
+            ax_x.set_title(f"{label}: iterate x_t (optimum −1)", fontsize=10)
+            ax_r.set_title(f"{label}: average regret", fontsize=10)
+            if has_gamma:
+                axes[row][2].set_title(f"{label}: Γ_t < 0 (Reddi et al. eq. 2)", fontsize=10)
             if row == 0:
-                title = f"{k['setting']}, {k.get('schedule', 'constant')}"
-                ax_x.set_title(f"{title}: iterate x_t (optimum −1)")
-                ax_r.set_title(f"{title}: average regret")
-                if has_gamma:
-                    axes[row][2].set_title(f"{title}: Γ_t < 0 (Reddi et al. eq. 2)")
                 ax_x.legend(loc="best", fontsize=8)
         for ax in axes[-1]:
             ax.set_xlabel("iteration t")
+        schedule = {"inverse-sqrt": "α_t = α/√t", "constant": "α_t = α"}.get(k.get("schedule"), k.get("schedule"))
+        fig.suptitle(f"{k['setting']} setting, {schedule}" + ("" if k.get("bias_correction", True)
+                                                              else ", no bias correction"))
         fig.tight_layout()
         written += save_figure(fig, out_dir / stem)
     return written

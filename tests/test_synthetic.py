@@ -186,7 +186,13 @@ def test_cli_section3_family_takes_theorem1_betas_per_C(tmp_path, capsys):
     assert (out / "synthetic-cyclic.png").stat().st_size > 10_000
     search = pd.read_csv(out / "alpha_search.csv")
     assert set(search.big_gradient) == {3.0, 10.0} and set(search.steps) == {3000} and search.chosen.sum() == 2
+    # β2 = 1/101 is stored to 8 digits: a rerun still finds its runs done
+    first = (out / "trajectories.csv").read_bytes()
     capsys.readouterr()
+    assert main(["synthetic", "--setting", "cyclic", "--C", "3", "10", "--steps", "3000",
+                 "--learning-rates", "0.1", "--no-plots", "--out", str(tmp_path)]) == 0
+    assert capsys.readouterr().err.count("already done, skipped") == 4
+    assert (out / "trajectories.csv").read_bytes() == first
     assert main(["synthetic", "--setting", "cyclic", "--C", "2", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "> 2" in err

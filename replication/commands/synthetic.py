@@ -55,15 +55,24 @@ def add_parser(sub):
 
 
 def _rows_of(config, frame):
-    """The rows of ``frame`` that belong to ``config`` (its sweep, optimizer, α and seeds)."""
+    """The rows of ``frame`` that belong to ``config`` (its sweep, optimizer, α and seeds). Floats
+    match to 8 significant digits, as the CSV stores them (β2 = 1/(1 + C²) is not exact there)."""
+    import numpy as np
+
     if frame is None or frame.empty:
         return frame.iloc[0:0] if frame is not None else None
+
+    def close(column, value):
+        return np.isclose(frame[column].to_numpy(dtype=float), value, rtol=1e-7, atol=0.0)
+
+    rate = np.zeros(len(frame), dtype=bool)
+    for lr in config.learning_rates:
+        rate |= close("learning_rate", lr)
     mask = (
-        (frame.setting == config.setting) & (frame.optimizer == config.optimizer)
-        & frame.learning_rate.isin(config.learning_rates) & (frame.schedule == config.schedule)
-        & (frame.bias_correction == config.bias_correction) & (frame.beta_1 == config.beta_1)
-        & (frame.beta_2 == config.beta_2) & (frame.epsilon == config.epsilon)
-        & (frame.big_gradient == config.big) & frame.seed.isin(config.seeds)
+        (frame.setting == config.setting) & (frame.optimizer == config.optimizer) & rate
+        & (frame.schedule == config.schedule) & (frame.bias_correction == config.bias_correction)
+        & close("beta_1", config.beta_1) & close("beta_2", config.beta_2) & close("epsilon", config.epsilon)
+        & close("big_gradient", config.big) & frame.seed.isin(config.seeds)
     )
     return frame[mask]
 

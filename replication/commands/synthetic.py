@@ -145,18 +145,7 @@ def run(args) -> int:
         skip=done_already, on_done=on_done,
     )
     frame = state["frame"]
-    io.write_json_atomic(
-        {
-            "command": "synthetic",
-            "search_criterion": results.SEARCH_CRITERION,
-            "last_invocation": {"argv": ["replicate"] + sys.argv[1:], "started_at": started,
-                                "seconds": round(time.perf_counter() - t0, 2)},
-            # one entry per sweep and optimizer: the invocation that last computed it
-            "sweeps": sweeps,
-            **io.provenance(),
-        },
-        json_path,
-    )
+    _write_sidecar(json_path, sweeps, started, time.perf_counter() - t0)
     wanted = pd.concat([_rows_of(c, frame) for c in configs])
     search = results.search_learning_rate(frame)
     search_path = io.write_csv_atomic(search, out / "alpha_search.csv", float_format="%.8g")
@@ -168,6 +157,23 @@ def run(args) -> int:
                 print(f"figure:       {path}")
     _print_search(wanted, search)
     return 0
+
+
+def _write_sidecar(path, sweeps, started, seconds):
+    from .. import io, results
+
+    io.write_json_atomic(
+        {
+            "command": "synthetic",
+            "search_criterion": results.SEARCH_CRITERION,
+            "last_invocation": {"argv": ["replicate"] + sys.argv[1:], "started_at": started,
+                                "seconds": round(seconds, 2)},
+            # one entry per sweep and optimizer: the invocation that last computed it
+            "sweeps": sweeps,
+            **io.provenance(),
+        },
+        path,
+    )
 
 
 def _draw(frame, wanted, search, out, plot_rates):

@@ -65,7 +65,8 @@ def compiled(config):
 
 
 def python_loop(steps):
-    config = SyntheticConfig(setting="online", optimizer="amsgrad", learning_rates=(0.001,), steps=steps)
+    config = SyntheticConfig(setting="online", optimizer="amsgrad", learning_rates=(0.001,), steps=steps,
+                             schedule="constant")
     start = time.perf_counter()
     reference_trajectory(config, 0.001, 0, steps)
     return steps / (time.perf_counter() - start)
@@ -77,8 +78,9 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     steps = args.steps
+    # Constant α, as the Keras loops below use: the same per-step work in every row.
     one = SyntheticConfig(setting="online", optimizer="amsgrad", learning_rates=(0.001,), steps=steps,
-                          record_every=max(1, steps // 1000))
+                          record_every=max(1, steps // 1000), schedule="constant")
     # 20 columns of the online problem: the vectorised loop without the host-side stochastic draws.
     twenty = dataclasses.replace(one, learning_rates=(0.001, 0.01, 0.1, 0.5, 0.05) * 4)
     cases = {

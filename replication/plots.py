@@ -37,51 +37,151 @@ def save_figure(fig, path_stem) -> list[Path]:
     return paths
 
 
+# Columns that tell one sweep of the synthetic problem from another (results.SYNTHETIC_GROUP,
+# restated so that drawing needs no import of the results module).
+SWEEP = ["setting", "schedule", "bias_correction", "beta_1", "beta_2", "epsilon", "big_gradient"]
+HORIZON_MARK = 1_000_000  # the reproduction's (and McGill's) run length, marked on longer runs
+
+
+def sweep_stem(setting, schedule="inverse-sqrt", beta_1=0.9, beta_2=0.99, bias_correction=True) -> str:
+    """File stem of a synthetic figure: ``synthetic-online`` for the paper's setting (α/√t,
+    β1 = 0.9, β2 = 0.99, bias correction on), with what differs appended (``-constant``, the βs,
+    ``-no-bias-correction``). The §3 family's βs depend on C, so they never name its file."""
+    stem = f"synthetic-{setting}"
+    if schedule != "inverse-sqrt":
+        stem += f"-{schedule}"
+    if setting != "cyclic" and (float(beta_1), float(beta_2)) != (0.9, 0.99):
+        stem += f"-beta1-{beta_1:g}-beta2-{beta_2:g}"
+    return stem + ("" if bias_correction else "-no-bias-correction")
+
+
+def _sweep_rows(frame):
+    """(stem, [(row label, rows of one α)]) per figure: one figure per sweep, the §3 family's
+    sweeps (one per C) together."""
+    present = [c for c in SWEEP if c in frame.columns]
+    figures = {}
+    for key, sweep in frame.groupby(present, dropna=False, sort=False):
+        k = dict(zip(present, key))
+        stem = sweep_stem(k["setting"], k.get("schedule", "constant"), k.get("beta_1", 0.9),
+                          k.get("beta_2", 0.99), k.get("bias_correction", True))
+        for lr, rows in sweep.groupby("learning_rate", sort=True):
+            label = f"α={lr:g}"
+            if k["setting"] == "cyclic":
+                label = f"C={k.get('big_gradient', float('nan')):g}, β1={k['beta_1']:g}, β2={k['beta_2']:.3g}, " + label
+            order = (k.get("beta_1", 0.0), k.get("big_gradient", 0.0), lr)  # §3: Theorem 1's βs first, C up
+            figures.setdefault(stem, (k, []))[1].append((order, label, rows))
+    return {stem: (k, [(label, rows) for _o, label, rows in sorted(entries, key=lambda e: e[0])])
+            for stem, (k, entries) in figures.items()}
+
+
 def plot_synthetic(frame, out_dir) -> list[Path]:
-    """Per setting: x_t (left) and R_t/t (right) against t, one row per learning rate, every seed
-    drawn (the stochastic end state depends on the draw). The band is x's range between records."""
+    """One figure per sweep (the §3 family's C values together): x_t (left), R_t/t (middle) and the
+    share of steps with Γ_t < 0 (right) against t, one row per learning rate in ``frame``, every
+    seed drawn (the stochastic end state depends on the draw). The band is x's range between
+    records; a dotted line marks 1 M steps on longer runs. Files :func:`sweep_stem` ``.{png,svg}``."""
     out_dir = Path(out_dir)
     written = []
     has_gamma = "gamma_negative_fraction" in frame.columns
-    for setting, by_setting in frame.groupby("setting", sort=False):
-        rates = sorted(by_setting["learning_rate"].unique())
+    for stem, (k, rows) in _sweep_rows(frame).items():
         ncols = 3 if has_gamma else 2
-        fig, axes = plt.subplots(len(rates), ncols, figsize=(5.5 * ncols, 2.6 * len(rates)), squeeze=False)
-        for row, lr in enumerate(rates):
+        fig, axes = plt.subplots(len(rows), ncols, figsize=(5.5 * ncols, 2.6 * len(rows)), squeeze=False)
+        for row, (label, sub) in enumerate(rows):
             ax_x, ax_r = axes[row][:2]
-            sub = by_setting[by_setting["learning_rate"] == lr]
             for (name, bc, seed), run in sub.groupby(["optimizer", "bias_correction", "seed"], sort=False):
                 color = color_for(name, bool(bc))
                 first = seed == sub["seed"].min()
-                label = f"{LABELS.get(name, name)}{'' if bc else ' (no bias corr.)'}" if first else None
-                ax_x.plot(run["step"], run["x"], color=color, lw=1.0, alpha=0.9, label=label)
+                legend = f"{LABELS.get(name, name)}{'' if bc else ' (no bias corr.)'}" if first else None
+                ax_x.plot(run["step"], run["x"], color=color, lw=1.0, alpha=0.9, label=legend)
                 ax_x.fill_between(run["step"], run["x_min"], run["x_max"], color=color, alpha=0.08, lw=0)
-                ax_r.plot(run["step"], run["avg_regret"], color=color, lw=1.0, alpha=0.9, label=label)
+                ax_r.plot(run["step"], run["avg_regret"], color=color, lw=1.0, alpha=0.9, label=legend)
                 if has_gamma:
                     axes[row][2].plot(run["step"], run["gamma_negative_fraction"], color=color, lw=1.0,
-                                      alpha=0.9, label=label)
+                                      alpha=0.9, label=legend)
             ax_x.axhline(-1.0, color="k", lw=0.6, ls=":")
             ax_x.set_ylim(-1.05, 1.05)
-            ax_x.set_ylabel(f"x_t  (α={lr:g})")
+            ax_x.set_ylabel("x_t")
             ax_r.set_ylabel("R_t / t")
             ax_r.set_yscale("symlog", linthresh=1e-2)  # regret against x* can be negative (stochastic)
-            for ax in (ax_x, ax_r):
+            for ax in axes[row]:
                 ax.grid(alpha=0.3)
+                if sub["step"].max() > HORIZON_MARK:
+                    ax.axvline(HORIZON_MARK, color="0.4", lw=0.8, ls=":")
             if has_gamma:
-                ax_g = axes[row][2]
-                ax_g.set_ylim(-0.05, 1.05)
-                ax_g.set_ylabel("share of steps with Γ_t < 0")
-                ax_g.grid(alpha=0.3)
+                axes[row][2].set_ylim(-0.05, 1.05)
+                axes[row][2].set_ylabel("share of steps with Γ_t < 0")
+            # Each row says its α (and C, β for the §3 family) in its own titles.
+            ax_x.set_title(f"{label}: iterate x_t (optimum −1)", fontsize=10)
+            ax_r.set_title(f"{label}: average regret", fontsize=10)
+            if has_gamma:
+                axes[row][2].set_title(f"{label}: Γ_t < 0 (Reddi et al. eq. 2)", fontsize=10)
             if row == 0:
-                ax_x.set_title(f"{setting}: iterate x_t (optimum −1)")
-                ax_r.set_title(f"{setting}: average regret")
-                if has_gamma:
-                    axes[row][2].set_title(f"{setting}: Γ_t < 0 (Reddi et al. eq. 2)")
                 ax_x.legend(loc="best", fontsize=8)
         for ax in axes[-1]:
             ax.set_xlabel("iteration t")
+        schedule = {"inverse-sqrt": "α_t = α/√t", "constant": "α_t = α"}.get(k.get("schedule"), k.get("schedule"))
+        fig.suptitle(f"{k['setting']} setting, {schedule}" + ("" if k.get("bias_correction", True)
+                                                              else ", no bias correction"))
         fig.tight_layout()
-        written += save_figure(fig, out_dir / f"synthetic-{setting}")
+        written += save_figure(fig, out_dir / stem)
+    return written
+
+
+def plot_alpha_search(search, out_dir) -> list[Path]:
+    """The α grid search (:func:`replication.results.search_learning_rate`), one column per
+    online/stochastic sweep: top, the median over seeds of the final distance to the optimum,
+    x_T − (−1), against α — AMSGrad with its range over seeds at every budget (1 M steps dashed),
+    Adam at the last budget, the tolerance of "reaches −1" dotted, the chosen α starred; bottom,
+    the median R_T/T at the last budget. Files ``synthetic-alpha-search[-<schedule>…].{png,svg}``."""
+    from .results import SEARCH_TOLERANCE  # Keras-free, like this module
+
+    out_dir = Path(out_dir)
+    search = search[search["setting"] != "cyclic"]
+    written = []
+    if search.empty:
+        return written
+    present = [c for c in SWEEP if c in search.columns and c != "setting"]
+    for key, family in search.groupby(present, dropna=False, sort=False):
+        k = dict(zip(present, key))
+        sweeps = list(family.groupby("setting", sort=False))
+        fig, axes = plt.subplots(2, len(sweeps), figsize=(6.0 * len(sweeps), 7.0), squeeze=False)
+        for col, (setting, table) in enumerate(sweeps):
+            ax_d, ax_r = axes[0][col], axes[1][col]
+            budgets = sorted(table["steps"].unique())
+            last = table[table["steps"] == budgets[-1]].sort_values("learning_rate")
+            for steps in budgets:
+                at = table[table["steps"] == steps].sort_values("learning_rate")
+                final = steps == budgets[-1]
+                style = "-" if final else ("--" if steps == HORIZON_MARK else ":")
+                med = at["amsgrad_distance_median"].to_numpy()
+                err = np.vstack([med - at["amsgrad_distance_min"].to_numpy(), at["amsgrad_distance_max"].to_numpy() - med])
+                ax_d.errorbar(at["learning_rate"], med, yerr=err if final else None, color=COLORS["amsgrad"],
+                              ls=style, marker="o", ms=3, lw=1.2 if final else 0.9, capsize=2,
+                              alpha=1.0 if final else 0.6, label=f"AMSGrad, T = {steps:,}")
+            ax_d.plot(last["learning_rate"], last["adam_x_median"] + 1.0, color=COLORS["adam"], marker="o", ms=3,
+                      lw=1.2, label=f"Adam, T = {budgets[-1]:,}")
+            best = last[last["chosen"]]
+            ax_d.plot(best["learning_rate"], best["amsgrad_distance_median"], marker="*", ms=14, color="k",
+                      ls="none", label=f"chosen α = {best['learning_rate'].iloc[0]:g}")
+            ax_d.axhline(SEARCH_TOLERANCE, color="k", lw=0.7, ls=":")
+            ax_d.set_yscale("log")
+            ax_d.set_ylim(1e-4, 3)
+            ax_d.set_ylabel("median x_T − (−1) over seeds")
+            ax_d.set_title(f"{setting}, {k.get('schedule', 'constant')}: distance to the optimum")
+            ax_d.legend(fontsize=7)
+            for name, column in (("amsgrad", "amsgrad_regret_median"), ("adam", "adam_regret_median")):
+                ax_r.plot(last["learning_rate"], last[column], color=COLORS[name], marker="o", ms=3,
+                          label=f"{LABELS[name]}, T = {budgets[-1]:,}")
+            ax_r.set_yscale("symlog", linthresh=1e-2)
+            ax_r.set_ylabel("median R_T / T")
+            ax_r.set_xlabel("α (α_t = α/√t)" if k.get("schedule") == "inverse-sqrt" else "α")
+            ax_r.legend(fontsize=7)
+            for ax in (ax_d, ax_r):
+                ax.set_xscale("log")
+                ax.grid(alpha=0.3, which="both")
+        fig.tight_layout()
+        stem = sweep_stem("alpha-search", k.get("schedule", "constant"), k.get("beta_1", 0.9),
+                          k.get("beta_2", 0.99), k.get("bias_correction", True))
+        written += save_figure(fig, out_dir / stem)
     return written
 
 

@@ -11,16 +11,16 @@ import math
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from . import plots, results
+from . import plots, results, verdicts
 from .errors import UserError
 from .experiments import EXPERIMENTS
-
-ALPHA = 0.05
-SUPPORTED, NOT_SUPPORTED, NOT_RUN = "supported", "not supported", "not run"
+from .stats import ALPHA, POWER
 
 SYNTHETIC_CLAIM = "AMSGrad converges on the synthetic problem and Adam does not"
+SECTION3_CLAIM = "Adam converges to the worst point +1 on the §3 family f_t = Cx / −x"
 LOSS_CLAIM = "AMSGrad reaches lower train and test loss than Adam"
 # (experiment, what the paper calls it, McGill's conclusion, is the paper's own experiment)
 LOSS_CLAIMS = (
@@ -34,56 +34,19 @@ LOSS_CLAIMS = (
     ("digits-mlp", "demo: MLP (8×8 digits)", "— (demo data, not in McGill)", False),
 )
 SYNTHETIC_MCGILL = "reproduced: results virtually identical to the paper, both settings (§V)"
+SECTION3_MCGILL = "— (not run by McGill)"
+# The reproduction with α = 0.001/√t (papers/001, §2.2.1 and Table 1): its exact synthetic setting
+# and what it reports; the starting point x₀ is not stated (ours: 0, the centre of F).
+REPRODUCTION_001 = {
+    "setting": "stochastic", "learning_rate": 0.001, "steps": 1_000_000,
+    "theirs": "Adam converges to +1, AMSGrad reaches the optimum −1 (their §2.2.1 and Fig. 2a)",
+}
 
 
-# ------------------------------------------------------------------------------------- verdicts
-def synthetic_verdict(trajectories: pd.DataFrame | None) -> tuple[str, str]:
-    """Supported if the claim holds (:func:`results.check_synthetic_claim`) in both the online and
-    the stochastic setting at ≥ 1 learning rate each."""
-    if trajectories is None or trajectories.empty:
-        return NOT_RUN, "no synthetic/trajectories.csv"
-    claim = results.check_synthetic_claim(trajectories)
-    parts, holds = [], True
-    for setting in ("online", "stochastic"):
-        rows = claim[claim["setting"] == setting]
-        rates = sorted(rows.loc[rows["claim_holds"], "learning_rate"])
-        if rows.empty:
-            parts.append(f"{setting}: not run")
-            holds = False
-        else:
-            parts.append(f"{setting}: holds at α ∈ {{{', '.join(f'{r:g}' for r in rates)}}} of {len(rows)}"
-                         if rates else f"{setting}: holds at none of {len(rows)} α")
-            holds &= bool(rates)
-    if claim.empty:
-        return NOT_RUN, "trajectories lack Adam or AMSGrad"
-    return (SUPPORTED if holds else NOT_SUPPORTED), "; ".join(parts)
-
-
-def loss_verdict(comparison: pd.DataFrame, experiment: str) -> tuple[str, str]:
-    """Supported if AMSGrad's mean final train AND test loss are lower than Adam's and Welch's
-    p < 0.05 for both; otherwise "not supported", saying which part fails."""
-    rows = comparison[comparison["experiment"] == experiment] if not comparison.empty else comparison
-    if rows.empty:
-        return NOT_RUN, "no history.csv with both Adam and AMSGrad"
-    if rows["bias_correction"].any():
-        rows = rows[rows["bias_correction"]]
-    failures, facts = [], []
-    for metric, name in (("loss", "train loss"), ("test_loss", "test loss")):
-        row = rows[rows["metric"] == metric]
-        if row.empty or not math.isfinite(row["mean_adam"].iloc[0]) or not math.isfinite(row["mean_amsgrad"].iloc[0]):
-            failures.append(f"no {name}")
-            continue
-        r = row.iloc[0]
-        p = r["welch_p"]
-        facts.append(f"{name} Δ={r['diff']:+.3g}, p={_fmt_p(p)}")
-        if not r["mean_amsgrad"] < r["mean_adam"]:
-            failures.append(f"AMSGrad's mean {name} is not lower")
-        elif not (isinstance(p, float) and p < ALPHA):
-            failures.append(f"{name} difference not significant (p={_fmt_p(p)}, n={r['n_adam']}+{r['n_amsgrad']})")
-    detail = "; ".join(facts)
-    if failures:
-        return NOT_SUPPORTED, "; ".join(failures) + (f" ({detail})" if detail else "")
-    return SUPPORTED, detail
+def _claimed_experiments(data) -> list[str]:
+    """The experiments whose loss claim is a row of the verdict table: the paper's always, the
+    others when they were run. Their train and test loss tests are Holm's family."""
+    return [name for name, _what, _mcgill, paper in LOSS_CLAIMS if paper or name in data["experiments"]]
 
 
 # -------------------------------------------------------------------------------------- loading
@@ -142,7 +105,10 @@ def write_figures(data: dict) -> dict:
     shared = []
     if data["synthetic"] is not None:
         # `replicate synthetic` already drew them beside the CSV: link those, draw only if missing.
-        existing = sorted((out / "synthetic").glob("synthetic-*.png"))
+        # The paper's schedule first, then its α search, the §3 family, the secondary sweeps.
+        first = ["synthetic-online", "synthetic-stochastic", "synthetic-alpha-search", "synthetic-cyclic"]
+        existing = sorted((out / "synthetic").glob("synthetic-*.png"),
+                          key=lambda p: (first.index(p.stem) if p.stem in first else len(first), p.stem))
         shared += existing or plots.plot_synthetic(data["synthetic"], out / "figures")
     if all_iterations:
         shared += plots.plot_iterations_overview(pd.concat(all_iterations, ignore_index=True),
@@ -257,30 +223,51 @@ def _final_section(histories) -> list[str]:
 
 
 def _comparison_section(comparison, a="adam", b="amsgrad", note=None) -> list[str]:
-    """Optimizer ``b`` against ``a`` at the final epoch (:func:`results.compare_final` ``(a=a, b=b)``)."""
+    """Optimizer ``b`` against ``a`` at the final epoch (:func:`results.compare_final` ``(a=a, b=b)``):
+    the paired statistics first (the design), then the unpaired ones (McGill's readers know them)."""
     A, B = _opt_name(a), _opt_name(b)
     lines = [f"## {A} vs {B} at the final epoch", "",
-             f"Δ = mean({B}) − mean({A}) with its 95% Welch CI (for losses negative = {B} "
-             f"better, for accuracies positive = {B} better); Welch's t-test and Mann–Whitney U "
-             f"(two-sided); Hedges' g of {B} − {A}; *{A} better* = runs, paired by run index "
-             f"(same seeds), in which {A}'s value is strictly better (lower loss, higher accuracy). "
-             "Diverged runs are excluded and counted." + (f" {note}" if note else ""), ""]
+             f"Run k of both optimizers shares its seed (initial weights, batch order), so the first table "
+             f"works on the per-seed differences d = {B} − {A}: their mean with a 95% t interval and a "
+             f"seeded percentile-bootstrap interval (too narrow with 5 pairs: shown beside the t interval, "
+             f"not instead of it), the paired t-test, Holm's adjustment of its p over the verdict table's "
+             f"family of tests (— outside it), the Wilcoxon signed-rank test (exact; with 5 pairs its "
+             f"smallest p is 0.0625, so it cannot reach {ALPHA}), d_z = mean(d)/sd(d), the power analysis of "
+             f"the paired t-test (MDE: the smallest |mean d| the pairs detect with {POWER:.0%} power at "
+             f"α = {ALPHA} given the observed sd of d; runs needed: pairs the observed d_z would need), and "
+             f"*{A} better* = runs in which {A}'s value is strictly better (lower loss, higher accuracy). "
+             f"For losses negative d = {B} better, for accuracies positive. Diverged runs are excluded and "
+             "counted." + (f" {note}" if note else ""), ""]
     if comparison is None or comparison.empty:
         return lines + [f"Needs a `history.csv` with both {A} and {B}.", ""]
-    rows = []
+    paired, unpaired = [], []
     for _, r in comparison.iterrows():
         label, lower = results.METRICS.get(r["metric"], (r["metric"], r["lower_is_better"]))
         if not (math.isfinite(r[f"mean_{a}"]) or math.isfinite(r[f"mean_{b}"])):
             continue  # e.g. the VAE's accuracy: not measured
         exp = f"`{r['experiment']}`" + ("" if r["bias_correction"] else " (no bias corr.)")
-        rows.append([exp, f"{label} ({'↓' if lower else '↑'})", _fmt(r[f"mean_{a}"]), _fmt(r[f"mean_{b}"]),
-                     f"{_fmt(r['diff'], 3)} [{_fmt(r['diff_ci_low'], 3)}, {_fmt(r['diff_ci_high'], 3)}]",
-                     _fmt(r["welch_t"], 3), _fmt_p(r["welch_p"]), _fmt(r["mannwhitney_u"], 3),
-                     _fmt_p(r["mannwhitney_p"]), _fmt(r["hedges_g"], 3),
-                     f"{r[f'{a}_wins']}/{r['pairs']}", f"{r[f'n_{a}']}+{r[f'n_{b}']}",
-                     f"{r[f'diverged_{a}']}+{r[f'diverged_{b}']}"])
-    return lines + _table(["Experiment", "Metric", A, B, "Δ [95% CI]", "Welch t", "p",
-                           "MWU U", "p", "Hedges g", f"{A} better", f"n ({A}+{B})", "diverged"], rows)
+        metric = f"{label} ({'↓' if lower else '↑'})"
+        needed = r["runs_needed"]
+        paired.append([exp, metric, _fmt(r[f"mean_{a}"]), _fmt(r[f"mean_{b}"]),
+                       f"{_fmt(r['paired_diff'], 3)} [{_fmt(r['paired_ci_low'], 3)}, {_fmt(r['paired_ci_high'], 3)}]",
+                       f"[{_fmt(r['bootstrap_ci_low'], 3)}, {_fmt(r['bootstrap_ci_high'], 3)}]",
+                       _fmt(r["paired_t"], 3), _fmt_p(r["paired_p"]), _fmt_p(r.get("holm_p", math.nan)),
+                       _fmt(r["wilcoxon_w"], 3), _fmt_p(r["wilcoxon_p"]), _fmt(r["cohens_dz"], 3),
+                       _fmt(r["mde"], 3), "∞" if needed == math.inf else _fmt(needed, 6),
+                       f"{r[f'{a}_wins']}/{r['pairs']}"])
+        unpaired.append([exp, metric, _fmt(r[f"mean_{a}"]), _fmt(r[f"mean_{b}"]),
+                         f"{_fmt(r['diff'], 3)} [{_fmt(r['diff_ci_low'], 3)}, {_fmt(r['diff_ci_high'], 3)}]",
+                         _fmt(r["welch_t"], 3), _fmt_p(r["welch_p"]), _fmt(r["mannwhitney_u"], 3),
+                         _fmt_p(r["mannwhitney_p"]), _fmt(r["hedges_g"], 3), f"{r[f'n_{a}']}+{r[f'n_{b}']}",
+                         f"{r[f'diverged_{a}']}+{r[f'diverged_{b}']}"])
+    lines += ["Paired (per-seed differences):", ""]
+    lines += _table(["Experiment", "Metric", A, B, "mean d [95% t CI]", "[95% bootstrap CI]", "paired t", "p",
+                     "Holm p", "Wilcoxon W", "p", "d_z", f"MDE ({POWER:.0%})", "runs needed", f"{A} better"],
+                    paired)
+    lines += [f"Unpaired (independent samples, as McGill would test them): Δ = mean({B}) − mean({A}) with "
+              "its 95% Welch CI, Welch's t-test, Mann–Whitney U (two-sided), Hedges' g.", ""]
+    return lines + _table(["Experiment", "Metric", A, B, "Δ [95% Welch CI]", "Welch t", "p", "MWU U", "p",
+                           "Hedges g", f"n ({A}+{B})", "diverged"], unpaired)
 
 
 def _published_section(data, history) -> list[str]:
@@ -355,18 +342,119 @@ def _cifar_section(data) -> list[str]:
 
 def _claims_section(data, comparison) -> list[str]:
     lines = ["## Claims of Reddi et al. (ICLR 2018): our verdict next to McGill's", "",
-             f"Loss claims are *supported* when AMSGrad's mean final train **and** test loss are "
-             f"lower than Adam's with Welch p < {ALPHA} for both. The synthetic claim is supported "
-             "when, in both the online and the stochastic setting, for at least one α the median "
-             "final x over seeds is > 0.9 for Adam and < 0 for AMSGrad.", ""]
-    verdict, detail = synthetic_verdict(data["synthetic"])
-    rows = [[SYNTHETIC_CLAIM, "synthetic (online & stochastic)", f"**{verdict}**", detail, SYNTHETIC_MCGILL]]
-    for name, what, mcgill, paper in LOSS_CLAIMS:
-        if not paper and name not in data["experiments"]:
+             "How each verdict is reached (`replication/verdicts.py`, the one place these rules live):", ""]
+    lines += [f"- {verdicts.RULES[key]}" for key in ("loss", "synthetic", "section3")]
+    lines += ["", f"Synthetic α search criterion, fixed before the runs: {results.SEARCH_CRITERION}", ""]
+    rows = []
+    for setting in ("online", "stochastic"):
+        verdict, detail = verdicts.synthetic_verdict(data["synthetic"], setting)
+        rows.append([SYNTHETIC_CLAIM, f"synthetic, {setting} (α/√t)", f"**{verdict}**", detail, SYNTHETIC_MCGILL])
+    verdict, detail = verdicts.section3_verdict(data["synthetic"])
+    rows.append([SECTION3_CLAIM, "§3 family, β1 = 0, β2 = 1/(1 + C²)", f"**{verdict}**", detail, SECTION3_MCGILL])
+    claimed = _claimed_experiments(data)
+    for name, what, mcgill, _paper in LOSS_CLAIMS:
+        if name not in claimed:
             continue
-        v, d = loss_verdict(comparison if comparison is not None else pd.DataFrame(), name)
+        v, d = verdicts.loss_verdict(comparison if comparison is not None else pd.DataFrame(), name)
         rows.append([LOSS_CLAIM, f"{what} (`{name}`)", f"**{v}**", d, mcgill])
     return lines + _table(["Claim", "Experiment", "Our verdict", "Our numbers", "McGill study"], rows)
+
+
+def _x_range(row) -> str:
+    """AMSGrad's median final x with its range over seeds, from the α search's distances."""
+    text = f"{row['amsgrad_x_median']:+.3f}"
+    if row["seeds"] > 1:
+        text += f" [{row['amsgrad_distance_min'] + results.X_STAR:+.3f}, {row['amsgrad_distance_max'] + results.X_STAR:+.3f}]"
+    return text
+
+
+def _synthetic_section(trajectories) -> list[str]:
+    """The α search of the paper's sweep (chosen α per budget, every α at the last budget), the
+    reproduction's setting beside what it reports, the §3 family, and the constant-α sweep."""
+    lines = ["## Synthetic problem (Reddi et al. §3 and §5)", ""]
+    if trajectories is None or trajectories.empty:
+        return lines + ["No `synthetic/trajectories.csv` (run `replicate synthetic`).", ""]
+    search = results.search_learning_rate(trajectories)
+    lines += [f"α search criterion: {results.SEARCH_CRITERION} x_T is the median over seeds, with its range "
+              "in brackets; R_T/T the median average regret against x* = −1.", ""]
+    chosen, every = [], []
+    for setting in ("online", "stochastic"):
+        rows = verdicts._paper_rows(search, setting)
+        for steps, at in rows.groupby("steps", sort=True):
+            best = at[at["chosen"]].iloc[0]
+            chosen.append([setting, f"{steps:,}", f"{best['learning_rate']:g}", _x_range(best),
+                           f"{best['amsgrad_distance_median']:.3f}", "yes" if best["reached"] else "**no**",
+                           f"{best['adam_x_median']:+.3f}", _fmt(best["adam_regret_median"], 3),
+                           _fmt(best["amsgrad_regret_median"], 3), int(best["seeds"])])
+        if not rows.empty:
+            last = rows[rows["steps"] == rows["steps"].max()]
+            one_m = rows[rows["steps"] == 1_000_000].set_index("learning_rate")
+            for _, r in last.iterrows():
+                at_1m = one_m["amsgrad_x_median"].get(r["learning_rate"], math.nan) if not one_m.empty else math.nan
+                every.append([setting, f"{r['steps']:,}", f"{r['learning_rate']:g}" + (" ★" if r["chosen"] else ""),
+                              f"{r['adam_x_median']:+.3f}", _x_range(r), f"{r['amsgrad_distance_median']:.3f}",
+                              _fmt(at_1m, 3), _fmt(r["adam_regret_median"], 3), _fmt(r["amsgrad_regret_median"], 3)])
+    if chosen:
+        lines += ["The paper's sweep (α_t = α/√t, β1 = 0.9, β2 = 0.99, x₀ = 0): the α the criterion chooses at "
+                  "each budget (one long run gives every shorter budget: the iterates do not depend on the "
+                  "horizon).", ""]
+        lines += _table(["Setting", "Steps T", "Chosen α", "AMSGrad x_T", "distance to −1", "reaches −1",
+                         "Adam x_T", "Adam R_T/T", "AMSGrad R_T/T", "Seeds"], chosen)
+        lines += ["Every α of the grid at the longest budget (★ = chosen):", ""]
+        lines += _table(["Setting", "Steps T", "α", "Adam x_T", "AMSGrad x_T", "distance to −1",
+                         "AMSGrad x at 1 M steps", "Adam R_T/T", "AMSGrad R_T/T"], every)
+    lines += _reproduction_001(search)
+    lines += _section3_table(search)
+    lines += _constant_table(search)
+    return lines
+
+
+def _reproduction_001(search) -> list[str]:
+    spec = REPRODUCTION_001
+    rows = verdicts._paper_rows(search, spec["setting"])
+    rows = rows[(rows["steps"] == spec["steps"]) & np.isclose(rows["learning_rate"], spec["learning_rate"])]
+    if rows.empty:
+        return []
+    r = rows.iloc[0]
+    lines = [f"The reproduction with α = {spec['learning_rate']:g}/√t ({spec['setting']}, {spec['steps']:,} steps, "
+             "β1 = 0.9, β2 = 0.99), its exact setting beside what it reports:", ""]
+    return lines + _table(["", "Adam x_T", "AMSGrad x_T", "Adam R_T/T", "AMSGrad R_T/T"], [
+        ["theirs", "+1", "−1", "—", "—"],
+        [f"ours (median of {int(r['seeds'])} seeds, x₀ = 0)", f"{r['adam_x_median']:+.3f}", _x_range(r),
+         _fmt(r["adam_regret_median"], 3), _fmt(r["amsgrad_regret_median"], 3)],
+    ]) + [f"Theirs in words: {spec['theirs']}.", ""]
+
+
+def _section3_table(search) -> list[str]:
+    rows = search[(search["setting"] == "cyclic") & search["chosen"]]
+    rows = rows[rows["steps"] == rows.groupby(["beta_1", "beta_2", "big_gradient"], dropna=False)["steps"].transform("max")]
+    if rows.empty:
+        return []
+    lines = ["The §3 family f_t = Cx (t mod 3 = 1), else −x, α_t = α/√t, at the α the criterion chooses: with "
+             "Theorem 1's β1 = 0, β2 = 1/(1 + C²) Adam sits at +1, where R_T/T → 2(C − 2)/3; with β1 = 0.9, "
+             "β2 = 0.99 this sequence does not trap Adam.", ""]
+    table = []
+    for _, r in rows.sort_values(["beta_1", "big_gradient"]).iterrows():
+        C = r["big_gradient"]
+        table.append([f"{C:g}", f"{r['beta_1']:g}", f"{r['beta_2']:.4g}", f"{r['steps']:,}", f"{r['learning_rate']:g}",
+                      f"{r['adam_x_median']:+.3f}", f"{r['amsgrad_x_median']:+.3f}", _fmt(r["adam_regret_median"], 4),
+                      f"{2 * (C - 2) / 3:.4g}", _fmt(r["amsgrad_regret_median"], 3)])
+    return lines + _table(["C", "β1", "β2", "Steps T", "Chosen α", "Adam x_T", "AMSGrad x_T", "Adam R_T/T",
+                           "2(C − 2)/3", "AMSGrad R_T/T"], table)
+
+
+def _constant_table(search) -> list[str]:
+    rows = search[(search["schedule"] == "constant") & (search["setting"] != "cyclic")]
+    if rows.empty:
+        return []
+    rows = rows[rows["steps"] == rows.groupby("setting")["steps"].transform("max")]
+    lines = ["Secondary sweep, constant α (this project's first committed synthetic runs; McGill §III-A does "
+             "not state the schedule of its synthetic runs):", ""]
+    table = [[r["setting"], f"{r['steps']:,}", f"{r['learning_rate']:g}" + (" ★" if r["chosen"] else ""),
+              f"{r['adam_x_median']:+.3f}", _x_range(r), f"{r['amsgrad_distance_median']:.3f}",
+              _fmt(r["adam_regret_median"], 3), _fmt(r["amsgrad_regret_median"], 3)] for _, r in rows.iterrows()]
+    return lines + _table(["Setting", "Steps T", "α", "Adam x_T", "AMSGrad x_T", "distance to −1", "Adam R_T/T",
+                           "AMSGrad R_T/T"], table)
 
 
 def _figures_section(data, figures) -> list[str]:
@@ -391,12 +479,14 @@ def build_report(data: dict, figures: dict | None = None) -> str:
     """The Markdown of ``REPORT.md`` from :func:`collect`'s data and :func:`write_figures`'s paths."""
     histories = [e["history"] for e in data["experiments"].values() if e["history"] is not None]
     history = pd.concat(histories, ignore_index=True) if histories else None
-    comparison = results.compare_final(history) if history is not None else None
+    comparison = (verdicts.add_holm(results.compare_final(history), _claimed_experiments(data))
+                  if history is not None else None)
     lines = ["# Adam vs AMSGrad: replication report", "",
              "Reddi, Kale & Kumar, *On the Convergence of Adam and Beyond* (ICLR 2018), replicated "
              "after the McGill reproducibility study. Regenerate with "
              f"`replicate report --out {data['out']}` (reads only the CSV/JSON files here).", ""]
     lines += _claims_section(data, comparison)
+    lines += _synthetic_section(data["synthetic"])
     lines += _setup_section(data)
     lines += _table_one(data)
     lines += _final_section(history)

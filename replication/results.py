@@ -13,9 +13,12 @@ Statistics (McGill §VI-D's sensitivity analysis made quantitative):
 * :func:`mean_ci` — mean, sample std and t-based confidence interval of one sample;
 * :func:`summarize_epochs` — per (experiment, optimizer, bias correction, epoch, metric) over runs;
 * :func:`final_epoch` — one row per run at its last epoch, with a ``diverged`` flag;
-* :func:`compare_final` — Adam vs AMSGrad at the final epoch per metric: difference of means with a
-  Welch CI, Welch's t-test, Mann–Whitney U, Cohen's d / Hedges' g, and in how many runs (paired by
-  run index: runs with the same index share seeds) Adam beat AMSGrad.
+* :func:`compare_final` — Adam vs AMSGrad at the final epoch per metric. Unpaired (McGill-style):
+  difference of means with a Welch CI, Welch's t-test, Mann–Whitney U, Cohen's d / Hedges' g.
+  Paired (the design: run k of both optimizers shares its seed, hence initial weights and batch
+  order): in how many runs Adam beat AMSGrad, the paired t-test and Wilcoxon signed-rank test on
+  the per-run differences, t and bootstrap CIs of their mean, and the power of 5 pairs
+  (:mod:`replication.stats`).
 
 Nothing here imports TensorFlow/Keras, so the report can be rebuilt from the CSVs alone.
 """
@@ -29,6 +32,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from . import stats as paired_stats
 from .errors import UserError
 
 STR, BOOL, INT, FLOAT = "str", "bool", "int64", "float64"
@@ -52,7 +56,10 @@ GRIDSEARCH_DTYPES = {
 }
 SYNTHETIC_DTYPES = {
     "setting": STR, "optimizer": STR, "learning_rate": FLOAT, "schedule": STR, "bias_correction": BOOL,
-    "beta_1": FLOAT, "beta_2": FLOAT, "epsilon": FLOAT, "seed": INT, "step": INT, "x": FLOAT,
+    "beta_1": FLOAT, "beta_2": FLOAT, "epsilon": FLOAT,
+    # the rare large gradient: 1010 (online, stochastic) or C (the §3 family C·x / −x)
+    "big_gradient": FLOAT,
+    "seed": INT, "step": INT, "x": FLOAT,
     "x_min": FLOAT, "x_max": FLOAT, "avg_regret": FLOAT,
     # Reddi et al. eq. 2 over the steps since the previous record: share of steps with Γ < 0, min Γ
     "gamma_negative_fraction": FLOAT, "gamma_min": FLOAT,
@@ -178,7 +185,11 @@ def load_synthetic(where="results", out=None) -> pd.DataFrame:
     """The synthetic problem's trajectories (``replicate synthetic``), columns :data:`SYNTHETIC_DTYPES`.
     ``where``: the CSV, the ``synthetic`` folder, or a results folder holding ``synthetic/``."""
     path = _locate(where, out, "trajectories.csv", "replicate synthetic --out {out}", subfolder="synthetic")
-    frame = _coerce(_read(path), SYNTHETIC_DTYPES, path,
+    frame = _read(path)
+    if "big_gradient" not in frame.columns and "setting" in frame.columns:
+        # Files written before the column: online/stochastic always used 1010; C was not recorded.
+        frame["big_gradient"] = np.where(frame["setting"] == "cyclic", np.nan, 1010.0)
+    frame = _coerce(frame, SYNTHETIC_DTYPES, path,
                     required=("setting", "optimizer", "learning_rate", "seed", "step", "x"))
     return _ordered(frame, SYNTHETIC_DTYPES)
 
@@ -338,7 +349,16 @@ def comparison_columns(a: str = "adam", b: str = "amsgrad") -> list[str]:
         "diff", "diff_ci_low", "diff_ci_high", "welch_df", "welch_t", "welch_p",
         "mannwhitney_u", "mannwhitney_p", "cohens_d", "hedges_g",
         "pairs", f"{a}_wins", f"{b}_wins", "ties",
+        *PAIRED_COLUMNS,
     ]
+
+
+# The paired statistics of compare_final (replication.stats.paired_tests and the power analysis).
+PAIRED_COLUMNS = [
+    "paired_diff", "paired_diff_std", "paired_ci_low", "paired_ci_high", "bootstrap_ci_low",
+    "bootstrap_ci_high", "paired_t", "paired_p", "wilcoxon_w", "wilcoxon_p", "cohens_dz",
+    "mde", "mde_dz", "runs_needed",
+]
 
 
 COMPARISON_COLUMNS = comparison_columns()
@@ -355,8 +375,19 @@ def compare_final(history: pd.DataFrame, metrics=tuple(METRICS), confidence: flo
     diff = AMSGrad better); ``welch_t``/``welch_p`` Welch's unequal-variance t-test; Mann–Whitney U
     (two-sided, U of AMSGrad); Cohen's d and Hedges' g of AMSGrad − Adam (pooled std).
     ``adam_wins``: runs, paired by run index (same seeds), in which Adam's value is strictly better
-    — lower for losses, higher for accuracies. Diverged runs are left out of everything and counted
-    in ``diverged_*``. n < 2 gives NaN statistics, never an exception."""
+    — lower for losses, higher for accuracies.
+
+    Paired, on d_k = AMSGrad_k − Adam_k over the ``pairs`` runs both finished
+    (:func:`replication.stats.paired_tests`): ``paired_diff`` (mean d) and ``paired_diff_std``,
+    its t CI (``paired_ci_*``) and percentile-bootstrap CI (``bootstrap_ci_*``, seeded), the
+    paired t-test (``paired_t``/``paired_p``), the Wilcoxon signed-rank test (``wilcoxon_*``),
+    d_z = mean/sd (``cohens_dz``). Power of the paired t-test (two-sided, α = 0.05, 80 %):
+    ``mde_dz`` = the smallest d_z that ``pairs`` runs detect, ``mde`` = that effect in the
+    metric's units (``mde_dz`` × sd of d, the observed spread), ``runs_needed`` = the pairs the
+    observed d_z would need (inf for d_z = 0).
+
+    Diverged runs are left out of everything and counted in ``diverged_*``. n < 2 gives NaN
+    statistics, never an exception."""
     finals = final_epoch(history)
     rows = []
     for (experiment, bc), group in finals.groupby(["experiment", "bias_correction"], sort=False):
@@ -391,8 +422,22 @@ def compare_final(history: pd.DataFrame, metrics=tuple(METRICS), confidence: flo
             wins = count_wins(sa, sb, lower)
             row.update({"pairs": wins["pairs"], f"{a}_wins": wins["a_wins"], f"{b}_wins": wins["b_wins"],
                         "ties": wins["ties"]})
+            row.update(_paired(sa, sb, confidence))
             rows.append(row)
     return pd.DataFrame(rows, columns=comparison_columns(a, b))
+
+
+def _paired(sa: pd.Series, sb: pd.Series, confidence: float) -> dict:
+    """The :data:`PAIRED_COLUMNS` of two per-run series, paired by run index (the index)."""
+    both = pd.concat([sa.rename("a"), sb.rename("b")], axis=1, join="inner").dropna()
+    out = paired_stats.paired_tests(both["a"].to_numpy(), both["b"].to_numpy(), confidence)
+    del out["pairs"]  # count_wins already gave it
+    n, sd = len(both), out["paired_diff_std"]
+    mde_dz = paired_stats.min_detectable_effect(n)
+    out["mde_dz"] = mde_dz
+    out["mde"] = mde_dz * sd if n >= 2 else math.nan
+    out["runs_needed"] = paired_stats.runs_needed(out["cohens_dz"])
+    return out
 
 
 def summarize_final(history: pd.DataFrame, metrics=tuple(METRICS)) -> pd.DataFrame:
@@ -414,16 +459,89 @@ def summarize_final(history: pd.DataFrame, metrics=tuple(METRICS)) -> pd.DataFra
 
 
 # ------------------------------------------------------------------------- synthetic problem
+# What distinguishes one sweep of the synthetic problem from another (everything but the runs'
+# own α, seed and optimizer); present columns only, so older files still group.
+SYNTHETIC_GROUP = ["setting", "schedule", "bias_correction", "beta_1", "beta_2", "epsilon", "big_gradient"]
+SYNTHETIC_RUN = SYNTHETIC_GROUP + ["optimizer", "learning_rate", "seed"]
+X_STAR = -1.0
+
+# The α grid search of the synthetic problem, stated before it was run (McGill §III-A: "a grid
+# search to find a learning rate α which yields good convergence"; the paper gives no criterion).
+SEARCH_TOLERANCE = 0.05
+SEARCH_CRITERION = (
+    "for each α, AMSGrad's final distance to the optimum, x_T − (−1), median over seeds; the α "
+    "with the smallest median wins (ties: the smaller α). AMSGrad *reaches* −1 when that median "
+    f"is ≤ {SEARCH_TOLERANCE:g}. Evaluated at every power of ten of steps (≥ 10⁴) that all runs of a "
+    "sweep recorded and at their common last step; the choice is the one at the last step."
+)
+
+
+def _present(frame, columns):
+    return [c for c in columns if c in frame.columns]
+
+
+def synthetic_endpoints(frame: pd.DataFrame) -> pd.DataFrame:
+    """x and R_t/t of every run at each *budget* of its sweep: every power of ten ≥ 10⁴ that all
+    runs of the sweep recorded, and the sweep's common last step (the smallest last step of its
+    runs). The loop's iterates do not depend on the horizon (α_t = α/√t and the draws are fixed
+    per step), so a run's state at step T is the end point of a T-step run. Columns: the run's
+    key, ``steps`` (the budget), ``x``, ``avg_regret``, ``distance`` = x − (−1)."""
+    group, run = _present(frame, SYNTHETIC_GROUP), _present(frame, SYNTHETIC_RUN)
+    rows = []
+    for _, sweep in frame.groupby(group, dropna=False, sort=False):
+        runs = sweep.groupby(run, dropna=False, sort=False)
+        horizon = int(runs["step"].max().min())
+        recorded = set.intersection(*(set(steps) for steps in runs["step"].agg(list)))
+        decades = {10**k for k in range(4, 20) if 10**k < horizon and 10**k in recorded}
+        budgets = sorted(decades | {horizon})
+        at = sweep[sweep["step"].isin(budgets)]
+        rows.append(at[run + ["step", "x", "avg_regret"]])
+    if not rows:
+        return pd.DataFrame(columns=run + ["steps", "x", "avg_regret", "distance"])
+    out = pd.concat(rows, ignore_index=True).rename(columns={"step": "steps"})
+    out["distance"] = out["x"] - X_STAR
+    return out
+
+
+def search_learning_rate(frame: pd.DataFrame) -> pd.DataFrame:
+    """The α grid search of :data:`SEARCH_CRITERION`, per sweep and budget
+    (:func:`synthetic_endpoints`). One row per (sweep, ``steps``, ``learning_rate``):
+    ``seeds``; AMSGrad's ``amsgrad_x_median``, ``amsgrad_distance_median`` / ``_min`` / ``_max``
+    (over seeds) and ``amsgrad_regret_median`` (R_T/T); Adam's ``adam_x_median``, ``adam_x_min``
+    and ``adam_regret_median`` at the same α (NaN if Adam was not run); ``chosen`` (the
+    criterion's α at that budget) and ``reached`` (median distance ≤ :data:`SEARCH_TOLERANCE`).
+    Sweeps without AMSGrad are left out."""
+    ends = synthetic_endpoints(frame)
+    group = _present(ends, SYNTHETIC_GROUP) + ["steps", "learning_rate"]
+    ams, adam = ends[ends["optimizer"] == "amsgrad"], ends[ends["optimizer"] == "adam"]
+    table = ams.groupby(group, dropna=False, sort=True).agg(
+        seeds=("seed", "nunique"), amsgrad_x_median=("x", "median"),
+        amsgrad_distance_median=("distance", "median"), amsgrad_distance_min=("distance", "min"),
+        amsgrad_distance_max=("distance", "max"), amsgrad_regret_median=("avg_regret", "median"),
+    ).reset_index()
+    if not adam.empty:
+        other = adam.groupby(group, dropna=False).agg(
+            adam_x_median=("x", "median"), adam_x_min=("x", "min"),
+            adam_regret_median=("avg_regret", "median")).reset_index()
+        table = table.merge(other, on=group, how="left")
+    for column in ("adam_x_median", "adam_x_min", "adam_regret_median"):
+        if column not in table.columns:
+            table[column] = np.nan
+    table["reached"] = table["amsgrad_distance_median"] <= SEARCH_TOLERANCE
+    best = (table.sort_values(["amsgrad_distance_median", "learning_rate"], kind="stable")
+            .groupby(group[:-1], dropna=False, sort=False).head(1).index)
+    table["chosen"] = table.index.isin(best)
+    return table.reset_index(drop=True)
+
+
 def check_synthetic_claim(frame: pd.DataFrame, adam_above: float = 0.9, amsgrad_below: float = 0.0) -> pd.DataFrame:
     """The synthetic claim (also :func:`replication.synthetic.check_claim`), free of Keras: per
-    (setting, α, schedule, bias correction) the median over seeds of the final x; the claim
-    holds when Adam's is > ``adam_above`` and AMSGrad's < ``amsgrad_below``."""
-    key = [c for c in SYNTHETIC_DTYPES if c not in SYNTHETIC_VALUES]
-    key = [c for c in key if c in frame.columns]
-    last = frame[frame["step"] == frame.groupby(key)["step"].transform("max")]
-    group = ["setting", "optimizer", "learning_rate", "schedule", "bias_correction"]
-    group = [c for c in group if c in frame.columns]
-    summary = (last.groupby(group).agg(x_median=("x", "median"), avg_regret=("avg_regret", "median"))
+    sweep and α the median over seeds of the final x; the claim holds when Adam's is >
+    ``adam_above`` and AMSGrad's < ``amsgrad_below``."""
+    run = _present(frame, SYNTHETIC_RUN)
+    last = frame[frame["step"] == frame.groupby(run, dropna=False)["step"].transform("max")]
+    group = _present(frame, SYNTHETIC_GROUP) + ["optimizer", "learning_rate"]
+    summary = (last.groupby(group, dropna=False).agg(x_median=("x", "median"), avg_regret=("avg_regret", "median"))
                .reset_index())
     keys = [c for c in group if c != "optimizer"]
     both = summary[summary.optimizer == "adam"].merge(

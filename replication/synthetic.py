@@ -29,15 +29,19 @@ from .errors import UserError
 from .optimizers import ClipValue, make_optimizer
 
 SETTINGS = ("online", "stochastic", "cyclic")
-DEFAULT_RECORDS = 400  # points per run: enough to plot, small enough to commit
+# Points per run: enough to plot (x's range between records is kept too), small enough to commit
+# a grid of ~250 runs (~100 bytes a row).
+DEFAULT_RECORDS = 100
 X_STAR = -1.0
 COLUMNS = [
     "setting", "optimizer", "learning_rate", "schedule", "bias_correction", "beta_1", "beta_2",
-    "epsilon", "seed", "step", "x", "x_min", "x_max", "avg_regret", "gamma_negative_fraction",
-    "gamma_min",
+    "epsilon", "big_gradient", "seed", "step", "x", "x_min", "x_max", "avg_regret",
+    "gamma_negative_fraction", "gamma_min",
 ]
 KEY = ["setting", "optimizer", "learning_rate", "schedule", "bias_correction", "beta_1", "beta_2",
-       "epsilon", "seed"]
+       "epsilon", "big_gradient", "seed"]
+# The stochastic draws of one block call are held in memory as one byte per step and column.
+MAX_BLOCK_BYTES = 1 << 25
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,7 +53,7 @@ class SyntheticConfig:
     learning_rates: tuple
     seeds: tuple = (0,)
     steps: int = 1_000_000
-    schedule: str = "constant"
+    schedule: str = "inverse-sqrt"  # Reddi et al. §5: α_t = α/√t
     beta_1: float = 0.9
     beta_2: float = 0.99
     epsilon: float = 1e-8
@@ -88,6 +92,18 @@ def cyclic_config(C: float = 3.0, **kwargs) -> SyntheticConfig:
     return SyntheticConfig(setting="cyclic", big=float(C), small=-1.0, period=3, **kwargs)
 
 
+def default_betas(setting: str, C: float = 3.0) -> tuple[float, float]:
+    """(β1, β2) each setting is run with unless the user says otherwise.
+
+    Online and stochastic: 0.9 and 0.99 (Reddi et al. §5; McGill §III-A). The §3 family: β1 = 0
+    and β2 = 1/(1 + C²), the values of Reddi et al. Theorem 1 under which Adam provably converges
+    to +1 — with a long memory (β2 = 0.99) the C·x / −x sequence is benign and Adam finds −1 too.
+    """
+    if setting == "cyclic":
+        return 0.0, 1.0 / (1.0 + C * C)
+    return 0.9, 0.99
+
+
 def gradient_coefficients(config: SyntheticConfig, t0: int, count: int, rngs=None) -> np.ndarray:
     """c_t for t = t0 .. t0+count−1 (t from 1), shape (count, n_columns), float64.
 
@@ -106,6 +122,17 @@ def gradient_coefficients(config: SyntheticConfig, t0: int, count: int, rngs=Non
 def make_rngs(config: SyntheticConfig):
     # The seed fixes the sequence of f_t; learning rates sharing a seed see the same draws.
     return [np.random.default_rng(seed) for _lr, seed in config.columns]
+
+
+def draw_hits(config: SyntheticConfig, count: int, rngs: dict) -> np.ndarray:
+    """Whether f_t is the large one, for the next ``count`` steps of every column, as uint8 of
+    shape (count, n_columns): the same draws as :func:`gradient_coefficients` (one generator per
+    *seed*, advanced sequentially, so columns sharing a seed share the draws) at one byte per
+    entry instead of eight. ``rngs``: ``{seed: numpy.random.Generator}``, advanced in place."""
+    seeds = list(rngs)
+    per_seed = np.stack([rngs[seed].random(count) < config.probability for seed in seeds], axis=1)
+    index = [seeds.index(seed) for _lr, seed in config.columns]
+    return per_seed.view(np.uint8)[:, index]
 
 
 def compile_function(fn: Callable) -> Callable:
@@ -139,8 +166,9 @@ def make_block_runner(config: SyntheticConfig):
 
     It advances every column ``records × every`` steps from step ``t0`` in one call, keeping
     (x, min x, max x, regret) at the end of each ``every`` steps in ``recorded`` — so a million
-    steps cost a handful of host round trips. ``coeffs`` holds the stochastic draws for the block
-    (shape (records·every, n)); the online and cyclic gradients are computed in the loop.
+    steps cost a handful of host round trips. ``hits`` holds the stochastic draws for the block
+    (:func:`draw_hits`, uint8 of shape (records·every, n)); the online and cyclic gradients are
+    computed in the loop.
     ``carry = (x, state, regret_sum)``. Exposed for the benchmark.
     """
     # Schedule evaluated by the optimizer's own schedule object with α = 1, scaled per column:
@@ -174,7 +202,7 @@ def make_block_runner(config: SyntheticConfig):
         return (x, state, regret, d, ops.minimum(x_min, x), ops.maximum(x_max, x), negatives,
                 ops.minimum(gamma_min, gamma))
 
-    def run(carry, coeffs, t0, lr, records, every):
+    def run(carry, hits, t0, lr, records, every):
         x = carry[0]
         n = ops.shape(x)[0]
         buffers = tuple(ops.zeros((records, n), dtype=dtype) for _ in range(6))
@@ -186,10 +214,10 @@ def make_block_runner(config: SyntheticConfig):
                 k = r * every + i  # index inside the block
                 step = t0 + ops.cast(k, "int64")
                 if periodic:
-                    hit = ops.equal(ops.mod(step, period), phase)
-                    c = ops.where(hit, ops.cast(big, dtype), ops.cast(small, dtype)) * ops.ones_like(x)
+                    hit = ops.broadcast_to(ops.equal(ops.mod(step, period), phase), ops.shape(x))
                 else:
-                    c = coeffs[k]
+                    hit = ops.greater(hits[k], 0)
+                c = ops.where(hit, ops.cast(big, dtype), ops.cast(small, dtype))
                 return step_fn(step, c, lr, inner_carry)
 
             zeros = ops.zeros_like(x)
@@ -221,8 +249,9 @@ def run_synthetic(config: SyntheticConfig, progress: Callable[[int], None] | Non
     x = ops.convert_to_tensor(np.full(n, config.x0), dtype="float64")
     carry = (x, optimizer.init_state(x), ops.zeros_like(x), ops.zeros_like(x))
     lr = ops.convert_to_tensor(np.array([c[0] for c in columns], dtype=np.float64))
-    rngs = make_rngs(config) if config.setting == "stochastic" else None
-    dummy = ops.zeros((1, n), dtype="float64")
+    stochastic = config.setting == "stochastic"
+    rngs = {seed: np.random.default_rng(seed) for seed in dict.fromkeys(config.seeds)} if stochastic else None
+    dummy = ops.zeros((1, n), dtype="uint8")
 
     steps_out, recorded = [], [[] for _ in range(6)]
     t = 1
@@ -230,11 +259,11 @@ def run_synthetic(config: SyntheticConfig, progress: Callable[[int], None] | Non
         remaining = config.steps - t + 1
         every = min(config.record_every, remaining)
         records = max(1, min(block_records, remaining // every))
+        if stochastic:  # bound the draws held at once (10⁸ steps × 65 columns would be 6.5 GB)
+            records = max(1, min(records, MAX_BLOCK_BYTES // (every * n)))
         count = records * every
-        coeffs = dummy
-        if rngs is not None:
-            coeffs = ops.convert_to_tensor(gradient_coefficients(config, t, count, rngs))
-        carry, buffers = run(carry, coeffs, ops.convert_to_tensor(t, "int64"), lr, records, every)
+        hits = ops.convert_to_tensor(draw_hits(config, count, rngs)) if stochastic else dummy
+        carry, buffers = run(carry, hits, ops.convert_to_tensor(t, "int64"), lr, records, every)
         for store, buf in zip(recorded, buffers):
             store.append(ops.convert_to_numpy(buf))
         steps_out.extend(t - 1 + every * np.arange(1, records + 1))
@@ -260,6 +289,7 @@ def run_synthetic(config: SyntheticConfig, progress: Callable[[int], None] | Non
             "beta_1": config.beta_1,
             "beta_2": config.beta_2,
             "epsilon": config.epsilon,
+            "big_gradient": config.big,
             "seed": int(seed),
             "step": steps,
             "x": xs[:, j],
@@ -306,31 +336,36 @@ def run_synthetic_grid(
     learning_rates: Sequence[float],
     seeds: Sequence[int],
     steps: int,
-    schedule: str = "constant",
-    beta_1: float = 0.9,
-    beta_2: float = 0.99,
+    schedule: str = "inverse-sqrt",
+    beta_1: float | None = None,
+    beta_2: float | None = None,
     bias_correction: bool = True,
     record_every: int | None = None,
-    C: float = 3.0,
+    C: float | Sequence[float] = 3.0,
     skip: Callable[[SyntheticConfig], bool] | None = None,
     on_done: Callable[[SyntheticConfig, pd.DataFrame, float], None] | None = None,
 ) -> list[SyntheticConfig]:
-    """Build one :class:`SyntheticConfig` per (setting, optimizer) and run those ``skip`` does not
-    reject, calling ``on_done(config, frame, seconds)`` after each. The online and cyclic
-    settings are deterministic, so they run with the first seed only."""
+    """Build one :class:`SyntheticConfig` per (setting, optimizer) — per C too for the §3
+    family — and run those ``skip`` does not reject, calling ``on_done(config, frame, seconds)``
+    after each. The online and cyclic settings are deterministic, so they run with the first
+    seed only. β1/β2 left as None take :func:`default_betas` of each setting."""
     if record_every is None:
         record_every = max(1, steps // DEFAULT_RECORDS)
+    Cs = [float(C)] if np.isscalar(C) else [float(c) for c in C]
     configs = []
     for setting in settings:
-        for name in optimizers:
-            kwargs = dict(
-                optimizer=name, learning_rates=tuple(float(a) for a in learning_rates),
-                seeds=tuple(seeds) if setting == "stochastic" else tuple(seeds[:1]), steps=steps,
-                schedule=schedule, beta_1=beta_1, beta_2=beta_2, bias_correction=bias_correction,
-                record_every=record_every,
-            )
-            config = cyclic_config(C, **kwargs) if setting == "cyclic" else SyntheticConfig(setting=setting, **kwargs)
-            configs.append(config)
+        for c_value in (Cs if setting == "cyclic" else [None]):
+            b1, b2 = default_betas(setting, c_value or 0.0)
+            for name in optimizers:
+                kwargs = dict(
+                    optimizer=name, learning_rates=tuple(float(a) for a in learning_rates),
+                    seeds=tuple(seeds) if setting == "stochastic" else tuple(seeds[:1]), steps=steps,
+                    schedule=schedule, beta_1=b1 if beta_1 is None else beta_1,
+                    beta_2=b2 if beta_2 is None else beta_2, bias_correction=bias_correction,
+                    record_every=record_every,
+                )
+                configs.append(cyclic_config(c_value, **kwargs) if setting == "cyclic"
+                               else SyntheticConfig(setting=setting, **kwargs))
     for config in configs:
         if skip is not None and skip(config):
             continue

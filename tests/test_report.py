@@ -3,10 +3,12 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
-from replication import report, results
+from replication import report, results, verdicts
 from replication.cli import main
 from tests.test_results import make_history, synthetic_frame
 
@@ -36,50 +38,67 @@ def results_dir(tmp_path):
     write_experiment(tmp_path, "mnist-logreg", *EQUAL)
     write_experiment(tmp_path, "mnist-mlp", *LOWER, grid=True)
     (tmp_path / "synthetic").mkdir()
-    synthetic_frame([1.0, 1.0, 0.95], [-1.0, -0.9, -0.8]).to_csv(tmp_path / "synthetic" / "trajectories.csv", index=False)
+    synthetic_frame([1.0, 1.0, 0.95], [-1.0, -0.98, -0.96]).to_csv(tmp_path / "synthetic" / "trajectories.csv", index=False)
     return tmp_path
 
 
 def verdict_rows(text):
-    return {line.split("|")[2].strip(): line.split("|")[3].strip() for line in text.splitlines()
-            if line.startswith("| AMSGrad")}
-
-
-def test_loss_verdicts_from_constructed_histories(results_dir):
-    data = report.collect(results_dir)
-    comparison = results.compare_final(pd.concat([e["history"] for e in data["experiments"].values()]))
-    assert report.loss_verdict(comparison, "mnist-mlp")[0] == "supported"
-    verdict, detail = report.loss_verdict(comparison, "mnist-logreg")
-    assert verdict == "not supported" and "not lower" in detail
-    assert report.loss_verdict(comparison, "cifar10-cifarnet")[0] == "not run"
-
-
-def test_lower_but_not_significant_says_which_part_fails():
-    h = make_history([0.50, 0.40], [0.45, 0.44], experiment="mnist-mlp")
-    verdict, detail = report.loss_verdict(results.compare_final(h), "mnist-mlp")
-    assert verdict == "not supported" and "not significant" in detail
-
-
-def test_synthetic_verdict():
-    assert report.synthetic_verdict(synthetic_frame([1.0, 0.95], [-1.0, -0.5]))[0] == "supported"
-    only_online = synthetic_frame([1.0, 0.95], [-1.0, -0.5], settings=("online",))
-    assert report.synthetic_verdict(only_online)[0] == "not supported"
-    assert report.synthetic_verdict(synthetic_frame([0.2], [-1.0]))[0] == "not supported"
-    assert report.synthetic_verdict(None)[0] == "not run"
+    """{experiment: verdict} of the verdict table."""
+    section = text.split("## Claims of Reddi et al.")[1].split("\n## ")[0]
+    return {line.split("|")[2].strip(): line.split("|")[3].strip() for line in section.splitlines()
+            if line.startswith("| ") and "**" in line.split("|")[3]}
 
 
 def test_report_markdown_and_no_tensorflow(results_dir):
     data = report.collect(results_dir)
     text = report.build_report(data)
     rows = verdict_rows(text)
-    assert rows["synthetic (online & stochastic)"] == "**supported**"
+    assert rows["synthetic, online (α/√t)"] == "**supported**"
+    assert rows["synthetic, stochastic (α/√t)"] == "**supported**"
+    assert rows["§3 family, β1 = 0, β2 = 1/(1 + C²)"] == "**not run**"
     assert rows["1-hidden-layer MLP (MNIST) (`mnist-mlp`)"] == "**supported**"
     assert rows["logistic regression (MNIST) (`mnist-logreg`)"] == "**not supported**"
     assert rows["CifarNet (CIFAR-10) (`cifar10-cifarnet`)"] == "**not run**"
     assert "no discernible difference" in text  # McGill's conclusion beside ours
     assert "| `mnist-mlp` | AMSGrad | 0.001 | 0.999 | grid search |" in text
     assert "| `mnist-logreg` | Adam | 0.001 | 0.99 | history.csv |" in text
-    assert "0/5" in text  # Adam beat AMSGrad in 0 of 5 paired runs (mnist-mlp loss)
+    # every rule is shown, verbatim from the one place it lives
+    for rule in verdicts.RULES.values():
+        assert rule in text
+    assert results.SEARCH_CRITERION in text
+    assert "Paired (per-seed differences):" in text and "Unpaired (independent samples" in text
+
+
+def test_report_comparison_tables_show_paired_holm_and_power(results_dir):
+    """mnist-mlp train loss: d = AMSGrad − Adam per seed = −0.20, −0.22, −0.29, −0.23, −0.26; the
+    family is the train and test loss of the two experiments run (mnist-logreg's d are all 0: no p)."""
+    data = report.collect(results_dir)
+    text = report.build_report(data)
+    d = np.array(LOWER[1]) - np.array(LOWER[0])
+    t = stats.ttest_rel(LOWER[1], LOWER[0])
+    mde = 1.681997 * d.std(ddof=1)
+    holm = min(1.0, 2 * t.pvalue)  # two finite p in the family (train and test loss are equal here)
+    half = stats.t.ppf(0.975, 4) * d.std(ddof=1) / np.sqrt(5)
+    line = next(x for x in text.splitlines() if x.startswith("| `mnist-mlp` | train loss (↓) |") and "/5 |" in x)
+    cells = [c.strip() for c in line.split("|")[1:-1]]
+    assert cells[4] == f"{d.mean():.3g} [{d.mean() - half:.3g}, {d.mean() + half:.3g}]"
+    assert cells[6] == f"{t.statistic:.3g}" and cells[7] == "<0.001" and cells[8] == "<0.001"
+    assert cells[9] == "0" and cells[10] == "0.062"  # Wilcoxon: every pair negative, p = 2/32
+    # runs needed: the smallest n whose noncentral-t power at the observed d_z = 6.8 reaches 80 %
+    # (the lower rejection tail is below 1e-20 here, and scipy returns NaN for it at n = 3)
+    dz = abs(d.mean() / d.std(ddof=1))
+
+    def power(n):
+        return stats.nct.sf(stats.t.ppf(0.975, n - 1), n - 1, dz * np.sqrt(n))
+
+    needed = next(n for n in range(2, 50) if power(n) >= 0.8)
+    assert needed == 3 and power(2) < 0.8
+    assert cells[12] == f"{mde:.3g}" and cells[13] == str(needed) and cells[14] == "0/5"
+    comparison = verdicts.add_holm(results.compare_final(pd.concat(
+        [e["history"] for e in data["experiments"].values()])), ["mnist-logreg", "mnist-mlp"])
+    loss = comparison.set_index(["experiment", "metric"])["holm_p"]
+    assert loss[("mnist-mlp", "loss")] == pytest.approx(holm)
+    assert np.isnan(loss[("mnist-mlp", "accuracy")]) and np.isnan(loss[("mnist-logreg", "loss")])
 
 
 def test_report_modules_do_not_import_tensorflow():

@@ -74,6 +74,30 @@ def test_compare_final_matches_scipy_and_hand_formulas():
     assert acc["adam_wins"] == 0  # accuracy = 1 − loss: AMSGrad higher in every run
 
 
+def test_compare_final_paired_columns_pair_by_run_and_match_scipy():
+    """Run k of both optimizers shares its seed: the paired statistics use d_k = AMSGrad_k − Adam_k
+    over the runs both finished (a diverged Adam run drops its pair)."""
+    adam, ams = [0.50, 0.55, 0.60, 0.52, 0.58, 0.9], [0.41, 0.47, 0.55, 0.46, 0.49, 0.3]
+    cmp = results.compare_final(make_history(adam, ams, diverged={("adam", 5)}))
+    assert list(cmp.columns) == results.COMPARISON_COLUMNS
+    row = cmp[cmp.metric == "loss"].iloc[0]
+    a, b = np.array(adam[:5]), np.array(ams[:5])
+    d = b - a
+    ref = stats.ttest_rel(b, a)
+    assert row["pairs"] == 5 and row["paired_diff"] == pytest.approx(d.mean())
+    assert (row["paired_t"], row["paired_p"]) == pytest.approx((ref.statistic, ref.pvalue))
+    half = stats.t.ppf(0.975, 4) * d.std(ddof=1) / math.sqrt(5)
+    assert (row["paired_ci_low"], row["paired_ci_high"]) == pytest.approx((d.mean() - half, d.mean() + half))
+    assert row["wilcoxon_p"] == pytest.approx(stats.wilcoxon(d).pvalue) and row["wilcoxon_w"] == 0
+    assert row["bootstrap_ci_low"] >= d.min() and row["bootstrap_ci_high"] <= d.max()
+    # power: MDE of 5 pairs = 1.682 sd(d); the observed d_z = −4.1 needs only 3 pairs
+    assert row["mde_dz"] == pytest.approx(1.682, abs=1e-3)
+    assert row["mde"] == pytest.approx(row["mde_dz"] * d.std(ddof=1))
+    assert row["cohens_dz"] == pytest.approx(d.mean() / d.std(ddof=1)) and row["runs_needed"] == 3
+    # the paired test sees what Welch misses: the spread between seeds cancels in d
+    assert row["paired_p"] < row["welch_p"]
+
+
 def test_adam_beat_amsgrad_count_pairs_by_run():
     # run 0: Adam lower; run 1: tie; run 2: AMSGrad lower; run 3: Adam lower
     cmp = results.compare_final(make_history([0.3, 0.5, 0.9, 0.2], [0.4, 0.5, 0.6, 0.25]))
@@ -163,14 +187,14 @@ def test_load_iterations_dtypes(tmp_path):
     assert list(it["bias_correction"]) == [True, False] and it["iteration"].dtype == "int64"
 
 
-def synthetic_frame(adam_x, amsgrad_x, settings=("online", "stochastic"), rates=(0.01,)):
+def synthetic_frame(adam_x, amsgrad_x, settings=("online", "stochastic"), rates=(0.01,), schedule="inverse-sqrt"):
     rows = []
     for setting in settings:
         for lr in rates:
             for opt, finals in (("adam", adam_x), ("amsgrad", amsgrad_x)):
                 for seed, xf in enumerate(finals):
                     for step, x in ((100, 0.0), (200, xf)):
-                        rows.append({"setting": setting, "optimizer": opt, "learning_rate": lr, "schedule": "constant",
+                        rows.append({"setting": setting, "optimizer": opt, "learning_rate": lr, "schedule": schedule,
                                      "bias_correction": True, "beta_1": 0.9, "beta_2": 0.99, "epsilon": 1e-8,
                                      "seed": seed, "step": step, "x": x, "x_min": x, "x_max": x,
                                      "avg_regret": 0.1 * (1 + x)})
@@ -183,3 +207,59 @@ def test_check_synthetic_claim_median_over_seeds():
     assert claim["x_median_adam"].iloc[0] == 1.0 and claim["x_median_amsgrad"].iloc[0] == -0.9
     claim = results.check_synthetic_claim(synthetic_frame([0.5, 0.5], [-1.0, -1.0]))
     assert not claim["claim_holds"].any()
+
+
+def _search_frame():
+    """Stochastic sweep, 3 seeds × α ∈ {0.1, 1, 10}, records at 10⁴, 10⁵ and 1.5·10⁵ steps."""
+    x_ams = {  # (α, budget) -> final x per seed
+        (0.1, 10_000): [0.5, 0.4, 0.3], (0.1, 100_000): [0.2, 0.1, 0.0], (0.1, 150_000): [0.0, -0.1, -0.2],
+        (1.0, 10_000): [0.0, -0.5, -0.6], (1.0, 100_000): [-0.9, -0.97, -0.99], (1.0, 150_000): [-0.96, -0.97, -0.99],
+        (10.0, 10_000): [-0.7, 1.0, -0.1], (10.0, 100_000): [-0.99, -0.5, -0.97], (10.0, 150_000): [-0.97, -0.5, -1.0],
+    }
+    rows = []
+    for (lr, step), xs in x_ams.items():
+        for seed, x in enumerate(xs):
+            for opt, value in (("amsgrad", x), ("adam", 1.0 - 0.01 * seed)):
+                rows.append({"setting": "stochastic", "optimizer": opt, "learning_rate": lr,
+                             "schedule": "inverse-sqrt", "bias_correction": True, "beta_1": 0.9, "beta_2": 0.99,
+                             "epsilon": 1e-8, "big_gradient": 1010.0, "seed": seed, "step": step, "x": value,
+                             "x_min": value, "x_max": value, "avg_regret": 0.1 * (1 + value)})
+    return pd.DataFrame(rows)
+
+
+def test_search_learning_rate_matches_hand_medians_and_tie_break():
+    search = results.search_learning_rate(_search_frame())
+    assert sorted(search.steps.unique()) == [10_000, 100_000, 150_000]
+    at = {steps: g.set_index("learning_rate") for steps, g in search.groupby("steps")}
+    # medians of x + 1 over the three seeds
+    assert at[10_000]["amsgrad_distance_median"].tolist() == pytest.approx([1.4, 0.5, 0.9])
+    assert at[100_000]["amsgrad_distance_median"].tolist() == pytest.approx([1.1, 0.03, 0.03])
+    assert at[150_000]["amsgrad_distance_median"].tolist() == pytest.approx([0.9, 0.03, 0.03])
+    assert at[150_000].loc[10.0, "amsgrad_distance_max"] == pytest.approx(0.5)
+    assert at[150_000].loc[10.0, "amsgrad_distance_min"] == pytest.approx(0.0)
+    # 10⁴: α = 1 wins; 10⁵ and the last step: α = 1 and 10 tie at 0.03, the smaller α wins
+    for steps in at:
+        assert at[steps].index[at[steps]["chosen"]].tolist() == [1.0]
+    assert at[150_000]["reached"].tolist() == [False, True, True]  # tolerance 0.05
+    assert at[150_000].loc[1.0, "adam_x_median"] == pytest.approx(0.99)
+    assert at[150_000].loc[1.0, "amsgrad_regret_median"] == pytest.approx(0.1 * (1 - 0.97))
+
+
+def test_search_budgets_are_decades_every_run_recorded():
+    frame = _search_frame()
+    drop = (frame.optimizer == "adam") & (frame.seed == 2) & (frame.learning_rate == 10.0) & (frame.step == 100_000)
+    search = results.search_learning_rate(frame[~drop])
+    assert sorted(search.steps.unique()) == [10_000, 150_000]
+    shorter = frame[~((frame.learning_rate == 0.1) & (frame.step == 150_000))]
+    # one α stopped at 10⁵: the sweep's common last step is 10⁵
+    assert sorted(results.search_learning_rate(shorter).steps.unique()) == [10_000, 100_000]
+
+
+def test_load_synthetic_fills_big_gradient_of_older_files(tmp_path):
+    old = _search_frame().drop(columns="big_gradient")
+    old.loc[old.index[:6], "setting"] = "cyclic"
+    old.to_csv(tmp_path / "trajectories.csv", index=False)
+    frame = results.load_synthetic(tmp_path / "trajectories.csv")
+    assert list(frame.columns) == [c for c in results.SYNTHETIC_DTYPES if c in frame.columns]
+    assert frame.loc[frame.setting == "cyclic", "big_gradient"].isna().all()
+    assert (frame.loc[frame.setting != "cyclic", "big_gradient"] == 1010).all()

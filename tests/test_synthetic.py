@@ -1,17 +1,21 @@
 """The synthetic problem: the compiled loop against a plain-Python float64 transcription, the
-gradient sequences, resumable CSV output, the paper's claim, and CLI errors."""
+gradient sequences, resumable CSV output, the paper's claims (§3 and §5), the α search, and CLI
+errors."""
 import dataclasses
+import json
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from replication import results, synthetic
 from replication.cli import main
 from replication.synthetic import (
     COLUMNS,
     SyntheticConfig,
     check_claim,
     cyclic_config,
+    draw_hits,
     gradient_coefficients,
     make_rngs,
     reference_trajectory,
@@ -65,17 +69,66 @@ def test_gradient_sequences():
 
 
 def test_adam_fails_where_amsgrad_converges_online():
-    """Reddi et al. §5, online setting: Adam ends at +1, AMSGrad heads to x* = −1, and AMSGrad's
-    average regret is lower (100 k steps: a tenth of the default run, same qualitative result)."""
-    base = SyntheticConfig(setting="online", optimizer="adam", learning_rates=(0.01,), steps=100_000,
-                           record_every=1000, beta_2=0.99)
+    """Reddi et al. §5, online setting, the paper's α_t = α/√t at α = 0.5: Adam ends at +1,
+    AMSGrad at x* = −1, and AMSGrad's average regret is lower (100 k steps: a tenth of the default
+    run, same result)."""
+    base = SyntheticConfig(setting="online", optimizer="adam", learning_rates=(0.5,), steps=100_000,
+                           record_every=1000, schedule="inverse-sqrt")
     frame = pd.concat([run_synthetic(base), run_synthetic(dataclasses.replace(base, optimizer="amsgrad"))])
     claim = check_claim(frame)
     assert claim.claim_holds.all()
     final = frame[frame.step == 100_000].set_index("optimizer")
-    assert final.loc["adam", "x"] > 0.9  # it oscillates just below +1 within each 101-step cycle
-    assert final.loc["amsgrad", "x"] < -0.5
+    assert final.loc["adam", "x"] > 0.99  # it oscillates just below +1 within each 101-step cycle
+    assert final.loc["amsgrad", "x"] < -0.95
     assert final.loc["amsgrad", "avg_regret"] < final.loc["adam", "avg_regret"]
+
+
+@pytest.mark.parametrize("C", [3.0, 10.0])
+def test_section3_family_adam_goes_to_plus_one_with_theorem1_betas(C):
+    """Reddi et al. §3 / Theorem 1: f_t = C·x (t mod 3 = 1) else −x, β1 = 0, β2 = 1/(1 + C²),
+    α_t = α/√t. Adam converges to +1, where the average regret against x* = −1 tends to
+    (1/3)·(C·2) + (2/3)·(−1·2) = 2(C − 2)/3; AMSGrad converges to −1 (regret → 0)."""
+    b1, b2 = synthetic.default_betas("cyclic", C)
+    assert (b1, b2) == (0.0, pytest.approx(1 / (1 + C * C)))
+    base = cyclic_config(C, optimizer="adam", learning_rates=(0.1,), steps=30_000, record_every=3000,
+                         beta_1=b1, beta_2=b2)
+    frame = pd.concat([run_synthetic(base), run_synthetic(dataclasses.replace(base, optimizer="amsgrad"))])
+    final = frame[frame.step == 30_000].set_index("optimizer")
+    assert final.loc["adam", "x"] > 0.99
+    assert final.loc["adam", "avg_regret"] == pytest.approx(2 * (C - 2) / 3, rel=0.02)
+    assert final.loc["amsgrad", "x"] == pytest.approx(-1.0, abs=1e-3)
+    assert final.loc["amsgrad", "avg_regret"] < 0.05 * 2 * (C - 2) / 3
+    assert (frame.big_gradient == C).all() and (frame.beta_2 == b2).all()
+
+
+def test_draws_are_per_seed_bytes_and_blocks_do_not_change_results(monkeypatch):
+    """The stochastic draws travel as one byte per step (same draws as gradient_coefficients;
+    columns sharing a seed share them), and splitting a run into smaller blocks to bound memory
+    changes nothing."""
+    config = SyntheticConfig(setting="stochastic", optimizer="amsgrad", learning_rates=(0.1, 1.0),
+                             seeds=(4, 7), steps=5000, record_every=500)
+    rngs = {seed: np.random.default_rng(seed) for seed in config.seeds}
+    hits = np.concatenate([draw_hits(config, 1200, rngs), draw_hits(config, 3800, rngs)])
+    assert hits.dtype == np.uint8 and hits.shape == (5000, 4)
+    coeffs = gradient_coefficients(config, 1, 5000, make_rngs(config))
+    np.testing.assert_array_equal(hits == 1, coeffs == 1010)
+    np.testing.assert_array_equal(hits[:, 0], hits[:, 2])  # (0.1, seed 4) and (1.0, seed 4)
+    whole = run_synthetic(config, block_records=10)
+    monkeypatch.setattr(synthetic, "MAX_BLOCK_BYTES", 4 * 1000)  # two records of 500 steps × 4 columns
+    pd.testing.assert_frame_equal(run_synthetic(config, block_records=10), whole)
+
+
+def test_state_at_step_t_is_the_end_of_a_t_step_run():
+    """α_t = α/√t and the draws do not depend on the horizon: a 4000-step run passes through the
+    end point of a 2000-step run, which is what lets one long run give the α search at several
+    budgets."""
+    config = SyntheticConfig(setting="stochastic", optimizer="adam", learning_rates=(0.5,), seeds=(1, 2),
+                             steps=4000, record_every=1000)
+    long = run_synthetic(config)
+    short = run_synthetic(dataclasses.replace(config, steps=2000))
+    cols = ["seed", "x", "x_min", "x_max", "avg_regret"]
+    pd.testing.assert_frame_equal(long[long.step == 2000][cols].reset_index(drop=True),
+                                  short[short.step == 2000][cols].reset_index(drop=True))
 
 
 def test_cli_writes_resumable_csv_and_figures(tmp_path, capsys):
@@ -85,13 +138,24 @@ def test_cli_writes_resumable_csv_and_figures(tmp_path, capsys):
     out = tmp_path / "synthetic"
     frame = pd.read_csv(out / "trajectories.csv")
     assert list(frame.columns) == COLUMNS
-    # online: 2 α × 1 seed; stochastic: 2 α × 2 seeds; × 2 optimizers × 400 records
-    assert len(frame) == (2 + 4) * 2 * 400
+    # online: 2 α × 1 seed; stochastic: 2 α × 2 seeds; × 2 optimizers × 100 records
+    assert len(frame) == (2 + 4) * 2 * 100
     assert set(frame.optimizer) == {"adam", "amsgrad"}
-    for setting in ("online", "stochastic"):
-        assert (out / f"synthetic-{setting}.png").stat().st_size > 10_000
-        assert (out / f"synthetic-{setting}.svg").exists()
-    assert (out / "trajectories.json").exists()
+    assert set(frame.schedule) == {"inverse-sqrt"} and set(frame.big_gradient) == {1010}  # the paper's
+    for stem in ("synthetic-online", "synthetic-stochastic", "synthetic-alpha-search"):
+        assert (out / f"{stem}.png").stat().st_size > 10_000
+        assert (out / f"{stem}.svg").exists()
+    sidecar = json.loads((out / "trajectories.json").read_text())
+    assert "median over seeds" in sidecar["search_criterion"] and len(sidecar["sweeps"]) == 4
+    # the α search, by hand from the trajectories: AMSGrad's median final distance to −1
+    search = pd.read_csv(out / "alpha_search.csv")
+    last = frame[(frame.step == 4000) & (frame.optimizer == "amsgrad") & (frame.setting == "stochastic")]
+    medians = last.groupby("learning_rate").x.median() + 1
+    row = search[(search.setting == "stochastic") & (search.steps == 4000)].set_index("learning_rate")
+    np.testing.assert_allclose(row.amsgrad_distance_median, medians, rtol=1e-7)
+    assert row.index[row.chosen].tolist() == [medians.idxmin()]
+    out_text = capsys.readouterr().out
+    assert "alpha search: for each α, AMSGrad's final distance" in out_text
     first = (out / "trajectories.csv").read_bytes()
     capsys.readouterr()
     assert main(args + ["--no-plots"]) == 0
@@ -102,9 +166,49 @@ def test_cli_writes_resumable_csv_and_figures(tmp_path, capsys):
     assert main(["synthetic", "--setting", "online", "--steps", "4000", "--learning-rates", "0.5",
                  "--optimizers", "adam", "--no-plots", "--out", str(tmp_path)]) == 0
     grown = pd.read_csv(out / "trajectories.csv")
-    assert len(grown) == len(frame) + 400
+    assert len(grown) == len(frame) + 100
     pd.testing.assert_frame_equal(
         grown[grown.learning_rate != 0.5].reset_index(drop=True), frame.reset_index(drop=True))
+
+
+def test_cli_section3_family_takes_theorem1_betas_per_C(tmp_path, capsys):
+    """`--setting cyclic --C 3 10`: one sweep per C with β1 = 0, β2 = 1/(1 + C²) (Reddi et al.
+    Theorem 1), told apart by big_gradient, drawn together in synthetic-cyclic.png."""
+    assert main(["synthetic", "--setting", "cyclic", "--C", "3", "10", "--steps", "3000",
+                 "--learning-rates", "0.1", "--out", str(tmp_path)]) == 0
+    out = tmp_path / "synthetic"
+    frame = pd.read_csv(out / "trajectories.csv")
+    assert set(frame.big_gradient) == {3.0, 10.0} and set(frame.beta_1) == {0.0}
+    for C, rows in frame.groupby("big_gradient"):
+        assert np.allclose(rows.beta_2, 1 / (1 + C * C))
+        last = rows[rows.step == 3000].set_index("optimizer")
+        assert last.loc["adam", "x"] > 0.99 and last.loc["amsgrad", "x"] < -0.99
+    assert (out / "synthetic-cyclic.png").stat().st_size > 10_000
+    search = pd.read_csv(out / "alpha_search.csv")
+    assert set(search.big_gradient) == {3.0, 10.0} and set(search.steps) == {3000} and search.chosen.sum() == 2
+    # β2 = 1/101 is stored to 8 digits: a rerun still finds its runs done
+    first = (out / "trajectories.csv").read_bytes()
+    capsys.readouterr()
+    assert main(["synthetic", "--setting", "cyclic", "--C", "3", "10", "--steps", "3000",
+                 "--learning-rates", "0.1", "--no-plots", "--out", str(tmp_path)]) == 0
+    assert capsys.readouterr().err.count("already done, skipped") == 4
+    assert (out / "trajectories.csv").read_bytes() == first
+    assert main(["synthetic", "--setting", "cyclic", "--C", "2", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "> 2" in err
+
+
+def test_cli_force_recomputes_only_the_named_runs(tmp_path):
+    base = ["synthetic", "--steps", "2000", "--learning-rates", "0.1", "--seeds", "0", "--no-plots",
+            "--out", str(tmp_path)]
+    assert main(base + ["--setting", "online"]) == 0
+    assert main(base + ["--setting", "stochastic"]) == 0
+    before = pd.read_csv(tmp_path / "synthetic" / "trajectories.csv")
+    assert main(base + ["--setting", "online", "--force"]) == 0
+    after = pd.read_csv(tmp_path / "synthetic" / "trajectories.csv")
+    pd.testing.assert_frame_equal(after, before)  # recomputed online rows are the same; stochastic kept
+    sidecar = json.loads((tmp_path / "synthetic" / "trajectories.json").read_text())
+    assert len(sidecar["sweeps"]) == 4  # online and stochastic, Adam and AMSGrad
 
 
 @pytest.mark.parametrize(
@@ -157,7 +261,7 @@ def _hand_gammas(name, bias_correction, coeffs, lr, b1=0.9, b2=0.99, eps=1e-8):
 @pytest.mark.parametrize("name,bias_correction", TABLE)
 def test_gamma_matches_hand_computation(name, bias_correction):
     config = cyclic_config(3.0, optimizer=name, learning_rates=(0.1,), steps=12, record_every=4,
-                           bias_correction=bias_correction)
+                           bias_correction=bias_correction, schedule="constant")
     frame = run_synthetic(config)
     coeffs = gradient_coefficients(config, 1, 12)[:, 0]
     gammas = _hand_gammas(name, bias_correction, coeffs, 0.1)  # Γ_2 … Γ_12

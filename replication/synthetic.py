@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 from keras import ops
 
+from .backend import check_dtype
 from .errors import UserError
 from .optimizers import ClipValue, make_optimizer
 
@@ -219,6 +220,7 @@ def run_synthetic(config: SyntheticConfig, progress: Callable[[int], None] | Non
     n = len(columns)
     optimizer, run = get_block_runner(config)
     x = ops.convert_to_tensor(np.full(n, config.x0), dtype="float64")
+    check_dtype(x, "float64", what="the synthetic problem's x")  # float64 by design, never less
     carry = (x, optimizer.init_state(x), ops.zeros_like(x), ops.zeros_like(x))
     lr = ops.convert_to_tensor(np.array([c[0] for c in columns], dtype=np.float64))
     rngs = make_rngs(config) if config.setting == "stochastic" else None

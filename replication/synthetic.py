@@ -109,8 +109,13 @@ def make_rngs(config: SyntheticConfig):
     return [np.random.default_rng(seed) for _lr, seed in config.columns]
 
 
-def compile_function(fn: Callable) -> Callable:
-    """Compile ``fn`` with the active Keras backend's compiler (XLA for TensorFlow and JAX)."""
+def compile_function(fn: Callable, static_argnames: Sequence[str] = ()) -> Callable:
+    """Compile ``fn`` with the active Keras backend's compiler (XLA for TensorFlow and JAX).
+
+    ``static_argnames`` name the arguments that fix shapes or loop bounds (Python ints): JAX
+    traces every other argument into an abstract array, and ``ops.zeros((records, n))`` cannot
+    take a traced shape, so these must be static (one compilation per distinct value, as
+    ``tf.function`` retraces per Python int anyway)."""
     backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf
@@ -119,7 +124,7 @@ def compile_function(fn: Callable) -> Callable:
     if backend == "jax":
         import jax
 
-        return jax.jit(fn)
+        return jax.jit(fn, static_argnames=tuple(static_argnames))
     return fn  # torch / numpy: eager, still the same maths
 
 
@@ -205,7 +210,7 @@ def make_block_runner(config: SyntheticConfig):
 
         return ops.fori_loop(0, records, outer, (carry, buffers))
 
-    return optimizer, compile_function(run)
+    return optimizer, compile_function(run, static_argnames=("records", "every"))
 
 
 def run_synthetic(config: SyntheticConfig, progress: Callable[[int], None] | None = None,

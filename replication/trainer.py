@@ -56,6 +56,7 @@ import numpy as np
 import pandas as pd
 
 from . import io
+from .backend import auto_jit_compile
 from .errors import UserError
 from .experiments import loss_identity
 from .optimizers import OPTIMIZERS, make_optimizer
@@ -90,8 +91,9 @@ ITERATION_COLUMNS = [
 
 # Small models on CPU are dominated by per-step Python/dispatch overhead: XLA-compile the step
 # and run several steps per call (MNIST MLP, 2 cores: 1.71 s/epoch Keras defaults vs 0.68 s/epoch).
-# XLA compilation costs a few seconds per run, so "auto" compiles only runs of at least
-# JIT_MIN_STEPS optimizer steps (all MNIST/CIFAR runs; not the 11-step-an-epoch digits demos).
+# XLA compilation costs a few seconds per run, so on TensorFlow "auto" compiles only runs of at
+# least JIT_MIN_STEPS optimizer steps (all MNIST/CIFAR runs; not the 11-step-an-epoch digits
+# demos); on JAX always (backend.auto_jit_compile: without XLA, JAX runs the step op by op).
 FIT_SETTINGS = {"jit_compile": "auto", "steps_per_execution": 32}
 JIT_MIN_STEPS = 2000
 EVAL_BATCH_SIZE = 2048
@@ -386,7 +388,7 @@ def train_run(config: RunConfig, data, *, fit_settings=None, max_points=DEFAULT_
     spe = max(1, min(int(settings["steps_per_execution"]), math.ceil(steps_per_epoch / per_epoch_points)))
     jit = settings["jit_compile"]
     if jit == "auto":
-        jit = config.epochs * steps_per_epoch >= JIT_MIN_STEPS
+        jit = auto_jit_compile(config.epochs * steps_per_epoch, JIT_MIN_STEPS)
     compile_model(model, optimizer, get_loss(config.loss_function),
                   jit_compile=bool(jit), steps_per_execution=spe, metrics=get_metrics(config.loss_function))
 

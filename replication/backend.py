@@ -1,4 +1,5 @@
-"""What the suite needs from the active Keras backend beyond ``keras.ops``: real float64 on JAX.
+"""What the suite needs from the active Keras backend beyond ``keras.ops``: real float64 on JAX
+(below) and when to XLA-compile a fit (:func:`auto_jit_compile`).
 
 JAX computes in 32 bits unless its 64-bit mode is on (JAX "sharp bits": *Double (64bit)
 precision*). With the mode off, ``keras.Variable(..., dtype="float64")`` and
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import keras
 
-__all__ = ["enable_float64", "float64_enabled", "check_dtype", "auto_jit_compile"]
+__all__ = ["enable_float64", "check_dtype", "auto_jit_compile"]
 
 
 def enable_float64() -> None:
@@ -30,15 +31,6 @@ def enable_float64() -> None:
 
         if not jax.config.jax_enable_x64:
             jax.config.update("jax_enable_x64", True)
-
-
-def float64_enabled() -> bool:
-    """Whether a float64 tensor really holds 64 bits on the active backend."""
-    if keras.backend.backend() == "jax":
-        import jax
-
-        return bool(jax.config.jax_enable_x64)
-    return True
 
 
 def auto_jit_compile(steps: int, min_steps: int) -> bool:

@@ -3,8 +3,8 @@
 
 JAX computes in 32 bits unless its 64-bit mode is on (JAX "sharp bits": *Double (64bit)
 precision*). With the mode off, ``keras.Variable(..., dtype="float64")`` and
-``ops.convert_to_tensor(..., dtype="float64")`` hold float32 while Keras still reports
-``float64``: the synthetic experiment and the float64 optimizer tests would quietly lose
+``ops.convert_to_tensor(..., dtype="float64")`` hold float32, JAX only warns, and the Variable
+still reports ``float64``: the synthetic experiment and the float64 optimizer tests would quietly lose
 precision (the float64 references then miss by ~1e-6). :func:`enable_float64` turns the mode on;
 :mod:`replication.optimizers` calls it at import, so every path that can ask for float64 (the
 optimizers, the synthetic loop, the stacked engine) runs with it, whatever the order of imports

@@ -6,9 +6,9 @@ precision*). With the mode off, ``keras.Variable(..., dtype="float64")`` and
 ``ops.convert_to_tensor(..., dtype="float64")`` hold float32, JAX only warns, and the Variable
 still reports ``float64``: the synthetic experiment and the float64 optimizer tests would quietly lose
 precision (the float64 references then miss by ~1e-6). :func:`enable_float64` turns the mode on;
-:mod:`replication.optimizers` calls it at import, so every path that can ask for float64 (the
-optimizers, the synthetic loop, the stacked engine) runs with it, whatever the order of imports
-or tests. TensorFlow and torch have float64 natively: nothing to do.
+:mod:`replication.optimizers` calls it at import, so every path that uses our optimizers (the
+trainer, both grid-search engines, the synthetic loop) runs with it, whatever the order of
+imports or tests. TensorFlow and torch have float64 natively: nothing to do.
 
 Float32 training is unchanged by the mode: Keras creates layers, weights and optimizer slots in
 ``keras.config.floatx()`` (float32) and casts inputs to it, and our losses and optimizers cast

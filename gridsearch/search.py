@@ -421,7 +421,10 @@ def run_grid_search(
         # XLA costs a few seconds of compilation per fit (every fit builds a new model) and saves
         # ~1 ms per step of the MNIST MLP on a CPU (benchmarks/bench_gridsearch.py): worth it from
         # a few thousand steps per fit (MNIST: 313 steps x 30 epochs), not for digits' few hundred.
-        estimator_kwargs["jit_compile"] = steps_per_epoch * settings.epochs >= XLA_MIN_STEPS
+        # On JAX always: without XLA it runs the step op by op (replication.backend.auto_jit_compile).
+        from replication.backend import auto_jit_compile
+
+        estimator_kwargs["jit_compile"] = auto_jit_compile(steps_per_epoch * settings.epochs, XLA_MIN_STEPS)
     if estimator_kwargs.get("steps_per_execution", "epoch") == "epoch":
         # One tf.function call per epoch: no Python between steps. The search's callbacks
         # (early stopping, divergence) act at epoch ends only, so nothing is lost.

@@ -30,6 +30,12 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from .backend import check_dtype, enable_float64
+
+# These classes run in float64 on the synthetic problem and in the float64 reference tests; on JAX
+# that needs its 64-bit mode, on before any float64 variable is made (replication.backend).
+enable_float64()
+
 __all__ = [
     "Adam",
     "AMSGrad",
@@ -112,6 +118,8 @@ class _MomentOptimizer(keras.optimizers.Optimizer):
     def build(self, var_list):
         if self.built:
             return
+        for variable in var_list:  # a float64 variable that JAX made float32 fails here, loudly
+            check_dtype(variable, what=f"variable {variable.path}")
         super().build(var_list)
         # One list of slot variables per name, made like Keras's own Adam does.
         self._slots = [self.add_optimizer_variables(var_list, name) for name in self.SLOTS]

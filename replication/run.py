@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from . import io
+from .backend import auto_jit_compile
 from .optimizers import make_optimizer
 
 __all__ = [
@@ -70,7 +71,8 @@ ITERATION_COLUMNS = [
 # s/epoch). XLA compilation costs a few seconds per run, so "auto" compiles only runs of at least
 # JIT_MIN_STEPS optimizer steps (all MNIST runs; not the 11-step-an-epoch digits demos), and never
 # convolutional models: XLA's CPU convolutions are slower than TensorFlow's oneDNN kernels
-# (CifarNet: see benchmarks/bench_cifarnet.py).
+# (CifarNet: see benchmarks/bench_cifarnet.py). On JAX always (backend.auto_jit_compile: without
+# XLA, JAX runs the step op by op).
 FIT_SETTINGS = {"jit_compile": "auto", "steps_per_execution": 32}
 JIT_MIN_STEPS = 2000
 CONV_MODELS = ("cifarnet", "cifarnet-paper", "cnn", "vgg", "small-vgg")
@@ -106,7 +108,7 @@ def resolve_fit_settings(model_name, total_steps, steps_per_epoch, epochs, fit_s
     spe = max(1, min(int(settings["steps_per_execution"]), math.ceil(steps_per_epoch / per_epoch_points)))
     jit = settings["jit_compile"]
     if jit == "auto":
-        jit = total_steps >= JIT_MIN_STEPS and model_name not in CONV_MODELS
+        jit = auto_jit_compile(total_steps, JIT_MIN_STEPS, conv=model_name in CONV_MODELS)
     return bool(jit), spe
 
 

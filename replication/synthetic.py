@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 from keras import ops
 
+from .backend import check_dtype
 from .errors import UserError
 from .optimizers import ClipValue, make_optimizer
 
@@ -135,8 +136,13 @@ def draw_hits(config: SyntheticConfig, count: int, rngs: dict) -> np.ndarray:
     return per_seed.view(np.uint8)[:, index]
 
 
-def compile_function(fn: Callable) -> Callable:
-    """Compile ``fn`` with the active Keras backend's compiler (XLA for TensorFlow and JAX)."""
+def compile_function(fn: Callable, static_argnames: Sequence[str] = ()) -> Callable:
+    """Compile ``fn`` with the active Keras backend's compiler (XLA for TensorFlow and JAX).
+
+    ``static_argnames`` name the arguments that fix shapes or loop bounds (Python ints): JAX
+    traces every other argument into an abstract array, and ``ops.zeros((records, n))`` cannot
+    take a traced shape, so these must be static (one compilation per distinct value, as
+    ``tf.function`` retraces per Python int anyway)."""
     backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf
@@ -145,7 +151,7 @@ def compile_function(fn: Callable) -> Callable:
     if backend == "jax":
         import jax
 
-        return jax.jit(fn)
+        return jax.jit(fn, static_argnames=tuple(static_argnames))
     return fn  # torch / numpy: eager, still the same maths
 
 
@@ -232,7 +238,7 @@ def make_block_runner(config: SyntheticConfig):
 
         return ops.fori_loop(0, records, outer, (carry, buffers))
 
-    return optimizer, compile_function(run)
+    return optimizer, compile_function(run, static_argnames=("records", "every"))
 
 
 def run_synthetic(config: SyntheticConfig, progress: Callable[[int], None] | None = None,
@@ -247,6 +253,7 @@ def run_synthetic(config: SyntheticConfig, progress: Callable[[int], None] | Non
     n = len(columns)
     optimizer, run = get_block_runner(config)
     x = ops.convert_to_tensor(np.full(n, config.x0), dtype="float64")
+    check_dtype(x, "float64", what="the synthetic problem's x")  # float64 by design, never less
     carry = (x, optimizer.init_state(x), ops.zeros_like(x), ops.zeros_like(x))
     lr = ops.convert_to_tensor(np.array([c[0] for c in columns], dtype=np.float64))
     stochastic = config.setting == "stochastic"

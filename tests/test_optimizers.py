@@ -107,6 +107,56 @@ def test_float32_tracks_reference(name, bias_correction):
     np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-5)
 
 
+def test_float64_is_64_bits_on_every_backend():
+    """1 + 2^-40 is exact in float64 (53-bit significand) and rounds to 1 in float32 (24 bits):
+    on JAX this holds only with its 64-bit mode, which importing replication.optimizers turns on."""
+    var = keras.Variable(np.ones(1), dtype="float64")
+    var.assign_add(np.full(1, 2.0**-40))
+    assert keras.backend.standardize_dtype(var.value.dtype) == "float64"
+    assert float(var.numpy()[0]) - 1.0 == 2.0**-40
+    tensor = keras.ops.convert_to_tensor(np.ones(1) + 2.0**-40, dtype="float64")
+    assert float(keras.ops.convert_to_numpy(tensor)[0]) - 1.0 == 2.0**-40
+
+
+@pytest.mark.parametrize("name", ["adam", "amsgrad", "adamax"])
+def test_float32_training_stays_float32(name):
+    """JAX's 64-bit mode (on once replication.optimizers is imported) must not promote float32
+    training: weights, optimizer slots and predictions stay float32, and one step of a
+    linear least-squares model is the float32 formula w − α·sign(g) of a first bias-corrected step
+    (Adam/AMSGrad: α·m̂/(√v̂+ε) = α·g/(|g|+ε); AdaMax: α·m̂/(u+ε) = α·g/(|g|+ε))."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1, use_bias=False)])
+    model.compile(optimizer=make_optimizer(name, 0.01, epsilon=0.0), loss="mean_squared_error")
+    x = np.random.default_rng(0).normal(size=(8, 3))  # float64 on purpose: Keras casts to float32
+    y = np.random.default_rng(1).normal(size=(8, 1))
+    w0 = model.get_weights()[0].astype(np.float64)
+    model.fit(x, y, epochs=1, batch_size=8, verbose=0, shuffle=False)
+    dtypes = {keras.backend.standardize_dtype(v.value.dtype) for v in model.weights + model.optimizer.variables
+              if v is not model.optimizer.iterations}
+    assert dtypes == {"float32"}
+    assert keras.backend.standardize_dtype(model(x[:2]).dtype) == "float32"
+    x32, y32, w32 = x.astype(np.float32), y.astype(np.float32), w0.astype(np.float32)
+    grad = (2.0 / 8.0) * x32.T @ (x32 @ w32 - y32)  # d mean((xw − y)²) / dw
+    # float32 rounding of √(1−β2)/(1−β1) ≈ 1 leaves ~1e-7: far below the step of 0.01
+    np.testing.assert_allclose(model.get_weights()[0], w32 - np.float32(0.01) * np.sign(grad), rtol=0, atol=1e-6)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "jax", reason="only JAX can hold float64 as float32")
+def test_float64_variable_made_without_jax_x64_is_refused():
+    """A float64 variable made while JAX's 64-bit mode was off holds float32; building an
+    optimizer on it is an error naming the fix, never a silent downgrade."""
+    import jax
+
+    jax.config.update("jax_enable_x64", False)
+    try:
+        with pytest.warns(UserWarning, match="float64"):
+            var = keras.Variable(np.zeros(2), dtype="float64")
+    finally:
+        jax.config.update("jax_enable_x64", True)
+    with pytest.raises(TypeError, match="64-bit mode"):
+        Adam(0.01).build([var])
+
+
 @pytest.mark.parametrize(
     "ours,builtin",
     [
@@ -217,7 +267,9 @@ def test_linear_decay_steps_taken():
     moves = []
     for _ in range(total + 1):
         before = float(x.numpy()[0])
-        opt.apply_gradients([(keras.ops.ones_like(x), x)])
+        # ones_like of the value: keras.ops.ones_like(<Variable>) raises on JAX (jnp cannot read a
+        # Keras Variable's string dtype)
+        opt.apply_gradients([(keras.ops.ones_like(x.value), x)])
         moves.append(before - float(x.numpy()[0]))
     want = [alpha * (1 - (t - 1) / total) * (1 - beta_1**t) for t in range(1, total + 2)]
     np.testing.assert_allclose(moves, want, rtol=1e-6)

@@ -94,6 +94,23 @@ def test_iterations_csv_is_thinned_and_monotone(trained):
         assert np.isfinite(group["loss"]).all()
 
 
+def test_auto_jit_compile_per_backend(trained):
+    """"auto" XLA: from JIT_MIN_STEPS steps on TensorFlow (its non-XLA path is still a graph),
+    always on JAX (its non-XLA path runs op by op); the digits fixture's 11 × epochs steps are
+    below the threshold, and the run's sidecar records the choice."""
+    import keras
+
+    from replication.backend import auto_jit_compile
+    from replication.trainer import JIT_MIN_STEPS
+
+    jax = keras.backend.backend() == "jax"
+    assert auto_jit_compile(JIT_MIN_STEPS - 1, JIT_MIN_STEPS) is jax
+    assert auto_jit_compile(JIT_MIN_STEPS, JIT_MIN_STEPS) is True
+    out, _seconds = trained
+    sidecars = [json.loads(p.read_text()) for p in (out / EXP / "runs").glob("*.json")]
+    assert len(sidecars) == 2 * RUNS and all(s["jit_compile"] is jax for s in sidecars)
+
+
 def test_thinning_recovers_block_means():
     # 10 batches of size 2 (last one 1 sample), per-batch losses 1..10; Keras reports the
     # sample-weighted running mean after each batch.

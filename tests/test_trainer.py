@@ -106,6 +106,7 @@ def test_auto_jit_compile_per_backend(trained):
     jax = keras.backend.backend() == "jax"
     assert auto_jit_compile(JIT_MIN_STEPS - 1, JIT_MIN_STEPS) is jax
     assert auto_jit_compile(JIT_MIN_STEPS, JIT_MIN_STEPS) is True
+    assert auto_jit_compile(JIT_MIN_STEPS, JIT_MIN_STEPS, conv=True) is jax  # TF: conv nets never XLA
     out, _seconds = trained
     sidecars = [json.loads(p.read_text()) for p in (out / EXP / "runs").glob("*.json")]
     assert len(sidecars) == 2 * RUNS and all(s["jit_compile"] is jax for s in sidecars)

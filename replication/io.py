@@ -32,12 +32,12 @@ def ensure_dir(path) -> Path:
     return path
 
 
-def _write_atomic(path, write) -> Path:
+def _write_atomic(path, write, binary=False) -> Path:
     path = Path(path)
     ensure_dir(path.parent)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
+        with (os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", newline="", encoding="utf-8")) as handle:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
@@ -68,6 +68,14 @@ def write_json_atomic(obj, path) -> Path:
     return _write_atomic(
         path, lambda handle: (json.dump(obj, handle, indent=2, sort_keys=True, default=str), handle.write("\n"))
     )
+
+
+def write_npz_atomic(arrays: dict, path) -> Path:
+    """Save ``arrays`` (name -> NumPy array) as an uncompressed ``.npz`` via temp file + rename:
+    a kill mid-write leaves the previous file (e.g. the last epoch's checkpoint) intact."""
+    import numpy as np
+
+    return _write_atomic(path, lambda handle: np.savez(handle, **arrays), binary=True)
 
 
 def read_json(path):

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -250,20 +248,7 @@ def _save_checkpoint(path, model, recorder, config, epochs_done):
             "recorder": recorder.state(), "model_variables": len(model.variables),
             "optimizer_variables": len(model.optimizer.variables)}
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **arrays)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    io.write_npz_atomic(arrays, path)
 
 
 def _load_checkpoint(path, model, recorder, config):

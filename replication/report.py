@@ -180,14 +180,23 @@ def _setup_section(data) -> list[str]:
 
 def _table_one(data) -> list[str]:
     lines = ["## Table I: hyperparameters used", "",
-             "From the grid search (`best_params.json`) where it ran, otherwise the resolved values "
-             "recorded in `history.csv`; McGill's Table I values (the specs' defaults) alongside.", ""]
+             "What the final runs used and where it came from (`train.json`: the grid search's "
+             "`best_params.json`, a `--params` file, flags or the spec), else the grid search's choice, "
+             "else the values recorded in `history.csv`; McGill's Table I values (the specs' defaults) "
+             "alongside.", ""]
+    names = {"best_params.json": "grid search", "params file": "--params file", "flag": "flags", "spec": "spec"}
     rows = []
     for name, entry in data["experiments"].items():
         best, history = entry["best_params"] or {}, entry["history"]
-        optimizers = list(best) or (list(history["optimizer"].unique()) if history is not None else [])
+        used = (entry["train"] or {}).get("hyperparameters") or {}
+        optimizers = list(used) or list(best) or (list(history["optimizer"].unique()) if history is not None else [])
         for opt in optimizers:
-            if opt in best:
+            if opt in used:
+                lr, b2 = used[opt].get("learning_rate"), used[opt].get("beta_2")
+                sources = {names.get(v, v) for k, v in (used[opt].get("source") or {}).items()
+                           if k in ("learning_rate", "beta_2")}
+                source = ", ".join(sorted(sources)) or "train.json"
+            elif opt in best:
                 lr, b2, source = best[opt].get("learning_rate"), best[opt].get("beta_2"), "grid search"
             else:
                 sub = history[history["optimizer"] == opt]

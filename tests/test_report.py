@@ -169,3 +169,19 @@ def test_cifar_section_reports_all_and_exact_test_metrics(tmp_path):
     assert adam[6] == "0.5500 ± 0.0707" and adam[7] == "0.5300 ± 0.0707"
     assert adam[9] == "72 s"
     assert "1,000 exact official test images" in section and "78 %" in section and "GK104" in section
+
+
+def test_table_one_says_where_the_final_runs_hyperparameters_came_from(tmp_path):
+    """train.json's resolved hyperparameters win over best_params.json: a CIFAR run at McGill's
+    values from a --params file is not reported as the grid search's choice."""
+    write_experiment(tmp_path, "cifar10-cifarnet", *LOWER, grid=True)
+    used = {o: {"learning_rate": 0.001, "beta_2": 0.999,
+                "source": {"learning_rate": "params file", "beta_2": "params file", "bias_correction": "spec"}}
+            for o in ("adam", "amsgrad")}
+    (tmp_path / "cifar10-cifarnet" / "train.json").write_text(json.dumps({"hyperparameters": used}))
+    text = report.build_report(report.collect(tmp_path))
+    section = text.split("## Table I")[1].split("\n## ")[0]
+    rows = [[c.strip() for c in line.split("|")[1:-1]] for line in section.splitlines()
+            if line.startswith("| `cifar10-cifarnet`")]
+    assert [r[1:5] for r in rows] == [["Adam", "0.001", "0.999", "--params file"],
+                                      ["AMSGrad", "0.001", "0.999", "--params file"]]

@@ -41,6 +41,8 @@ def _write_atomic(path, write, binary=False) -> Path:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
+        # mkstemp makes the file 0600; results are shared (clusters, repos): honour the umask.
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -49,6 +51,12 @@ def _write_atomic(path, write, binary=False) -> Path:
             pass
         raise
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_csv_atomic(frame, path, float_format=None) -> Path:

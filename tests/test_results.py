@@ -263,3 +263,24 @@ def test_load_synthetic_fills_big_gradient_of_older_files(tmp_path):
     assert list(frame.columns) == [c for c in results.SYNTHETIC_DTYPES if c in frame.columns]
     assert frame.loc[frame.setting == "cyclic", "big_gradient"].isna().all()
     assert (frame.loc[frame.setting != "cyclic", "big_gradient"] == 1010).all()
+
+
+def test_atomic_writes_honour_the_umask(tmp_path):
+    """Files written atomically (CSV, JSON, text, checkpoints) get 0666 & ~umask, not mkstemp's 0600."""
+    import os
+    import stat
+
+    from replication import io
+
+    old = os.umask(0o022)
+    try:
+        paths = [io.write_csv_atomic(pd.DataFrame({"a": [1]}), tmp_path / "a.csv"),
+                 io.write_json_atomic({"a": 1}, tmp_path / "a.json"),
+                 io.write_text_atomic("x", tmp_path / "a.md"),
+                 io.write_npz_atomic({"a": np.zeros(2)}, tmp_path / "a.npz")]
+        os.umask(0o077)
+        private = io.write_text_atomic("x", tmp_path / "b.md")
+    finally:
+        os.umask(old)
+    assert [stat.S_IMODE(p.stat().st_mode) for p in paths] == [0o644] * 4
+    assert stat.S_IMODE(private.stat().st_mode) == 0o600

@@ -292,3 +292,50 @@ def test_korzeniowski_smallvgg_searches_on_cifar_shaped_arrays():
     frame = run_grid_search(spec, x, y, [GridPoint("amsgrad", 0.01, 0.99, False)], cv=2, epochs=1, seed=0)
     assert not frame["diverged"][0] and np.isfinite(frame["mean_val_loss"][0])
     assert frame["bias_correction"][0] == "off" and frame["schedule"][0] == "linear-decay"
+
+
+def test_gridsearchcv_engine_resumes_fold_by_fold(digits, tmp_path, monkeypatch):
+    """A search killed after its first fold keeps that fold (the GridSearchCV engine's unit of work
+    is one fold of a chunk of points): the rerun fits only folds 2 and 3, and its rows equal an
+    uninterrupted search's (apart from wall times); the fold records are gone once the point is."""
+    import gridsearch.search as search
+    from gridsearch.store import PointStore
+
+    spec = get_experiment(EXPERIMENT)
+    points = [GridPoint("adam", 0.01, 0.99), GridPoint("adam", 0.01, 0.999)]
+    common = dict(cv=3, epochs=2, seed=0, engine="gridsearchcv")
+    reference = run_grid_search(spec, digits.x_train, digits.y_train, points, **common)
+
+    store = PointStore(tmp_path / "points")
+    original = search._search
+    calls = []
+
+    def killed_after_one_fold(*args, **kwargs):
+        if calls:
+            raise KeyboardInterrupt
+        calls.append(kwargs.get("split"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(search, "_search", killed_after_one_fold)
+    with pytest.raises(KeyboardInterrupt):
+        run_grid_search(spec, digits.x_train, digits.y_train, points, store=store, **common)
+    # one parallel fit (n_jobs=1): one point per chunk; the first point's first fold was stored
+    assert len(list((tmp_path / "points" / "folds").glob("adam_lr0.01_b20.99_*.fold0.json"))) == 1
+    assert not list((tmp_path / "points").glob("*.json"))
+
+    fits = []
+
+    def recording(*args, **kwargs):
+        fits.append((args[5][0], len(kwargs["split"][0])))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(search, "_search", recording)
+    resumed = run_grid_search(spec, digits.x_train, digits.y_train, points, store=store, **common)
+    sizes = [len(train) for train, _ in search._cv(search.SearchSettings.from_spec(spec, cv=3)).split(
+        digits.x_train, digits.y_train)]
+    # the first point's folds 2 and 3, then all three of the second point's: fold 1 is read back
+    assert fits == [(points[0], sizes[1]), (points[0], sizes[2])] + [(points[1], n) for n in sizes]
+    timing = [c for c in reference.columns if c.endswith("_time")]
+    pd.testing.assert_frame_equal(resumed.drop(columns=timing), reference.drop(columns=timing))
+    assert len(list((tmp_path / "points").glob("*.json"))) == 2
+    assert not list((tmp_path / "points" / "folds").glob("*.json"))

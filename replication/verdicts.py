@@ -116,7 +116,9 @@ def describe(row) -> str:
     kind = classify(row)
     text = (f"{label}: Δ={_fmt(row['paired_diff'])} [{_fmt(row['paired_ci_low'])}, {_fmt(row['paired_ci_high'])}], "
             f"Holm p={_fmt_p(row.get('holm_p', math.nan))} → {kind}")
-    if kind == TOO_FEW:
+    if kind == TOO_FEW and not math.isfinite(row["mde"]):  # fewer than 2 pairs: no spread, no test
+        text += f" ({row['pairs']} pair{'s' if row['pairs'] != 1 else ''}: no test possible yet)"
+    elif kind == TOO_FEW:
         needed = row["runs_needed"]
         need = ("the observed Δ would need ∞ runs" if not math.isfinite(needed) or row["paired_diff"] >= 0
                 else f"the observed Δ would need {needed:.0f} runs")

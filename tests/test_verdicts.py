@@ -134,3 +134,15 @@ def test_section3_verdict_uses_theorem1_betas_only():
     assert verdicts.section3_verdict(stuck_not)[0] == "not supported"
     assert verdicts.section3_verdict(frame[frame.beta_1 == 0.9])[0] == "not run"
     assert verdicts.section3_verdict(synthetic_frame([1.0], [-1.0]))[0] == "not run"
+
+
+def test_a_single_pair_is_too_few_runs_without_a_test():
+    """One paired run (a long experiment in progress): no spread, so no test, no MDE; said plainly."""
+    from replication import results, verdicts
+    from tests.test_results import make_history
+
+    comparison = verdicts.add_holm(results.compare_final(make_history([0.50], [0.52], experiment="mnist-mlp")),
+                                   ["mnist-mlp"])
+    verdict, detail = verdicts.loss_verdict(comparison, "mnist-mlp")
+    assert verdict == "not supported"
+    assert "too few runs (1 pair: no test possible yet)" in detail and "nan" not in detail and "∞" not in detail

@@ -504,19 +504,26 @@ def run_grid_search(
     return frame
 
 
+def _missing_on_fold(chunk, k, results, settings, *, store, force, progress):
+    """Read back the stored fold-``k`` results of ``chunk`` into ``results``; return the points
+    that still lack fold ``k`` (progress counts the others as skipped)."""
+    for point in chunk:
+        stored = None if (force or store is None) else store.load_fold(settings, point, k)
+        if stored is not None:
+            results[point][k] = stored
+    missing = [p for p in chunk if k not in results[p]]
+    if progress is not None and len(missing) < len(chunk):
+        progress.skip(n=len(chunk) - len(missing))
+    return missing
+
+
 def _search_by_fold(spec, settings, X, y, optimizer, chunk, jobs, estimator_kwargs, *, store, force, progress,
                     finish):
     """GridSearchCV over ``chunk`` fold by fold: each (point, fold) result is stored as it
     finishes and read back on a rerun; a point's row is written once all its folds are."""
     results = {point: {} for point in chunk}
     for k, split in enumerate(_cv(settings).split(X, y)):
-        for point in chunk:
-            stored = None if (force or store is None) else store.load_fold(settings, point, k)
-            if stored is not None:
-                results[point][k] = stored
-        missing = [p for p in chunk if k not in results[p]]
-        if progress is not None and len(missing) < len(chunk):
-            progress.skip(n=len(chunk) - len(missing))
+        missing = _missing_on_fold(chunk, k, results, settings, store=store, force=force, progress=progress)
         if not missing:
             continue
         fold = _search(spec, settings, X, y, optimizer, missing, jobs, estimator_kwargs, split=split)
@@ -564,13 +571,8 @@ def _run_stacked(spec, settings, X, y, todo, *, store, force, progress, estimato
             chunk = pending[start : start + size]
             results = {point: {} for point in chunk}
             for k, (train, val) in enumerate(folds):
-                for point in chunk:
-                    stored = None if (force or store is None) else store.load_fold(settings, point, k)
-                    if stored is not None:
-                        results[point][k] = stored
-                missing = [p for p in chunk if k not in results[p]]
-                if progress is not None and len(missing) < len(chunk):
-                    progress.skip(n=len(chunk) - len(missing))
+                missing = _missing_on_fold(chunk, k, results, settings, store=store, force=force,
+                                           progress=progress)
                 if not missing:
                     continue
                 fold = fit_fold(

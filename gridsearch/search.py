@@ -475,7 +475,7 @@ def run_grid_search(
             if progress is not None:
                 loss = row["mean_val_loss"]
                 message = f"{point.label()} val loss {'diverged' if row['diverged'] else f'{loss:.4f}'}"
-                progress.note(message) if counted else progress.update(message, n=settings.cv)
+                progress.note(message, eta=True) if counted else progress.update(message, n=settings.cv)
 
     if todo and engine == "stacked":
         _run_stacked(spec, settings, X, y, todo, store=store, force=force, progress=progress,
@@ -590,7 +590,7 @@ def _run_stacked(spec, settings, X, y, todo, *, store, force, progress, estimato
                     epochs_run = max(r["epochs_run"] for r in fold)
                     label = optimizer if bias_correction is None else f"{optimizer} bias-correction={'on' if bias_correction else 'off'}"
                     progress.update(f"{label} fold {k + 1}/{settings.cv}: {len(missing)} points at once, "
-                                    f"{epochs_run} epochs, {span}", n=len(missing))
+                                    f"{epochs_run} epoch{'s' if epochs_run != 1 else ''}, {span}", n=len(missing))
             finish({point: _row_from_folds(point, settings, results[point]) for point in chunk}, counted=True)
 
 

@@ -113,6 +113,9 @@ def run(args) -> int:
     epochs = args.epochs or spec.gridsearch_epochs
     settings = SearchSettings.from_spec(spec, cv=args.cv, epochs=epochs, seed=args.seed, halving=args.halving,
                                         engine=engine)
+    if not args.quiet:  # say once what is being run
+        print(f"gridsearch {spec.name}: {describe_search(args, engine, len(points), epochs)}",
+              file=sys.stderr, flush=True)
     # Counted in fits (point × fold): the stacked engine finishes a fold of many points at once.
     progress = None if args.quiet else Progress(len(points) * args.cv, f"gridsearch {spec.name}")
     started_at, clock = now_iso(), time.perf_counter()
@@ -170,6 +173,28 @@ def run(args) -> int:
     print(f"wrote {experiment_dir / 'gridsearch.csv'} ({len(frame)} points, {n_div} diverged), "
           f"{experiment_dir / 'best_params.json'}, {Path(out) / 'gridsearch_table.md'}")
     return 0
+
+
+ENGINE_TEXT = {
+    "stacked": "stacked (every grid point of a fold trained at once as one Keras model)",
+    "gridsearchcv": "gridsearchcv (scikit-learn GridSearchCV over scikeras KerasClassifier)",
+}
+
+
+def describe_search(args, engine, n_points, epochs) -> str:
+    """The grid and the engine in one line, e.g. ``engine stacked (...); grid adam, amsgrad × α
+    {0.001, 0.01} × β2 {0.99} = 4 points × 3 folds, 15 epochs per fit, seed 0``."""
+    def values(xs):
+        return "{" + ", ".join(f"{float(x):g}" for x in dict.fromkeys(xs)) + "}"
+
+    grid = f"{', '.join(dict.fromkeys(args.optimizers))} × α {values(args.learning_rates)} × β2 {values(args.beta2s)}"
+    if args.bias_correction == "both":
+        grid += " × bias correction {on, off}"
+    elif args.bias_correction:
+        grid += f", bias correction {args.bias_correction}"
+    search = "successive halving over epochs (HalvingGridSearchCV), " if args.halving else ""
+    return (f"engine {ENGINE_TEXT.get(engine, engine)}; {search}grid {grid} = {n_points} points × {args.cv} folds, "
+            f"{'up to ' if args.halving else ''}{epochs} epoch{'s' if epochs != 1 else ''} per fit, seed {args.seed}")
 
 
 DEMO_LEARNING_RATES = ("0.001", "0.01", "0.1")

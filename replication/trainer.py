@@ -51,6 +51,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -211,6 +212,33 @@ def resolve_hyperparameters(experiment, optimizer, *, flags=None, params=None, b
             "bias_correction": bool(resolved["bias_correction"]), "source": source}
 
 
+def describe_hyperparameters(hyper, *, params_path=None, best_path=None) -> list[str]:
+    """One line per optimizer of :func:`resolve_hyperparameters`' results: each value and where it
+    came from, e.g. ``adam: α 0.1, β2 0.999 from best_params.json at results/x/best_params.json;
+    bias correction on (default)``. ``params_path`` names the ``--params`` file, if any."""
+    where = {
+        "flag": "command-line flag",
+        "params file": f"--params {params_path}" if params_path else "params",
+        "best_params.json": f"best_params.json at {best_path}" if best_path else "best_params.json",
+        "spec": "the experiment's spec",
+    }
+    lines = []
+    for name, values in hyper.items():
+        text = {
+            "learning_rate": f"α {values['learning_rate']:g}",
+            "beta_2": f"β2 {values['beta_2']:g}",
+            "bias_correction": f"bias correction {'on' if values['bias_correction'] else 'off'}",
+        }
+        groups = {}  # "from SOURCE" -> the values it set, in the order α, β2, bias correction
+        for key in ("learning_rate", "beta_2", "bias_correction"):
+            source = values["source"][key]
+            label = ("(default, as Keras)" if key == "bias_correction" and source == "spec"
+                     else f"from {where.get(source, source)}")
+            groups.setdefault(label, []).append(text[key])
+        lines.append(f"{name}: " + "; ".join(f"{', '.join(parts)} {label}" for label, parts in groups.items()))
+    return lines
+
+
 # ---------------------------------------------------------------------------------------------
 # Many runs, on disk
 # ---------------------------------------------------------------------------------------------
@@ -331,8 +359,9 @@ def train_experiment(
 
     exp_dir = io.ensure_dir(Path(out_dir) / spec.name)
     runs_dir = io.ensure_dir(exp_dir / "runs")
+    params_path = None
     if isinstance(params, (str, Path)):
-        params = read_params_file(params)
+        params_path, params = params, read_params_file(params)
     best_path = exp_dir / "best_params.json"
     best_params = read_params_file(best_path) if best_path.exists() else None
     flags = {"learning_rate": learning_rate, "beta_2": beta_2,
@@ -369,6 +398,11 @@ def train_experiment(
     started_at = io.now_iso()
     bar = Progress(len(configs), f"train {spec.name}") if progress else None
     finished = {c.stem for c in configs if not force and _is_finished(_run_paths(runs_dir, c), c)}
+    if dataset is None and len(finished) < len(configs):
+        dataset = _load(spec.dataset, data_dir)  # before anything is printed: a missing file is one line
+    if progress:  # say once what is being run, and where each value comes from
+        for line in describe_hyperparameters(hyper, params_path=params_path, best_path=best_path):
+            print(f"train {spec.name}: {line}", file=sys.stderr, flush=True)
     clock = _EpochClock(bar, sum(c.epochs for c in configs if c.stem not in finished)) if bar else None
     trained, skipped = [], []
     for config in configs:

@@ -360,6 +360,29 @@ def test_resolve_hyperparameters_precedence(tmp_path):
     assert (got["learning_rate"], got["beta_2"]) == (0.05, spec.default_hyperparameters("amsgrad")["beta_2"])
 
 
+def test_train_says_which_hyperparameters_it_uses_and_where_they_come_from(tmp_path, capsys):
+    exp_dir = tmp_path / EXP
+    exp_dir.mkdir()
+    (exp_dir / "best_params.json").write_text(json.dumps({"amsgrad": {"learning_rate": 0.1, "beta_2": 0.999}}))
+    params = tmp_path / "p.json"
+    params.write_text(json.dumps({"adam": {"learning_rate": 0.05}}))
+    argv = ["train", EXP, "--runs", "1", "--epochs", "1", "--beta2", "0.98", "--params", str(params),
+            "--out", str(tmp_path)]
+    assert cli.main(argv) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert f"train {EXP}: adam: α 0.05 from --params {params}; β2 0.98 from command-line flag; " \
+           "bias correction on (default, as Keras)" in err
+    assert f"train {EXP}: amsgrad: α 0.1 from best_params.json at {exp_dir / 'best_params.json'}; " \
+           "β2 0.98 from command-line flag; bias correction on (default, as Keras)" in err
+    # once, before the first run line; also when every run is read back
+    assert sum(line.startswith(f"train {EXP}: adam:") for line in err) == 1
+    assert err.index(next(line for line in err if line.startswith(f"train {EXP}: adam:"))) < \
+        err.index(next(line for line in err if line.startswith("[train")))
+    assert cli.main(argv[:-4] + ["--out", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert f"train {EXP}: adam: α {get_experiment(EXP).learning_rate:g} from the experiment's spec" in err
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [

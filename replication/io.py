@@ -97,6 +97,18 @@ def read_json(path):
         raise UserError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}); fix or delete it") from None
 
 
+def read_text(path) -> str:
+    """A UTF-8 text file; a missing or undecodable one is a :class:`UserError` naming it."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"file not found: {path}") from None
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    except OSError as exc:
+        raise UserError(f"cannot read {path} ({exc.strerror or exc})") from None
+
+
 def package_versions() -> dict:
     versions = {"python": platform.python_version()}
     for name in PACKAGES:

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import real_data
 
 from replication import cli
 from replication.errors import UserError
@@ -32,7 +33,6 @@ RUNS = 2
 REQUIRED = ["experiment", "optimizer", "run", "seed", "epoch", "learning_rate", "beta_1", "beta_2",
             "loss", "accuracy", "test_loss", "test_accuracy"]
 LOSS_COLUMNS = ["loss", "accuracy", "test_loss", "test_accuracy"]
-MNIST_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def _cli_train(out, *extra):
@@ -418,12 +418,11 @@ def test_mnist_accuracy_within_5_epochs(name, threshold, tmp_path):
     cross-entropy, constant α = 0.001, β2 = 0.999 (Keras's defaults). Plain
     ``model.fit`` with ``keras.optimizers.Adam()`` on this MLP gives 96.9-97.2 % after 5 epochs.
     (With the specs' McGill loss, binary cross-entropy, 5 epochs give less: 91.2 % / 96.8 %.)"""
-    if not (MNIST_DIR / "mnist.npz").exists():
-        pytest.skip(f"real MNIST not at {MNIST_DIR}")
+    mnist_dir = real_data("mnist.npz").parent
     start = time.perf_counter()
     history = train_experiment(name, optimizers=["adam", "amsgrad"], runs=1, epochs=5, schedule="constant",
                                learning_rate=0.001, beta_2=0.999, loss="categorical", out_dir=tmp_path,
-                               data_dir=MNIST_DIR, progress=True)
+                               data_dir=mnist_dir, progress=True)
     seconds = time.perf_counter() - start
     best = history.groupby("optimizer")["test_accuracy"].max()
     table = history.pivot(index="epoch", columns="optimizer", values="test_accuracy")
@@ -438,10 +437,9 @@ def test_mnist_mlp_reaches_97_percent_in_5_epochs_at_table_one_settings(tmp_path
     β2 (Adam 0.99, AMSGrad 0.999), 5 epochs, runs 0-4. Measured over 10 runs: Adam 97.12 ± 0.12 %
     (9 of 10 runs ≥ 97 %), AMSGrad 96.99 ± 0.12 % (5 of 10). Runs 0-4 give means of 97.07 % and
     96.97 %; CPU runs are deterministic, so these are the exact numbers this test sees."""
-    if not (MNIST_DIR / "mnist.npz").exists():
-        pytest.skip(f"real MNIST not at {MNIST_DIR}")
+    mnist_dir = real_data("mnist.npz").parent
     history = train_experiment("mnist-mlp", runs=5, epochs=5, schedule="constant", learning_rate=0.001,
-                               loss="categorical", out_dir=tmp_path, data_dir=MNIST_DIR, progress=False)
+                               loss="categorical", out_dir=tmp_path, data_dir=mnist_dir, progress=False)
     assert dict(history.groupby("optimizer")["beta_2"].first()) == {"adam": 0.99, "amsgrad": 0.999}
     best = history.groupby(["optimizer", "run"])["test_accuracy"].max().groupby("optimizer").mean()
     assert best["adam"] >= 0.970 and best["amsgrad"] >= 0.968, best.to_dict()

@@ -24,6 +24,7 @@ import json
 import logging
 import math
 import os
+import sys
 import time
 import warnings
 
@@ -452,7 +453,8 @@ def run_grid_search(
         estimator_kwargs["optimizer__total_steps"] = longest * settings.epochs
     rows = {}
     for point in points:
-        record = None if (force or store is None) else store.load(settings, point)
+        record = None if (force or store is None) else store.load(
+            settings, point, on_damaged=lambda why, point=point: _warn(progress, f"{point.label()}: {why}; recomputing"))
         if record is not None:
             rows[point] = record
     if halving:
@@ -508,13 +510,24 @@ def _missing_on_fold(chunk, k, results, settings, *, store, force, progress):
     """Read back the stored fold-``k`` results of ``chunk`` into ``results``; return the points
     that still lack fold ``k`` (progress counts the others as skipped)."""
     for point in chunk:
-        stored = None if (force or store is None) else store.load_fold(settings, point, k)
+        stored = None if (force or store is None) else store.load_fold(
+            settings, point, k,
+            on_damaged=lambda why, point=point: _warn(progress, f"{point.label()} fold {k + 1}/{settings.cv}: "
+                                                                f"{why}; recomputing"))
         if stored is not None:
             results[point][k] = stored
     missing = [p for p in chunk if k not in results[p]]
     if progress is not None and len(missing) < len(chunk):
         progress.skip(n=len(chunk) - len(missing))
     return missing
+
+
+def _warn(progress, text):
+    """A line on the progress stream (stderr), also when progress lines are off (``--quiet``)."""
+    if progress is not None:
+        progress.note(text)
+    else:
+        print(text, file=sys.stderr, flush=True)
 
 
 def _search_by_fold(spec, settings, X, y, optimizer, chunk, jobs, estimator_kwargs, *, store, force, progress,

@@ -5,6 +5,7 @@ This module and the CLI are the only places that touch the filesystem.
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import os
 import platform
@@ -156,3 +157,27 @@ def now_iso() -> str:
 def provenance() -> dict:
     """What every JSON sidecar records besides the spec: package versions, device, time."""
     return {"versions": package_versions(), "device": describe_device(), "written_at": now_iso()}
+
+
+def digest_file(path) -> dict:
+    """``{"rows", "sha256"}`` of a CSV: its data rows (lines after the header) and the sha256 of its
+    bytes. Recorded in a unit's sidecar when it finishes and compared on read-back, so a file cut
+    short or edited since is recomputed rather than taken as finished."""
+    data = Path(path).read_bytes()
+    return {"rows": max(0, data.count(b"\n") - 1), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def holds_json(path, obj, ignore=()) -> bool:
+    """Whether ``path`` already holds ``obj`` as JSON, top-level keys ``ignore`` aside (False if it is
+    missing or unreadable). A call that only read finished units back uses it to leave a sidecar
+    alone whose only differences would be that call's own times and provenance."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            old = json.load(handle)
+    except (OSError, ValueError):
+        return False
+    new = json.loads(json.dumps(obj, default=str))
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return old == new
+    return ({k: v for k, v in old.items() if k not in ignore}
+            == {k: v for k, v in new.items() if k not in ignore})

@@ -11,7 +11,8 @@ Outputs, under ``<out>/<experiment>/``::
     train.json                  resolved spec, hyperparameters, seeds, provenance, start/end time
     runs/<optimizer>-bc<on|off>-run<k>-<id>.csv             that run's epoch rows
     runs/<optimizer>-bc<on|off>-run<k>-<id>.iterations.csv  that run's iteration rows
-    runs/<optimizer>-bc<on|off>-run<k>-<id>.json            its sidecar, written last = "finished"
+    runs/<optimizer>-bc<on|off>-run<k>-<id>.json            its sidecar, written last = "finished",
+                                                            with the row count and sha256 of both CSVs
 
 ``<id>`` hashes everything that changes a run's numbers (data, model and its kwargs, loss and, for
 a redefined loss, its definition, batch size, α, schedule, β1, β2, ε, bias correction, epochs, seed), so changing a flag never reuses an
@@ -21,7 +22,9 @@ A run's files are written (atomically) only when it ends, so a killed run leaves
 it resumes from its last finished epoch (``runs/<stem>.checkpoint.npz``, :mod:`replication.run`,
 deleted when the run finishes); ``history.csv``/``iterations.csv`` are rebuilt from the finished run files of the
 requested optimizers × runs in a fixed order, so rerunning the same command skips everything and
-rewrites them byte for byte.
+rewrites them byte for byte (and leaves ``train.json`` as it is). A run is skipped only if its files
+still match its sidecar (:func:`check_run_files`); one cut short or edited is retrained, with a line
+saying which and why.
 
 Metric conventions:
 
@@ -287,15 +290,83 @@ class _EpochClock:
         return on_epoch
 
 
-def _is_finished(paths, config) -> bool:
+def _check_run(paths, config):
+    """``(finished, why)``: ``(True, None)`` when ``paths`` hold a finished, intact run of ``config``;
+    ``(False, None)`` for a run that never finished (no sidecar: not started, or killed), which is
+    simply trained; ``(False, why)`` for damaged files, retrained with a line saying ``why``."""
     csv_path, it_path, json_path = paths
-    if not (csv_path.exists() and it_path.exists() and json_path.exists()):
-        return False
+    if not json_path.exists():
+        return False, None
     try:
         sidecar = json.loads(json_path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return False
-    return sidecar.get("config") == json.loads(json.dumps(config.to_dict(), default=str))
+        return False, f"its sidecar {_name(json_path)} is not valid JSON"
+    if not isinstance(sidecar, dict) or sidecar.get("config") != json.loads(json.dumps(config.to_dict(), default=str)):
+        return False, f"its sidecar {_name(json_path)} records another configuration"
+    why = check_run_files(csv_path, it_path, sidecar)
+    return why is None, why
+
+
+def _name(path) -> str:
+    return f"{path.parent.name}/{path.name}"  # runs/<stem>.csv: what the progress lines name
+
+
+def check_run_files(csv_path, it_path, sidecar) -> str | None:
+    """Why the run files ``csv_path`` and ``it_path`` are not the finished run their sidecar (parsed
+    JSON) records, or None if they are. A sidecar's ``files`` (row count and sha256 of each CSV,
+    written when the run finished) must match exactly; see :func:`_check_legacy_run` for older ones."""
+    files = sidecar.get("files")
+    if files is None:
+        return _check_legacy_run(csv_path, it_path, sidecar)
+    for path in (csv_path, it_path):
+        want = files.get(path.name) if isinstance(files, dict) else None
+        if not isinstance(want, dict):
+            return f"its sidecar records no checksum of {_name(path)}"
+        if not path.exists():
+            return f"{_name(path)} is missing"
+        got = io.digest_file(path)
+        if got["rows"] != want.get("rows"):
+            return f"{_name(path)} has {got['rows']} rows, its sidecar says {want.get('rows')}"
+        if got["sha256"] != want.get("sha256"):
+            return f"{_name(path)} differs from the file its sidecar records (sha256)"
+    return None
+
+
+def _check_legacy_run(csv_path, it_path, sidecar) -> str | None:
+    """Sidecars written before checksums (e.g. the committed ``results/*/runs``) say how many epochs
+    the run finished: the epoch CSV must hold exactly those rows, numbered 1..n, with a value in every
+    metric a finished run has, and the iteration CSV must reach the last epoch's iteration. A diverged
+    run (``diverged: true``) legitimately ends in NaN/inf losses and may stop mid-epoch: only its row
+    count is checked. Edited values go unseen here; those need the checksums."""
+    try:
+        history, iterations = _read_csv(csv_path), _read_csv(it_path)
+    except (OSError, ValueError) as exc:  # pandas' EmptyDataError and ParserError are ValueErrors
+        return f"{_name(csv_path)} or {_name(it_path)} cannot be read ({str(exc).splitlines()[0]})"
+    epochs = sidecar.get("epochs_completed")
+    if len(history) != epochs:
+        return f"{_name(csv_path)} has {len(history)} rows, its sidecar says {epochs}"
+    missing = [c for c in HISTORY_COLUMNS if c not in history.columns]
+    missing += [c for c in ITERATION_COLUMNS if c not in iterations.columns]
+    if missing:
+        return f"the run files lack column(s) {', '.join(missing)}"
+    if list(pd.to_numeric(history["epoch"], errors="coerce")) != list(range(1, epochs + 1)):
+        return f"{_name(csv_path)} does not hold epochs 1..{epochs} in order"
+    if sidecar.get("diverged"):
+        return None
+    config = sidecar.get("config") or {}
+    if epochs != config.get("epochs"):
+        return f"its sidecar says {epochs} of {config.get('epochs')} epochs, without diverging"
+    metrics = ["loss", "test_loss"] + ([] if config.get("loss_function") == "elbo" else ["accuracy", "test_accuracy"])
+    for column in metrics:
+        if not np.isfinite(pd.to_numeric(history[column], errors="coerce").to_numpy(dtype=float)).all():
+            return f"{_name(csv_path)} lacks {column} values of a run that did not diverge"
+    its = pd.to_numeric(iterations["iteration"], errors="coerce")
+    if len(its) == 0 or its.iloc[-1] != history["iteration"].iloc[-1]:
+        return (f"{_name(it_path)} ends at iteration {its.iloc[-1] if len(its) else 0}, "
+                f"the run at {history['iteration'].iloc[-1]}")
+    if not np.isfinite(pd.to_numeric(iterations["loss"], errors="coerce").to_numpy(dtype=float)).all():
+        return f"{_name(it_path)} lacks loss values of a run that did not diverge"
+    return None
 
 
 def _read_csv(path):
@@ -397,7 +468,13 @@ def train_experiment(
 
     started_at = io.now_iso()
     bar = Progress(len(configs), f"train {spec.name}") if progress else None
-    finished = {c.stem for c in configs if not force and _is_finished(_run_paths(runs_dir, c), c)}
+    finished, damaged = set(), {}
+    for config in configs if not force else ():
+        done, why = _check_run(_run_paths(runs_dir, config), config)
+        if done:
+            finished.add(config.stem)
+        elif why:
+            damaged[config.stem] = why
     if dataset is None and len(finished) < len(configs):
         dataset = _load(spec.dataset, data_dir)  # before anything is printed: a missing file is one line
     if progress:  # say once what is being run, and where each value comes from
@@ -413,6 +490,8 @@ def train_experiment(
             if bar:
                 bar.skip(label)
             continue
+        if config.stem in damaged:
+            _warn(bar, f"{config.optimizer} run {config.run}: {damaged[config.stem]}; retraining")
         if dataset is None:
             dataset = _load(spec.dataset, data_dir)
         checkpoint = _checkpoint_path(runs_dir, config)
@@ -425,9 +504,11 @@ def train_experiment(
         csv_path, it_path, json_path = paths
         io.write_csv_atomic(history, csv_path)
         io.write_csv_atomic(iterations, it_path)
-        # The sidecar last: its presence (with matching config) marks the run finished.
+        # The sidecar last: its presence (with matching config) marks the run finished, and the row
+        # counts and checksums of the files it records let a rerun tell them intact from damaged.
         io.write_json_atomic(
             {"config": config.to_dict(), "run_id": config.run_id, "spec": spec.to_dict(), **info,
+             "files": {path.name: io.digest_file(path) for path in (csv_path, it_path)},
              "provenance": io.provenance()},
             json_path,
         )
@@ -454,31 +535,44 @@ def train_experiment(
     iterations = _sorted(iterations[ITERATION_COLUMNS], order, "iteration")
     io.write_csv_atomic(history, exp_dir / "history.csv")
     io.write_csv_atomic(iterations, exp_dir / "iterations.csv")
-    io.write_json_atomic(
-        {
-            "experiment": spec.to_dict(),
-            "optimizers": optimizers,
-            "runs": n_runs,
-            "seed": int(seed),
-            "seeds": {str(k): v for k, v in seeds.items()},
-            "hyperparameters": {
-                name: {**{k: v for k, v in hyper[name].items() if k != "source"},
-                       "beta_1": float(spec.beta_1), "epsilon": float(spec.epsilon),
-                       "schedule": spec.schedule,
-                       "source": hyper[name]["source"]}
-                for name in optimizers
-            },
-            "fit_settings": {**FIT_SETTINGS, **(fit_settings or {})},
-            "run_files": [c.stem for c in configs],
-            "trained": trained,
-            "skipped": skipped,
-            "started_at": started_at,
-            "finished_at": io.now_iso(),
-            "provenance": io.provenance(),
+    meta = {
+        "experiment": spec.to_dict(),
+        "optimizers": optimizers,
+        "runs": n_runs,
+        "seed": int(seed),
+        "seeds": {str(k): v for k, v in seeds.items()},
+        "hyperparameters": {
+            name: {**{k: v for k, v in hyper[name].items() if k != "source"},
+                   "beta_1": float(spec.beta_1), "epsilon": float(spec.epsilon),
+                   "schedule": spec.schedule,
+                   "source": hyper[name]["source"]}
+            for name in optimizers
         },
-        exp_dir / "train.json",
-    )
+        "fit_settings": {**FIT_SETTINGS, **(fit_settings or {})},
+        "run_files": [c.stem for c in configs],
+        "trained": trained,
+        "skipped": skipped,
+        "started_at": started_at,
+        "finished_at": io.now_iso(),
+        "provenance": io.provenance(),
+    }
+    # A call that trained nothing only read finished runs back: its own times and provenance would
+    # overwrite those of the calls that trained them, so an otherwise equal train.json is kept.
+    if trained or not io.holds_json(exp_dir / "train.json", meta, ignore=_INVOCATION_KEYS):
+        io.write_json_atomic(meta, exp_dir / "train.json")
     return history
+
+
+# train.json keys that describe the call rather than its runs.
+_INVOCATION_KEYS = ("trained", "skipped", "started_at", "finished_at", "provenance")
+
+
+def _warn(bar, text):
+    """A line on the progress stream (stderr), also when progress lines are off."""
+    if bar:
+        bar.note(text)
+    else:
+        print(text, file=sys.stderr, flush=True)
 
 
 def _sorted(frame, order, last):

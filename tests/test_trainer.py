@@ -3,6 +3,7 @@ divergence, hyperparameter precedence, CLI errors. Fast tests use digits (2 epoc
 ones train on real MNIST."""
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import shutil
@@ -21,6 +22,7 @@ from replication.trainer import (
     HISTORY_COLUMNS,
     ITERATION_COLUMNS,
     _thin_blocks,
+    check_run_files,
     derive_seed,
     read_params_file,
     resolve_hyperparameters,
@@ -152,8 +154,9 @@ def test_rerun_skips_finished_runs_byte_identical(trained):
     seconds = time.perf_counter() - start
     for name, data in before.items():
         assert (out / EXP / name).read_bytes() == data
+    # train.json still describes the call that trained the runs
     meta = json.loads((out / EXP / "train.json").read_text())
-    assert meta["trained"] == [] and len(meta["skipped"]) == 2 * RUNS
+    assert len(meta["trained"]) == 2 * RUNS and meta["skipped"] == []
     assert seconds < 0.25 * first_seconds
 
 
@@ -222,6 +225,123 @@ def test_killed_run_leaves_nothing_and_is_redone_then_force(trained, tmp_path):
     assert len(meta["trained"]) == 1 and meta["skipped"] == []
     assert (json.loads(sidecar.read_text())["started_at"], sidecar.stat().st_mtime_ns) != first
     pd.testing.assert_frame_equal(again[LOSS_COLUMNS], history[LOSS_COLUMNS])
+
+
+def _sha256s(folder):
+    """sha256 of every file under ``folder``, by relative path."""
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(Path(folder).rglob("*")) if p.is_file()}
+
+
+def test_reading_back_finished_runs_leaves_every_file_byte_identical(tmp_path):
+    """A call that trains nothing rewrites nothing: history.csv, iterations.csv, the run files and
+    train.json (whose times and provenance are those of the call that trained) stay as they were."""
+    argv = ["train", EXP, "--runs", "1", "--epochs", "2", "--optimizers", "adam", "--out", str(tmp_path)]
+    assert cli.main(argv) == 0
+    before = _sha256s(tmp_path)
+    assert {"digits-logreg/history.csv", "digits-logreg/iterations.csv", "digits-logreg/train.json"} <= set(before)
+    time.sleep(1.1)  # a rewritten train.json would carry another time
+    assert cli.main(argv) == 0
+    assert _sha256s(tmp_path) == before
+
+
+def _damaged_copy(trained, tmp_path, optimizer, run, damage):
+    """A copy of the module fixture's results with ``damage(runs_dir, stem)`` done to one run."""
+    out = tmp_path / "out"
+    shutil.copytree(trained[0], out)
+    runs_dir = out / EXP / "runs"
+    stem = next(runs_dir.glob(f"{optimizer}-bcon-run{run}-*.json")).stem
+    damage(runs_dir, stem)
+    return out, stem
+
+
+def _rerun_and_check(out, trained, capsys, message):
+    """Rerun the fixture's command: only the damaged run is retrained, saying ``message``, and the
+    history equals the fixture's (training is deterministic) with no NaN."""
+    capsys.readouterr()
+    assert _cli_train(out) == 0
+    err = capsys.readouterr().err
+    assert message in err and err.count("retraining") == 1
+    assert err.count("already done, skipped") == 2 * RUNS - 1
+    history = pd.read_csv(out / EXP / "history.csv")
+    reference = pd.read_csv(trained[0] / EXP / "history.csv")
+    assert len(history) == 2 * RUNS * EPOCHS and not history[LOSS_COLUMNS].isna().any().any()
+    pd.testing.assert_frame_equal(history[LOSS_COLUMNS], reference[LOSS_COLUMNS])
+    return err
+
+
+def test_truncated_run_csv_is_retrained_with_a_message(trained, tmp_path, capsys):
+    def truncate(runs_dir, stem):  # `head -n 2 run.csv > tmp && mv tmp run.csv`
+        path = runs_dir / f"{stem}.csv"
+        path.write_text("".join(path.read_text().splitlines(keepends=True)[:2]))
+
+    out, stem = _damaged_copy(trained, tmp_path, "adam", 1, truncate)
+    _rerun_and_check(out, trained, capsys,
+                     f"adam run 1: runs/{stem}.csv has 1 rows, its sidecar says {EPOCHS}; retraining")
+
+
+def test_edited_value_with_the_same_rows_is_retrained(trained, tmp_path, capsys):
+    def edit(runs_dir, stem):
+        path = runs_dir / f"{stem}.csv"
+        frame = pd.read_csv(path)
+        frame.loc[0, "test_accuracy"] = 0.123
+        frame.to_csv(path, index=False)
+
+    out, stem = _damaged_copy(trained, tmp_path, "amsgrad", 0, edit)
+    _rerun_and_check(out, trained, capsys,
+                     f"amsgrad run 0: runs/{stem}.csv differs from the file its sidecar records (sha256); retraining")
+
+
+def test_truncated_iterations_csv_is_retrained(trained, tmp_path, capsys):
+    def truncate(runs_dir, stem):
+        path = runs_dir / f"{stem}.iterations.csv"
+        lines = path.read_text().splitlines(keepends=True)
+        path.write_text("".join(lines[:-3]))
+
+    out, stem = _damaged_copy(trained, tmp_path, "adam", 0, truncate)
+    rows = len(pd.read_csv(trained[0] / EXP / "runs" / f"{stem}.iterations.csv"))
+    _rerun_and_check(out, trained, capsys, f"adam run 0: runs/{stem}.iterations.csv has {rows - 3} rows, "
+                     f"its sidecar says {rows}; retraining")
+
+
+def test_legacy_sidecars_without_checksums_are_read_back_when_consistent(tmp_path, capsys):
+    """Sidecars written before checksums (the committed results) are held to what they say: a
+    finished run's files are skipped, a diverged run's NaN losses included; a run CSV holding fewer
+    rows than ``epochs_completed`` is retrained."""
+    out = tmp_path / "out"
+    common = dict(optimizers=["adam", "amsgrad"], runs=1, epochs=EPOCHS, out_dir=out, schedule="constant")
+    # α = 1e38 for adam only (a params file): it diverges in its first epoch.
+    params = {"adam": {"learning_rate": 1e38}}
+    train_experiment(EXP, **common, params=params, progress=False)
+    runs_dir = out / EXP / "runs"
+    for path in runs_dir.glob("*.json"):
+        sidecar = json.loads(path.read_text())
+        sidecar.pop("files", None)  # as written before checksums
+        path.write_text(json.dumps(sidecar))
+    diverged = json.loads(next(runs_dir.glob("adam-*.json")).read_text())
+    assert diverged["diverged"] and pd.read_csv(next(runs_dir.glob("adam-*[0-9a-f].csv")))["loss"].isna().any()
+    capsys.readouterr()
+    train_experiment(EXP, **common, params=params)
+    err = capsys.readouterr().err
+    assert err.count("already done, skipped") == 2 and "retraining" not in err
+
+    amsgrad = next(runs_dir.glob("amsgrad-*.json"))
+    csv = amsgrad.with_suffix(".csv")
+    csv.write_text("".join(csv.read_text().splitlines(keepends=True)[:2]))
+    train_experiment(EXP, **common, params=params)
+    err = capsys.readouterr().err
+    assert f"amsgrad run 0: runs/{csv.name} has 1 rows, its sidecar says {EPOCHS}; retraining" in err
+    assert len(pd.read_csv(csv)) == EPOCHS and "files" in json.loads(amsgrad.read_text())
+
+
+def test_committed_runs_verify_as_finished():
+    """Every run committed under results/ is read back, not retrained, by a fresh clone (read-only)."""
+    sidecars = sorted((Path(__file__).resolve().parents[1] / "results").glob("*/runs/*.json"))
+    assert len(sidecars) > 40
+    for path in sidecars:
+        sidecar = json.loads(path.read_text())
+        stem = path.with_suffix("")
+        assert check_run_files(Path(f"{stem}.csv"), Path(f"{stem}.iterations.csv"), sidecar) is None, path
 
 
 class _KillAfterEpoch:
@@ -524,9 +644,10 @@ def test_cli_mnist_cnn_adamax_without_bias_correction(tmp_path, capsys):
     # The sidecar records the resolved spec; rerunning skips the finished run.
     sidecar = json.loads(next((out / "mnist-cnn" / "runs").glob("adamax-bcoff-run0-*.json")).read_text())
     assert sidecar["config"]["epsilon"] == 1e-8 and sidecar["spec"]["published"]["adamax"] == 0.9909
+    capsys.readouterr()
     assert cli.main(argv) == 0
-    assert json.loads((out / "mnist-cnn" / "train.json").read_text())["skipped"] == [sidecar["config"]["optimizer"]
-                                                                                     + "-bcoff-run0-" + sidecar["run_id"]]
+    lines = capsys.readouterr().err.splitlines()
+    assert [line for line in lines if "adamax run 0 (seed" in line][0].endswith("(already done, skipped)")
 
 
 def test_linear_decay_and_flip_through_the_trainer(tmp_path):

@@ -86,15 +86,45 @@ def write_npz_atomic(arrays: dict, path) -> Path:
     return _write_atomic(path, lambda handle: np.savez(handle, **arrays), binary=True)
 
 
+def _not_utf8(path, exc: UnicodeDecodeError, todo: str) -> UserError:
+    byte = exc.object[exc.start:exc.start + 1].hex()
+    return UserError(f"{path} is not UTF-8 text (byte 0x{byte} at position {exc.start}); {todo}")
+
+
 def read_json(path):
-    """Load JSON; a malformed file is a :class:`UserError` naming it."""
+    """Load JSON; a malformed, unreadable or non-UTF-8 file is a :class:`UserError` naming it."""
     try:
         with open(path, encoding="utf-8") as handle:
             return json.load(handle)
     except FileNotFoundError:
         raise UserError(f"file not found: {path}") from None
+    except UnicodeDecodeError as exc:
+        raise _not_utf8(path, exc, "save it as UTF-8, or delete it if a command wrote it and rerun "
+                                   "that command") from None
     except json.JSONDecodeError as exc:
         raise UserError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}); fix or delete it") from None
+    except OSError as exc:
+        raise UserError(f"cannot read {path} ({exc.strerror or exc}); make it a readable file") from None
+
+
+def read_csv(path, **kwargs):
+    """``pandas.read_csv(path, **kwargs)``; an empty, malformed, unreadable or non-UTF-8 file is a
+    :class:`UserError` naming it (every CSV read here is one a command wrote)."""
+    import pandas as pd
+
+    todo = "delete it and rerun the command that writes it"
+    try:
+        return pd.read_csv(path, **kwargs)
+    except UnicodeDecodeError as exc:
+        raise _not_utf8(path, exc, todo) from None
+    except pd.errors.EmptyDataError:
+        raise UserError(f"{path} is empty; {todo}") from None
+    except pd.errors.ParserError as exc:
+        raise UserError(f"{path} is not a valid CSV ({exc}); {todo}") from None
+    except FileNotFoundError:
+        raise UserError(f"file not found: {path}") from None
+    except OSError as exc:
+        raise UserError(f"cannot read {path} ({exc.strerror or exc}); make it a readable file") from None
 
 
 def package_versions() -> dict:

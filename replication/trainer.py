@@ -271,7 +271,7 @@ def _is_finished(paths, config) -> bool:
 
 
 def _read_csv(path):
-    return pd.read_csv(path, float_precision="round_trip")
+    return io.read_csv(path, float_precision="round_trip")
 
 
 def train_experiment(

@@ -384,6 +384,20 @@ def test_cli_rejects_malformed_params_file(tmp_path, capsys):
     assert err.count("\n") == 1 and "learning_rate" in err
 
 
+@pytest.mark.parametrize("where", ["params", "best_params"])
+def test_cli_non_utf8_hyperparameter_file_is_one_line_exit_2(where, tmp_path, capsys):
+    """A --params file or <out>/<experiment>/best_params.json saved in another encoding (here:
+    bytes no UTF-8 decoder accepts) is bad input: one line naming the file, exit 2."""
+    out = tmp_path / "out"
+    path = tmp_path / "p.json" if where == "params" else out / EXP / "best_params.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b'\xff\xfe{"adam": {"learning_rate": 0.001}}\n')
+    argv = ["train", EXP, "--out", str(out)] + (["--params", str(path)] if where == "params" else [])
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(path) in err and "UTF-8" in err and "Traceback" not in err
+
+
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.slow
 # mnist-mlp: 97 % after 5 epochs is the median, not a floor: plain Keras (model.fit, built-in Adam,

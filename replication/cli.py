@@ -2,7 +2,9 @@
 
 Each subcommand lives in ``replication/commands/<name>.py`` with ``add_parser(subparsers)`` (which
 sets ``func`` via ``set_defaults``) and ``run(args) -> int``. Bad input raises
-:class:`replication.errors.UserError` (or an argparse error): one line on stderr, exit code 2.
+:class:`replication.errors.UserError` (or an argparse error): one line on stderr, exit code 2; a
+result that cannot be written (disk full, permissions) raises :class:`replication.errors.OutputError`:
+one line, exit code 1. No traceback either way; see :func:`main` for every exit code.
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import importlib
 import os
 import sys
 
-from .errors import UserError
+from .errors import DISK_FULL, OutputError, UserError, write_failed
 
 # Order = order in `replicate --help`.
 COMMANDS = ("demo", "synthetic", "experiments", "train", "gridsearch", "report")
@@ -74,6 +76,16 @@ def main(argv=None) -> int:
     except UserError as exc:
         sys.stderr.write(f"replicate {args.command}: error: {exc}\n")
         return 2
+    except OutputError as exc:
+        sys.stderr.write(f"replicate {args.command}: error: {exc}\n")
+        return 1
+    except OSError as exc:
+        # A full disk can stop any write, not only ours (Keras's and matplotlib's caches, TF's
+        # temp files): still one line. Other OSErrors are bugs and keep their traceback.
+        if exc.errno not in DISK_FULL:
+            raise
+        sys.stderr.write(f"replicate {args.command}: error: {write_failed(exc.filename, exc)}\n")
+        return 1
     except KeyboardInterrupt:
         sys.stderr.write(f"replicate {args.command}: interrupted; rerun the same command to resume\n")
         return 130

@@ -12,7 +12,7 @@ import tempfile
 from importlib import metadata
 from pathlib import Path
 
-from .errors import UserError
+from .errors import UserError, write_failed
 
 PACKAGES = ("tensorflow", "keras", "scikeras", "scikit-learn", "numpy", "pandas", "jax", "torch")
 
@@ -33,10 +33,14 @@ def ensure_dir(path) -> Path:
 
 
 def _write_atomic(path, write, binary=False) -> Path:
+    """Write ``path`` via temp file + rename, making its folder if needed. Any OSError (disk full,
+    quota, permissions, read-only file system) is an :class:`OutputError` naming ``path``; the
+    temp file is removed and an older ``path`` is left as it was."""
     path = Path(path)
-    ensure_dir(path.parent)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with (os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", newline="", encoding="utf-8")) as handle:
             write(handle)
             handle.flush()
@@ -44,11 +48,14 @@ def _write_atomic(path, write, binary=False) -> Path:
         # mkstemp makes the file 0600; results are shared (clusters, repos): honour the umask.
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+    except BaseException as exc:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        if isinstance(exc, OSError):
+            raise write_failed(path, exc) from None
         raise
     return path
 

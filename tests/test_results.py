@@ -308,3 +308,28 @@ def test_read_csv_of_non_utf8_file_is_a_user_error_naming_it(tmp_path):
         results.load_synthetic(path)
     message = str(info.value)
     assert str(path) in message and "UTF-8" in message and "\n" not in message
+
+
+@pytest.mark.parametrize("code, needle", [("ENOSPC", "disk full"), ("EDQUOT", "disk full"),
+                                          ("EACCES", "cannot write"), ("EROFS", "cannot write")])
+def test_failed_atomic_write_is_a_one_line_output_error(code, needle, tmp_path, monkeypatch):
+    """An OSError while writing a result (disk full, quota, permissions, read-only file system)
+    becomes an OutputError naming the file and saying what to do; no temp file is left behind."""
+    import errno
+    import os
+
+    from replication import io
+    from replication.errors import OutputError
+
+    number = getattr(errno, code)
+
+    def failing_fsync(fd):
+        raise OSError(number, os.strerror(number))
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    with pytest.raises(OutputError) as info:
+        io.write_csv_atomic(pd.DataFrame({"a": [1]}), tmp_path / "history.csv")
+    message = str(info.value)
+    assert needle in message and str(tmp_path / "history.csv") in message and "\n" not in message
+    assert "rerun the same command" in message and os.strerror(number) in message
+    assert list(tmp_path.iterdir()) == []

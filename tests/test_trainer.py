@@ -398,6 +398,48 @@ def test_cli_non_utf8_hyperparameter_file_is_one_line_exit_2(where, tmp_path, ca
     assert err.count("\n") == 1 and str(path) in err and "UTF-8" in err and "Traceback" not in err
 
 
+def test_cli_disk_full_is_one_line_and_finished_runs_are_kept(tmp_path, capsys, monkeypatch):
+    """No space left while writing history.csv (after both runs finished): one line naming the
+    file and saying to free space and rerun, exit 1; the finished runs' files stay, with no temp
+    files, and the same command rerun skips them and writes history.csv."""
+    import errno
+    import os
+    import tempfile
+
+    names, real_mkstemp, real_fsync = {}, tempfile.mkstemp, os.fsync
+
+    def mkstemp(*args, **kwargs):
+        fd, name = real_mkstemp(*args, **kwargs)
+        names[fd] = os.path.basename(name)
+        return fd, name
+
+    def fsync(fd):
+        if names.get(fd, "").startswith(".history.csv."):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_fsync(fd)
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    monkeypatch.setattr(os, "fsync", fsync)
+    out = tmp_path / "out"
+    argv = ["train", EXP, "--runs", "1", "--epochs", "1", "--out", str(out)]
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "Traceback" not in "\n".join(err)
+    message = err[-1]  # after the progress lines of the two runs
+    assert message.startswith("replicate train: error: disk full")
+    assert str(out / EXP / "history.csv") in message and "free" in message and "rerun the same command" in message
+    runs = sorted(p.name for p in (out / EXP / "runs").iterdir())
+    assert len(runs) == 2 * 3 and not [n for n in runs if n.endswith(".tmp") or "checkpoint" in n]
+    assert not (out / EXP / "history.csv").exists()
+    assert [p.name for p in (out / EXP).iterdir() if p.name.startswith(".")] == []
+
+    monkeypatch.undo()
+    assert cli.main(argv) == 0
+    err = capsys.readouterr().err
+    assert err.count("already done, skipped") == 2
+    assert len(pd.read_csv(out / EXP / "history.csv")) == 2
+
+
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.slow
 # mnist-mlp: 97 % after 5 epochs is the median, not a floor: plain Keras (model.fit, built-in Adam,

@@ -66,6 +66,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """Run one subcommand; the exit code. 0: done; 1: a result could not be written (disk full,
+    permissions: :class:`OutputError`); 2: bad input (:class:`UserError`, usage); 130: Ctrl-C;
+    141: stdout or stderr was closed by its reader (`replicate experiments | head -1`)."""
+    try:
+        try:
+            return _main(argv)
+        finally:
+            # Output to a pipe is buffered: flush it here, so that a reader that went away shows
+            # up as the BrokenPipeError handled below, not at interpreter exit ("Exception ignored").
+            sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader of stdout or stderr is gone (`| head -1`): nobody is left to tell, so end
+        # quietly. Both descriptors point at /dev/null from here, so that the interpreter's own
+        # final flush has somewhere to go. 141 = 128 + SIGPIPE, the status of a program the
+        # signal ended: `set -o pipefail` scripts see the output was cut short, as with `yes | head`.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.dup2(devnull, sys.stderr.fileno())
+        os.close(devnull)
+        return 141
+
+
+def _main(argv) -> int:
     _quiet_tensorflow()
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -5,6 +5,7 @@ This module and the CLI are the only places that touch the filesystem.
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import json
 import os
 import platform
@@ -17,12 +18,17 @@ from .errors import UserError, write_failed
 PACKAGES = ("tensorflow", "keras", "scikeras", "scikit-learn", "numpy", "pandas", "jax", "torch")
 
 
-def ensure_dir(path) -> Path:
-    """Create ``path`` (and parents); a folder that cannot be made or written is a :class:`UserError`."""
+def check_writable(path) -> Path:
+    """Fail early, creating nothing, when results cannot be written under ``path``: the folder, or
+    while it does not exist its nearest existing ancestor, must be a folder that takes a new file.
+    A :class:`UserError` otherwise. Folders are made by the first write that needs them (a start
+    that fails before writing anything leaves no empty folders behind)."""
     path = Path(path)
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-", delete=True)
+        existing = next(p for p in (path.absolute(), *path.absolute().parents) if p.exists())
+        if not existing.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
+        probe = tempfile.NamedTemporaryFile(dir=existing, prefix=".write-test-", delete=True)
         probe.close()
     except OSError as exc:
         raise UserError(

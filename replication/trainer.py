@@ -329,8 +329,10 @@ def train_experiment(
     model_kwargs = spec.builder_kwargs
     n_runs = int(spec.runs)
 
-    exp_dir = io.ensure_dir(Path(out_dir) / spec.name)
-    runs_dir = io.ensure_dir(exp_dir / "runs")
+    # Checked, not made: the first finished run's files make the folders, so a start that fails
+    # (missing data, bad params file) leaves no empty <out>/<experiment>/runs/ behind.
+    exp_dir = io.check_writable(Path(out_dir) / spec.name)
+    runs_dir = exp_dir / "runs"
     if isinstance(params, (str, Path)):
         params = read_params_file(params)
     best_path = exp_dir / "best_params.json"

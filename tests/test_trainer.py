@@ -440,6 +440,28 @@ def test_cli_disk_full_is_one_line_and_finished_runs_are_kept(tmp_path, capsys, 
     assert len(pd.read_csv(out / EXP / "history.csv")) == 2
 
 
+@pytest.mark.parametrize("data", ["missing", "corrupt"])
+def test_cli_failed_start_creates_no_folders(data, tmp_path, capsys):
+    """A start that fails on its data (missing folder, corrupt file) leaves no empty
+    <out>/<experiment>/runs/ behind: --out is not created at all."""
+    data_dir = tmp_path / "data"
+    if data == "corrupt":
+        data_dir.mkdir()
+        (data_dir / "mnist.npz").write_bytes(b"not a zip file")
+    out = tmp_path / "new"
+    code = cli.main(["train", "mnist-logreg", "--data-dir", str(data_dir), "--out", str(out)])
+    assert code == 2 and capsys.readouterr().err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_cli_unwritable_out_is_one_line_exit_2(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert cli.main(["train", EXP, "--out", str(blocker / "sub")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--out" in err
+
+
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.slow
 # mnist-mlp: 97 % after 5 epochs is the median, not a floor: plain Keras (model.fit, built-in Adam,

@@ -92,7 +92,8 @@ def run(args) -> int:
 
     if args.setting == "cyclic" and any(c <= 2 for c in args.C):
         raise UserError(f"--C must be > 2 for the §3 family, got {' '.join(f'{c:g}' for c in args.C)}")
-    out = io.ensure_dir(Path(args.out) / "synthetic")
+    # Checked, not made: the first finished sweep makes the folder (none if the first is interrupted).
+    out = io.check_writable(Path(args.out) / "synthetic")
     csv_path, json_path = out / "trajectories.csv", out / "trajectories.json"
     existing = results.load_synthetic(csv_path) if csv_path.exists() else None
     if existing is not None:

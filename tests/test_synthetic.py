@@ -240,6 +240,16 @@ def test_unwritable_out_is_one_line_exit_2(tmp_path, capsys):
     assert len(err) == 1 and "--out" in err[0]
 
 
+def test_negative_seed_is_one_line_exit_2_and_creates_nothing(tmp_path, capsys):
+    out = tmp_path / "new"
+    with pytest.raises(SystemExit) as info:
+        main(["synthetic", "--setting", "stochastic", "--seeds", "-1", "--steps", "10", "--out", str(out)])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--seeds" in err
+    assert not out.exists()
+
+
 def test_interrupted_first_sweep_leaves_no_folders(tmp_path, capsys, monkeypatch):
     """Ctrl-C before any sweep finished: nothing to keep, so no empty <out>/synthetic/ either."""
     from replication import synthetic

@@ -5,7 +5,7 @@ import sys
 import time
 from pathlib import Path
 
-from ._args import add_out, beta, on_off, positive_float, positive_int
+from ._args import add_out, beta, nonnegative_int, on_off, positive_float, positive_int
 
 # The α grid of the search (1-2-5 steps, 0.001 to 10). The paper gives no range; 0.001 is the
 # reproduction's α (0.001/√t) and 10 the smallest upper end the issue asked for: AMSGrad's best α
@@ -39,7 +39,7 @@ def add_parser(sub):
     p.add_argument("--beta2", type=beta, default=None,
                    help="default 0.99; 1/(1+C²) for the §3 family (Reddi et al. Theorem 1)")
     p.add_argument("--bias-correction", type=on_off, default=True, metavar="on|off")
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4],
+    p.add_argument("--seeds", nargs="+", type=nonnegative_int, default=[0, 1, 2, 3, 4],
                    help="seeds of the stochastic draws (online/cyclic are deterministic: first seed only)")
     p.add_argument("--C", nargs="+", type=positive_float, default=[3.0],
                    help="C of the §3 'cyclic' family, one or more (each > 2; default 3)")

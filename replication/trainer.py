@@ -60,6 +60,7 @@ import pandas as pd
 from . import io
 from .errors import UserError
 from .experiments import loss_identity
+from .hyperparameters import DECAY_RATE_RANGE, is_decay_rate
 from .optimizers import OPTIMIZERS
 from .progress import Progress, format_seconds
 from .run import (  # noqa: F401 - one run lives in replication.run; re-exported for callers
@@ -160,8 +161,8 @@ def _validate_hyper(values: dict, where: str) -> dict:
             raise UserError(f"{where}: {key} must be a number, got {value!r}") from None
         if key == "learning_rate" and not (value > 0 and math.isfinite(value)):
             raise UserError(f"{where}: learning_rate must be a positive number, got {value}")
-        if key == "beta_2" and not 0.0 <= value < 1.0:
-            raise UserError(f"{where}: beta_2 must be in [0, 1), got {value}")
+        if key == "beta_2" and not is_decay_rate(value):
+            raise UserError(f"{where}: beta_2 must be in {DECAY_RATE_RANGE}, got {value}")
         out[key] = value
     return out
 

@@ -190,7 +190,7 @@ def test_dask_local_cluster_matches_loky(searched, digits):
         (["--learning-rates", "-0.1"], "learning rate"),
         (["--learning-rates", "inf"], "learning rate"),
         (["--beta2s", "1"], "beta_2"),
-        (["--beta2s", "0"], "beta_2"),
+        (["--beta2s", "-0.1"], "beta_2"),
         (["--beta2s", "1.5"], "beta_2"),
         (["--optimizers", "sgd"], "unknown optimizer"),
     ],

@@ -31,6 +31,7 @@ import warnings
 import numpy as np
 
 from replication.experiments import loss_identity
+from replication.hyperparameters import DECAY_RATE_RANGE, is_decay_rate
 
 __all__ = [
     "DEFAULT_LEARNING_RATES",
@@ -87,8 +88,8 @@ def validate_grid(optimizers, learning_rates, beta_2s):
         if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
             raise ValueError(f"learning rate must be a positive finite number, got {value!r}")
     for value in beta_2s:
-        if not (isinstance(value, (int, float)) and 0.0 < value < 1.0):
-            raise ValueError(f"beta_2 must be in (0, 1), got {value!r}")
+        if not is_decay_rate(value):
+            raise ValueError(f"beta_2 must be in {DECAY_RATE_RANGE}, got {value!r}")
     if not (optimizers and learning_rates and beta_2s):
         raise ValueError("the grid is empty; give at least one optimizer, learning rate and beta_2")
 

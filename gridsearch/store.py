@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from replication.io import read_json, write_csv_atomic, write_json_atomic, write_text_atomic
+from replication.io import read_csv, read_json, write_csv_atomic, write_json_atomic, write_text_atomic
 
 __all__ = ["PointStore", "check_point_record", "check_fold_record", "write_search_outputs", "write_table",
            "collect_table"]
@@ -167,7 +167,7 @@ def write_search_outputs(frame, experiment_dir, *, sidecar=None):
     csv_path = experiment_dir / "gridsearch.csv"
     merged = frame
     if csv_path.exists():
-        old = pd.read_csv(csv_path, float_precision="round_trip")  # rewritten byte for byte
+        old = read_csv(csv_path, float_precision="round_trip")  # rewritten byte for byte
         if "optimizer" in old.columns:
             old = old[~old["optimizer"].isin(set(frame["optimizer"]))]
             if not old.empty:

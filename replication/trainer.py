@@ -64,6 +64,7 @@ import pandas as pd
 from . import io
 from .errors import UserError
 from .experiments import loss_identity
+from .hyperparameters import DECAY_RATE_RANGE, is_decay_rate
 from .optimizers import OPTIMIZERS
 from .progress import Progress, format_seconds
 from .run import (  # noqa: F401 - one run lives in replication.run; re-exported for callers
@@ -164,8 +165,8 @@ def _validate_hyper(values: dict, where: str) -> dict:
             raise UserError(f"{where}: {key} must be a number, got {value!r}") from None
         if key == "learning_rate" and not (value > 0 and math.isfinite(value)):
             raise UserError(f"{where}: learning_rate must be a positive number, got {value}")
-        if key == "beta_2" and not 0.0 <= value < 1.0:
-            raise UserError(f"{where}: beta_2 must be in [0, 1), got {value}")
+        if key == "beta_2" and not is_decay_rate(value):
+            raise UserError(f"{where}: beta_2 must be in {DECAY_RATE_RANGE}, got {value}")
         out[key] = value
     return out
 
@@ -370,7 +371,7 @@ def _check_legacy_run(csv_path, it_path, sidecar) -> str | None:
 
 
 def _read_csv(path):
-    return pd.read_csv(path, float_precision="round_trip")
+    return io.read_csv(path, float_precision="round_trip")
 
 
 def train_experiment(
@@ -428,8 +429,10 @@ def train_experiment(
     model_kwargs = spec.builder_kwargs
     n_runs = int(spec.runs)
 
-    exp_dir = io.ensure_dir(Path(out_dir) / spec.name)
-    runs_dir = io.ensure_dir(exp_dir / "runs")
+    # Checked, not made: the first finished run's files make the folders, so a start that fails
+    # (missing data, bad params file) leaves no empty <out>/<experiment>/runs/ behind.
+    exp_dir = io.check_writable(Path(out_dir) / spec.name)
+    runs_dir = exp_dir / "runs"
     params_path = None
     if isinstance(params, (str, Path)):
         params_path, params = params, read_params_file(params)

@@ -296,7 +296,7 @@ def test_dask_local_cluster_matches_loky(searched, digits):
         (["--learning-rates", "-0.1"], "learning rate"),
         (["--learning-rates", "inf"], "learning rate"),
         (["--beta2s", "1"], "beta_2"),
-        (["--beta2s", "0"], "beta_2"),
+        (["--beta2s", "-0.1"], "beta_2"),
         (["--beta2s", "1.5"], "beta_2"),
         (["--optimizers", "sgd"], "unknown optimizer"),
     ],
@@ -306,6 +306,28 @@ def test_bad_grid_values_exit_2_with_one_line(argv, needle, tmp_path, capsys):
     assert code == 2
     assert len(err.strip().splitlines()) == 1 and needle in err and "Traceback" not in err
     assert not (tmp_path / EXPERIMENT).exists()
+
+
+@pytest.mark.parametrize("data", ["missing", "corrupt"])
+def test_failed_start_creates_no_folders(data, tmp_path, capsys):
+    """A search that fails on its data (missing folder, corrupt file) leaves no empty
+    <out>/<experiment>/ behind: --out is not created at all."""
+    data_dir = tmp_path / "data"
+    if data == "corrupt":
+        data_dir.mkdir()
+        (data_dir / "mnist.npz").write_bytes(b"not a zip file")
+    out = tmp_path / "new"
+    assert main(["gridsearch", "mnist-logreg", "--data-dir", str(data_dir), "--out", str(out)]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_unwritable_out_is_one_line_exit_2(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert main(["gridsearch", EXPERIMENT, "--out", str(blocker / "sub")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--out" in err
 
 
 def test_unknown_experiment_and_malformed_number_exit_2(tmp_path, capsys):

@@ -342,6 +342,30 @@ def test_unwritable_out_is_one_line_exit_2(tmp_path, capsys):
     assert len(err) == 1 and "--out" in err[0]
 
 
+def test_negative_seed_is_one_line_exit_2_and_creates_nothing(tmp_path, capsys):
+    out = tmp_path / "new"
+    with pytest.raises(SystemExit) as info:
+        main(["synthetic", "--setting", "stochastic", "--seeds", "-1", "--steps", "10", "--out", str(out)])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--seeds" in err
+    assert not out.exists()
+
+
+def test_interrupted_first_sweep_leaves_no_folders(tmp_path, capsys, monkeypatch):
+    """Ctrl-C before any sweep finished: nothing to keep, so no empty <out>/synthetic/ either."""
+    from replication import synthetic
+
+    def interrupted(config, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(synthetic, "run_synthetic", interrupted)
+    out = tmp_path / "new"
+    assert main(["synthetic", "--steps", "10", "--no-plots", "--out", str(out)]) == 130
+    assert "interrupted" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def _hand_gammas(name, bias_correction, coeffs, lr, b1=0.9, b2=0.99, eps=1e-8):
     """Γ_t = √V_t/α_t − √V_{t−1}/α_{t−1} (Reddi et al. eq. 2), t ≥ 2, by hand: V is v (Adam),
     max of v (AMSGrad) or u (AdaMax); α_t the step size including bias-correction factors."""

@@ -527,6 +527,84 @@ def test_cli_rejects_malformed_params_file(tmp_path, capsys):
     assert err.count("\n") == 1 and "learning_rate" in err
 
 
+@pytest.mark.parametrize("where", ["params", "best_params"])
+def test_cli_non_utf8_hyperparameter_file_is_one_line_exit_2(where, tmp_path, capsys):
+    """A --params file or <out>/<experiment>/best_params.json saved in another encoding (here:
+    bytes no UTF-8 decoder accepts) is bad input: one line naming the file, exit 2."""
+    out = tmp_path / "out"
+    path = tmp_path / "p.json" if where == "params" else out / EXP / "best_params.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b'\xff\xfe{"adam": {"learning_rate": 0.001}}\n')
+    argv = ["train", EXP, "--out", str(out)] + (["--params", str(path)] if where == "params" else [])
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(path) in err and "UTF-8" in err and "Traceback" not in err
+
+
+def test_cli_disk_full_is_one_line_and_finished_runs_are_kept(tmp_path, capsys, monkeypatch):
+    """No space left while writing history.csv (after both runs finished): one line naming the
+    file and saying to free space and rerun, exit 1; the finished runs' files stay, with no temp
+    files, and the same command rerun skips them and writes history.csv."""
+    import errno
+    import os
+    import tempfile
+
+    names, real_mkstemp, real_fsync = {}, tempfile.mkstemp, os.fsync
+
+    def mkstemp(*args, **kwargs):
+        fd, name = real_mkstemp(*args, **kwargs)
+        names[fd] = os.path.basename(name)
+        return fd, name
+
+    def fsync(fd):
+        if names.get(fd, "").startswith(".history.csv."):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_fsync(fd)
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    monkeypatch.setattr(os, "fsync", fsync)
+    out = tmp_path / "out"
+    argv = ["train", EXP, "--runs", "1", "--epochs", "1", "--out", str(out)]
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "Traceback" not in "\n".join(err)
+    message = err[-1]  # after the progress lines of the two runs
+    assert message.startswith("replicate train: error: disk full")
+    assert str(out / EXP / "history.csv") in message and "free" in message and "rerun the same command" in message
+    runs = sorted(p.name for p in (out / EXP / "runs").iterdir())
+    assert len(runs) == 2 * 3 and not [n for n in runs if n.endswith(".tmp") or "checkpoint" in n]
+    assert not (out / EXP / "history.csv").exists()
+    assert [p.name for p in (out / EXP).iterdir() if p.name.startswith(".")] == []
+
+    monkeypatch.undo()
+    assert cli.main(argv) == 0
+    err = capsys.readouterr().err
+    assert err.count("already done, skipped") == 2
+    assert len(pd.read_csv(out / EXP / "history.csv")) == 2
+
+
+@pytest.mark.parametrize("data", ["missing", "corrupt"])
+def test_cli_failed_start_creates_no_folders(data, tmp_path, capsys):
+    """A start that fails on its data (missing folder, corrupt file) leaves no empty
+    <out>/<experiment>/runs/ behind: --out is not created at all."""
+    data_dir = tmp_path / "data"
+    if data == "corrupt":
+        data_dir.mkdir()
+        (data_dir / "mnist.npz").write_bytes(b"not a zip file")
+    out = tmp_path / "new"
+    code = cli.main(["train", "mnist-logreg", "--data-dir", str(data_dir), "--out", str(out)])
+    assert code == 2 and capsys.readouterr().err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_cli_unwritable_out_is_one_line_exit_2(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert cli.main(["train", EXP, "--out", str(blocker / "sub")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--out" in err
+
+
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.slow
 # mnist-mlp: 97 % after 5 epochs is the median, not a floor: plain Keras (model.fit, built-in Adam,

@@ -98,15 +98,17 @@ def run(args) -> int:
     from gridsearch.search import SearchSettings, make_grid, resolve_engine, run_grid_search
     from gridsearch.store import PointStore, write_search_outputs, write_table
     from replication.datasets import load_dataset
-    from replication.io import ensure_dir, holds_json, now_iso, provenance
+    from replication.io import check_writable, holds_json, now_iso, provenance
     from replication.progress import Progress
 
     try:
         engine = resolve_engine(spec, args.engine, halving=args.halving, backend=args.backend)
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    out = ensure_dir(args.out)
-    experiment_dir = ensure_dir(Path(out) / spec.name)
+    # Checked, not made: the first finished point makes the folders, so a start that fails (missing
+    # or corrupt data) leaves no empty <out>/<experiment>/ behind.
+    out = check_writable(args.out)
+    experiment_dir = check_writable(Path(out) / spec.name)
     bias = {None: (None,), "on": (True,), "off": (False,), "both": (True, False)}[args.bias_correction]
     points = make_grid(args.optimizers, args.learning_rates, args.beta2s, bias)
     data = load_dataset(spec.dataset, args.data_dir)

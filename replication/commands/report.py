@@ -26,13 +26,13 @@ def add_parser(sub):
 def run(args) -> int:
     from .. import report
     from ..errors import UserError
-    from ..io import ensure_dir, write_text_atomic
+    from ..io import check_writable, write_text_atomic
 
     out = Path(args.out)
     if not out.is_dir():
         raise UserError(f"results folder {str(out)!r} does not exist; run `replicate demo --out {out}` "
                         "or pass the folder with --out")
-    ensure_dir(out)
+    check_writable(out)
     data = report.collect(out)
     if not data["experiments"] and data["synthetic"] is None:
         raise UserError(f"no results under {out} (no synthetic/trajectories.csv, no <experiment>/history.csv); "

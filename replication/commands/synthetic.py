@@ -6,7 +6,7 @@ import sys
 import time
 from pathlib import Path
 
-from ._args import add_out, beta, on_off, positive_float, positive_int
+from ._args import add_out, beta, nonnegative_int, on_off, positive_float, positive_int
 
 # The α grid of the search (1-2-5 steps, 0.001 to 10). The paper gives no range; 0.001 is the
 # reproduction's α (0.001/√t) and 10 the smallest upper end the issue asked for: AMSGrad's best α
@@ -40,7 +40,7 @@ def add_parser(sub):
     p.add_argument("--beta2", type=beta, default=None,
                    help="default 0.99; 1/(1+C²) for the §3 family (Reddi et al. Theorem 1)")
     p.add_argument("--bias-correction", type=on_off, default=True, metavar="on|off")
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4],
+    p.add_argument("--seeds", nargs="+", type=nonnegative_int, default=[0, 1, 2, 3, 4],
                    help="seeds of the stochastic draws (online/cyclic are deterministic: first seed only)")
     p.add_argument("--C", nargs="+", type=positive_float, default=[3.0],
                    help="C of the §3 'cyclic' family, one or more (each > 2; default 3)")
@@ -167,7 +167,8 @@ def run(args) -> int:
 
     if args.setting == "cyclic" and any(c <= 2 for c in args.C):
         raise UserError(f"--C must be > 2 for the §3 family, got {' '.join(f'{c:g}' for c in args.C)}")
-    out = io.ensure_dir(Path(args.out) / "synthetic")
+    # Checked, not made: the first finished sweep makes the folder (none if the first is interrupted).
+    out = io.check_writable(Path(args.out) / "synthetic")
     csv_path, json_path = out / "trajectories.csv", out / "trajectories.json"
     existing = results.load_synthetic(csv_path) if csv_path.exists() else None
     if existing is not None:

@@ -24,12 +24,14 @@ import json
 import logging
 import math
 import os
+import sys
 import time
 import warnings
 
 import numpy as np
 
 from replication.experiments import loss_identity
+from replication.hyperparameters import DECAY_RATE_RANGE, is_decay_rate
 
 __all__ = [
     "DEFAULT_LEARNING_RATES",
@@ -86,8 +88,8 @@ def validate_grid(optimizers, learning_rates, beta_2s):
         if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
             raise ValueError(f"learning rate must be a positive finite number, got {value!r}")
     for value in beta_2s:
-        if not (isinstance(value, (int, float)) and 0.0 < value < 1.0):
-            raise ValueError(f"beta_2 must be in (0, 1), got {value!r}")
+        if not is_decay_rate(value):
+            raise ValueError(f"beta_2 must be in {DECAY_RATE_RANGE}, got {value!r}")
     if not (optimizers and learning_rates and beta_2s):
         raise ValueError("the grid is empty; give at least one optimizer, learning rate and beta_2")
 
@@ -452,7 +454,8 @@ def run_grid_search(
         estimator_kwargs["optimizer__total_steps"] = longest * settings.epochs
     rows = {}
     for point in points:
-        record = None if (force or store is None) else store.load(settings, point)
+        record = None if (force or store is None) else store.load(
+            settings, point, on_damaged=lambda why, point=point: _warn(progress, f"{point.label()}: {why}; recomputing"))
         if record is not None:
             rows[point] = record
     if halving:
@@ -475,7 +478,7 @@ def run_grid_search(
             if progress is not None:
                 loss = row["mean_val_loss"]
                 message = f"{point.label()} val loss {'diverged' if row['diverged'] else f'{loss:.4f}'}"
-                progress.note(message) if counted else progress.update(message, n=settings.cv)
+                progress.note(message, eta=True) if counted else progress.update(message, n=settings.cv)
 
     if todo and engine == "stacked":
         _run_stacked(spec, settings, X, y, todo, store=store, force=force, progress=progress,
@@ -508,13 +511,24 @@ def _missing_on_fold(chunk, k, results, settings, *, store, force, progress):
     """Read back the stored fold-``k`` results of ``chunk`` into ``results``; return the points
     that still lack fold ``k`` (progress counts the others as skipped)."""
     for point in chunk:
-        stored = None if (force or store is None) else store.load_fold(settings, point, k)
+        stored = None if (force or store is None) else store.load_fold(
+            settings, point, k,
+            on_damaged=lambda why, point=point: _warn(progress, f"{point.label()} fold {k + 1}/{settings.cv}: "
+                                                                f"{why}; recomputing"))
         if stored is not None:
             results[point][k] = stored
     missing = [p for p in chunk if k not in results[p]]
     if progress is not None and len(missing) < len(chunk):
         progress.skip(n=len(chunk) - len(missing))
     return missing
+
+
+def _warn(progress, text):
+    """A line on the progress stream (stderr), also when progress lines are off (``--quiet``)."""
+    if progress is not None:
+        progress.note(text)
+    else:
+        print(text, file=sys.stderr, flush=True)
 
 
 def _search_by_fold(spec, settings, X, y, optimizer, chunk, jobs, estimator_kwargs, *, store, force, progress,
@@ -590,7 +604,7 @@ def _run_stacked(spec, settings, X, y, todo, *, store, force, progress, estimato
                     epochs_run = max(r["epochs_run"] for r in fold)
                     label = optimizer if bias_correction is None else f"{optimizer} bias-correction={'on' if bias_correction else 'off'}"
                     progress.update(f"{label} fold {k + 1}/{settings.cv}: {len(missing)} points at once, "
-                                    f"{epochs_run} epochs, {span}", n=len(missing))
+                                    f"{epochs_run} epoch{'s' if epochs_run != 1 else ''}, {span}", n=len(missing))
             finish({point: _row_from_folds(point, settings, results[point]) for point in chunk}, counted=True)
 
 

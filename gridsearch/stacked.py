@@ -44,6 +44,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from replication.hyperparameters import DECAY_RATE_RANGE, is_decay_rate
 from replication.optimizers import AdaMax, Adam, AMSGrad, make_schedule
 
 from .estimator import cross_entropy, fit_callbacks, predict_proba_eager
@@ -174,8 +175,8 @@ class _PerMember:
             raise ValueError("give one learning rate and one beta_2 per member")
         if not (np.all(np.isfinite(rates)) and np.all(rates > 0)):
             raise ValueError(f"learning rates must be positive and finite, got {rates.tolist()}")
-        if not (np.all(betas >= 0) and np.all(betas < 1)):
-            raise ValueError(f"beta_2 values must be in [0, 1), got {betas.tolist()}")
+        if not all(is_decay_rate(float(b)) for b in betas):
+            raise ValueError(f"beta_2 values must be in {DECAY_RATE_RANGE}, got {betas.tolist()}")
         super().__init__(learning_rate=make_schedule(1.0, schedule, total_steps=total_steps), beta_2=float(betas[0]),
                          **kwargs)
         self.member_learning_rates = rates

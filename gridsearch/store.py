@@ -4,6 +4,13 @@ A finished point is one JSON file ``<out>/<experiment>/gridsearch_points/<key>.j
 atomically (temp file + rename), so an interrupted search leaves no partial record; the key
 (:meth:`gridsearch.search.SearchSettings.point_key`) names the point and hashes everything that
 decides its result (optimizer, α, β2, bias correction, folds, epochs, loss, schedule, seed, ...).
+
+A record is read back only if it passes :func:`check_point_record` (a fold's,
+:func:`check_fold_record`); a damaged one is recomputed, with a line saying why. These records are
+checked by validation, not by a checksum: the numbers and their record are one file written in one
+atomic rename, so there is no torn pair to detect, only a file cut short or corrupted (it no longer
+parses) or emptied of fields (a hand edit, an older format); a checksum stored in the same file
+would add only a guard against deliberate edits, which can update it too.
 """
 from __future__ import annotations
 
@@ -13,9 +20,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from replication.io import read_json, write_csv_atomic, write_json_atomic, write_text_atomic
+from replication.io import read_csv, read_json, write_csv_atomic, write_json_atomic, write_text_atomic
 
-__all__ = ["PointStore", "write_search_outputs", "write_table", "collect_table"]
+__all__ = ["PointStore", "check_point_record", "check_fold_record", "write_search_outputs", "write_table",
+           "collect_table"]
 
 
 
@@ -28,13 +36,19 @@ class PointStore:
     def path(self, settings, point) -> Path:
         return self.folder / f"{settings.point_key(point)}.json"
 
-    def load(self, settings, point):
-        """The stored row of ``point`` under ``settings``, or ``None`` if not finished."""
+    def load(self, settings, point, on_damaged=None):
+        """The stored row of ``point`` under ``settings``, or ``None`` if not finished. A damaged
+        record is not finished either: ``on_damaged(why)`` is called and the point is recomputed."""
         path = self.path(settings, point)
         if not path.exists():
             return None
-        record = read_json(path)
-        return record.get("row")
+        record, why = _read_record(path)
+        why = why or check_point_record(record, settings.point_key(point), point, settings.to_dict())
+        if why:
+            if on_damaged is not None:
+                on_damaged(f"{self.folder.name}/{path.name} {why}")
+            return None
+        return record["row"]
 
     def save(self, settings, point, row) -> Path:
         record = {"key": settings.point_key(point), "settings": settings.to_dict(), "row": row}
@@ -45,10 +59,19 @@ class PointStore:
     def fold_path(self, settings, point, fold) -> Path:
         return self.folder / "folds" / f"{settings.point_key(point)}.fold{int(fold)}.json"
 
-    def load_fold(self, settings, point, fold):
-        """The stored result of ``point`` on fold ``fold``, or ``None`` if not finished."""
+    def load_fold(self, settings, point, fold, on_damaged=None):
+        """The stored result of ``point`` on fold ``fold``, or ``None`` if not finished (or damaged:
+        then ``on_damaged(why)`` is called, as by :meth:`load`)."""
         path = self.fold_path(settings, point, fold)
-        return read_json(path)["result"] if path.exists() else None
+        if not path.exists():
+            return None
+        record, why = _read_record(path)
+        why = why or check_fold_record(record, settings.point_key(point), fold, settings.epochs)
+        if why:
+            if on_damaged is not None:
+                on_damaged(f"{self.folder.name}/folds/{path.name} {why}")
+            return None
+        return record["result"]
 
     def save_fold(self, settings, point, fold, result) -> Path:
         record = {"key": settings.point_key(point), "fold": int(fold), "result": result}
@@ -57,6 +80,71 @@ class PointStore:
     def drop_folds(self, settings, point) -> None:
         for fold in range(settings.cv):
             self.fold_path(settings, point, fold).unlink(missing_ok=True)
+
+
+def _read_record(path):
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8")), None
+    except (OSError, ValueError) as exc:  # a cut-short file; UnicodeDecodeError is a ValueError too
+        return None, f"is not valid JSON ({exc})"
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_point_record(record, key, point, settings) -> str | None:
+    """Why ``record`` (a parsed point record) is not the finished row of ``point`` (a
+    :class:`gridsearch.search.GridPoint`) under the key ``key`` and ``settings`` (their dict), or
+    None if it is: every column a row has, for this point, cv and epochs, with legal values (scores
+    finite unless the point diverged, which a non-finite mean score and nothing else marks)."""
+    if not isinstance(record, dict) or record.get("key") != key:
+        return "belongs to another grid point"
+    row = record.get("row")
+    if not isinstance(row, dict):
+        return "holds no row"
+    cv, epochs = int(settings["cv"]), int(settings["epochs"])
+    scores = [f"split{k}_{kind}_score" for kind in ("test", "train") for k in range(cv)]
+    scores += ["mean_test_score", "std_test_score", "mean_train_score", "std_train_score", "mean_val_loss",
+               "mean_train_loss"]
+    times = ["mean_fit_time", "std_fit_time", "mean_score_time"]
+    # Successive halving scores one metric; GridSearchCV scores the epochs each fit ran too.
+    counts = ["iter", "n_resources"] if settings.get("halving") else [f"split{k}_epochs_run" for k in range(cv)]
+    required = ["experiment", "optimizer", "learning_rate", "beta_2", "bias_correction", "schedule", "loss",
+                "cv", "epochs", "seed", "engine", "diverged", *scores, *times, *counts]
+    missing = [name for name in required if name not in row]
+    if missing:
+        return f"lacks {', '.join(missing)}"
+    bias = {None: "default", True: "on", False: "off"}[point.bias_correction]
+    if (row["optimizer"], row["bias_correction"], row["cv"], row["epochs"]) != (point.optimizer, bias, cv, epochs) \
+            or not all(_is_number(row[name]) and math.isclose(row[name], value, rel_tol=1e-12)
+                       for name, value in (("learning_rate", point.learning_rate), ("beta_2", point.beta_2))):
+        return "holds the row of another grid point"
+    if not isinstance(row["diverged"], bool) or not all(_is_number(row[name]) for name in scores + times + counts):
+        return "holds a value of the wrong type"
+    if row["diverged"] == (math.isfinite(row["mean_test_score"]) and math.isfinite(row["mean_train_score"])):
+        return "has a diverged flag that its scores contradict"
+    if not row["diverged"] and not all(math.isfinite(row[name]) for name in scores):
+        return "lacks a score of a point that did not diverge"
+    if not all(math.isfinite(row[name]) and row[name] >= 0 for name in times):
+        return "holds an impossible fit or score time"
+    return None
+
+
+def check_fold_record(record, key, fold, epochs) -> str | None:
+    """Why ``record`` (a parsed fold record) is not the finished fold ``fold`` of the point keyed
+    ``key``, or None if it is: its losses are numbers (NaN = diverged), its times finite and its
+    epoch count within ``epochs``."""
+    if not isinstance(record, dict) or record.get("key") != key or record.get("fold") != int(fold):
+        return "belongs to another grid point or fold"
+    result = record.get("result")
+    names = ("val_loss", "train_loss", "epochs_run", "fit_time", "score_time")
+    if not isinstance(result, dict) or not all(_is_number(result.get(name)) for name in names):
+        return f"lacks one of {', '.join(names)}"
+    if not (0 <= result["epochs_run"] <= int(epochs)) or not all(
+            math.isfinite(result[name]) and result[name] >= 0 for name in ("fit_time", "score_time")):
+        return "holds an impossible epoch count or time"
+    return None
 
 
 def _ordered(frame):
@@ -79,7 +167,7 @@ def write_search_outputs(frame, experiment_dir, *, sidecar=None):
     csv_path = experiment_dir / "gridsearch.csv"
     merged = frame
     if csv_path.exists():
-        old = pd.read_csv(csv_path)
+        old = read_csv(csv_path, float_precision="round_trip")  # rewritten byte for byte
         if "optimizer" in old.columns:
             old = old[~old["optimizer"].isin(set(frame["optimizer"]))]
             if not old.empty:

@@ -2,7 +2,9 @@
 
 Each subcommand lives in ``replication/commands/<name>.py`` with ``add_parser(subparsers)`` (which
 sets ``func`` via ``set_defaults``) and ``run(args) -> int``. Bad input raises
-:class:`replication.errors.UserError` (or an argparse error): one line on stderr, exit code 2.
+:class:`replication.errors.UserError` (or an argparse error): one line on stderr, exit code 2; a
+result that cannot be written (disk full, permissions) raises :class:`replication.errors.OutputError`:
+one line, exit code 1. No traceback either way; see :func:`main` for every exit code.
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import importlib
 import os
 import sys
 
-from .errors import UserError
+from .errors import DISK_FULL, OutputError, UserError, write_failed
 
 # Order = order in `replicate --help`.
 COMMANDS = ("demo", "synthetic", "experiments", "train", "gridsearch", "report")
@@ -64,6 +66,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """Run one subcommand; the exit code. 0: done; 1: a result could not be written (disk full,
+    permissions: :class:`OutputError`); 2: bad input (:class:`UserError`, usage); 130: Ctrl-C;
+    141: stdout or stderr was closed by its reader (`replicate experiments | head -1`)."""
+    try:
+        try:
+            return _main(argv)
+        finally:
+            # Output to a pipe is buffered: flush it here, so that a reader that went away shows
+            # up as the BrokenPipeError handled below, not at interpreter exit ("Exception ignored").
+            sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader of stdout or stderr is gone (`| head -1`): nobody is left to tell, so end
+        # quietly. Both descriptors point at /dev/null from here, so that the interpreter's own
+        # final flush has somewhere to go. 141 = 128 + SIGPIPE, the status of a program the
+        # signal ended: `set -o pipefail` scripts see the output was cut short, as with `yes | head`.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.dup2(devnull, sys.stderr.fileno())
+        os.close(devnull)
+        return 141
+
+
+def _main(argv) -> int:
     _quiet_tensorflow()
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -74,6 +99,16 @@ def main(argv=None) -> int:
     except UserError as exc:
         sys.stderr.write(f"replicate {args.command}: error: {exc}\n")
         return 2
+    except OutputError as exc:
+        sys.stderr.write(f"replicate {args.command}: error: {exc}\n")
+        return 1
+    except OSError as exc:
+        # A full disk can stop any write, not only ours (Keras's and matplotlib's caches, TF's
+        # temp files): still one line. Other OSErrors are bugs and keep their traceback.
+        if exc.errno not in DISK_FULL:
+            raise
+        sys.stderr.write(f"replicate {args.command}: error: {write_failed(exc.filename, exc)}\n")
+        return 1
     except KeyboardInterrupt:
         sys.stderr.write(f"replicate {args.command}: interrupted; rerun the same command to resume\n")
         return 130

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from .datasets import DATASETS
 from .errors import UserError
+from .hyperparameters import DECAY_RATE_RANGE, is_decay_rate
 
 SCHEDULES = ("inverse-sqrt", "constant", "linear-decay")  # as replication.optimizers.SCHEDULES
 OPTIMIZER_NAMES = ("adam", "amsgrad", "adamax")  # replication.optimizers.OPTIMIZERS (no Keras here)
@@ -99,13 +100,13 @@ class Experiment:
             value = getattr(self, field_name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 bad(f"{field_name} must be a positive integer, got {value!r}")
-        if not 0.0 <= self.beta_1 < 1.0:
-            bad(f"beta_1 must be in [0, 1), got {self.beta_1}")
+        if not is_decay_rate(self.beta_1):
+            bad(f"beta_1 must be in {DECAY_RATE_RANGE}, got {self.beta_1}")
         if not self.learning_rate > 0.0:
             bad(f"learning_rate must be positive, got {self.learning_rate}")
         for optimizer, value in self.beta_2:
-            if not 0.0 <= value < 1.0:
-                bad(f"beta_2 for {optimizer} must be in [0, 1), got {value}")
+            if not is_decay_rate(value):
+                bad(f"beta_2 for {optimizer} must be in {DECAY_RATE_RANGE}, got {value}")
         if not (isinstance(self.epsilon, (int, float)) and self.epsilon >= 0.0):
             bad(f"epsilon must be a number >= 0, got {self.epsilon!r}")
         if not isinstance(self.flip, bool):

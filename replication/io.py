@@ -5,6 +5,8 @@ This module and the CLI are the only places that touch the filesystem.
 from __future__ import annotations
 
 import datetime as _dt
+import errno
+import hashlib
 import json
 import os
 import platform
@@ -12,17 +14,22 @@ import tempfile
 from importlib import metadata
 from pathlib import Path
 
-from .errors import UserError
+from .errors import UserError, write_failed
 
 PACKAGES = ("tensorflow", "keras", "scikeras", "scikit-learn", "numpy", "pandas", "jax", "torch")
 
 
-def ensure_dir(path) -> Path:
-    """Create ``path`` (and parents); a folder that cannot be made or written is a :class:`UserError`."""
+def check_writable(path) -> Path:
+    """Fail early, creating nothing, when results cannot be written under ``path``: the folder, or
+    while it does not exist its nearest existing ancestor, must be a folder that takes a new file.
+    A :class:`UserError` otherwise. Folders are made by the first write that needs them (a start
+    that fails before writing anything leaves no empty folders behind)."""
     path = Path(path)
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-", delete=True)
+        existing = next(p for p in (path.absolute(), *path.absolute().parents) if p.exists())
+        if not existing.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
+        probe = tempfile.NamedTemporaryFile(dir=existing, prefix=".write-test-", delete=True)
         probe.close()
     except OSError as exc:
         raise UserError(
@@ -33,10 +40,14 @@ def ensure_dir(path) -> Path:
 
 
 def _write_atomic(path, write, binary=False) -> Path:
+    """Write ``path`` via temp file + rename, making its folder if needed. Any OSError (disk full,
+    quota, permissions, read-only file system) is an :class:`OutputError` naming ``path``; the
+    temp file is removed and an older ``path`` is left as it was."""
     path = Path(path)
-    ensure_dir(path.parent)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with (os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", newline="", encoding="utf-8")) as handle:
             write(handle)
             handle.flush()
@@ -44,11 +55,14 @@ def _write_atomic(path, write, binary=False) -> Path:
         # mkstemp makes the file 0600; results are shared (clusters, repos): honour the umask.
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+    except BaseException as exc:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        if isinstance(exc, OSError):
+            raise write_failed(path, exc) from None
         raise
     return path
 
@@ -86,15 +100,57 @@ def write_npz_atomic(arrays: dict, path) -> Path:
     return _write_atomic(path, lambda handle: np.savez(handle, **arrays), binary=True)
 
 
+def _not_utf8(path, exc: UnicodeDecodeError, todo: str) -> UserError:
+    byte = exc.object[exc.start:exc.start + 1].hex()
+    return UserError(f"{path} is not UTF-8 text (byte 0x{byte} at position {exc.start}); {todo}")
+
+
 def read_json(path):
-    """Load JSON; a malformed file is a :class:`UserError` naming it."""
+    """Load JSON; a malformed, unreadable or non-UTF-8 file is a :class:`UserError` naming it."""
     try:
         with open(path, encoding="utf-8") as handle:
             return json.load(handle)
     except FileNotFoundError:
         raise UserError(f"file not found: {path}") from None
+    except UnicodeDecodeError as exc:
+        raise _not_utf8(path, exc, "save it as UTF-8, or delete it if a command wrote it and rerun "
+                                   "that command") from None
     except json.JSONDecodeError as exc:
         raise UserError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}); fix or delete it") from None
+    except OSError as exc:
+        raise UserError(f"cannot read {path} ({exc.strerror or exc}); make it a readable file") from None
+
+
+def read_csv(path, **kwargs):
+    """``pandas.read_csv(path, **kwargs)``; an empty, malformed, unreadable or non-UTF-8 file is a
+    :class:`UserError` naming it (every CSV read here is one a command wrote)."""
+    import pandas as pd
+
+    todo = "delete it and rerun the command that writes it"
+    try:
+        return pd.read_csv(path, **kwargs)
+    except UnicodeDecodeError as exc:
+        raise _not_utf8(path, exc, todo) from None
+    except pd.errors.EmptyDataError:
+        raise UserError(f"{path} is empty; {todo}") from None
+    except pd.errors.ParserError as exc:
+        raise UserError(f"{path} is not a valid CSV ({exc}); {todo}") from None
+    except FileNotFoundError:
+        raise UserError(f"file not found: {path}") from None
+    except OSError as exc:
+        raise UserError(f"cannot read {path} ({exc.strerror or exc}); make it a readable file") from None
+
+
+def read_text(path) -> str:
+    """A UTF-8 text file; a missing or undecodable one is a :class:`UserError` naming it."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"file not found: {path}") from None
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    except OSError as exc:
+        raise UserError(f"cannot read {path} ({exc.strerror or exc})") from None
 
 
 def package_versions() -> dict:
@@ -144,3 +200,27 @@ def now_iso() -> str:
 def provenance() -> dict:
     """What every JSON sidecar records besides the spec: package versions, device, time."""
     return {"versions": package_versions(), "device": describe_device(), "written_at": now_iso()}
+
+
+def digest_file(path) -> dict:
+    """``{"rows", "sha256"}`` of a CSV: its data rows (lines after the header) and the sha256 of its
+    bytes. Recorded in a unit's sidecar when it finishes and compared on read-back, so a file cut
+    short or edited since is recomputed rather than taken as finished."""
+    data = Path(path).read_bytes()
+    return {"rows": max(0, data.count(b"\n") - 1), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def holds_json(path, obj, ignore=()) -> bool:
+    """Whether ``path`` already holds ``obj`` as JSON, top-level keys ``ignore`` aside (False if it is
+    missing or unreadable). A call that only read finished units back uses it to leave a sidecar
+    alone whose only differences would be that call's own times and provenance."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            old = json.load(handle)
+    except (OSError, ValueError):
+        return False
+    new = json.loads(json.dumps(obj, default=str))
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return old == new
+    return ({k: v for k, v in old.items() if k not in ignore}
+            == {k: v for k, v in new.items() if k not in ignore})

@@ -31,6 +31,7 @@ import keras
 from keras import ops
 
 from .backend import check_dtype, enable_float64
+from .hyperparameters import DECAY_RATE_RANGE, is_decay_rate
 
 # These classes run in float64 on the synthetic problem and in the float64 reference tests; on JAX
 # that needs its 64-bit mode, on before any float64 variable is made (replication.backend).
@@ -74,8 +75,8 @@ class _MomentOptimizer(keras.optimizers.Optimizer):
     ):
         super().__init__(learning_rate=learning_rate, name=name or type(self).__name__.lower(), **kwargs)
         for key, value in (("beta_1", beta_1), ("beta_2", beta_2)):
-            if not 0.0 <= float(value) < 1.0:
-                raise ValueError(f"{key} must be in [0, 1), got {value}")
+            if not is_decay_rate(float(value)):
+                raise ValueError(f"{key} must be in {DECAY_RATE_RANGE}, got {value}")
         if float(epsilon) < 0:
             raise ValueError(f"epsilon must be >= 0, got {epsilon}")
         self.beta_1 = float(beta_1)

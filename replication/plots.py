@@ -14,6 +14,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
+from .errors import write_failed  # noqa: E402
+
 COLORS = {"adam": "#1f4e9c", "amsgrad": "#c0262d", "adamax": "#2a8a3e"}
 LIGHT = {"adam": "#8fb0e3", "amsgrad": "#ef9a9e", "adamax": "#9ad3a6"}
 LABELS = {"adam": "Adam", "amsgrad": "AMSGrad", "adamax": "AdaMax"}
@@ -27,13 +29,17 @@ def color_for(optimizer: str, bias_correction: bool = True) -> str:
 def save_figure(fig, path_stem) -> list[Path]:
     """Save ``fig`` as ``<stem>.png`` and ``<stem>.svg``; returns both paths."""
     stem = Path(path_stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
     paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
-    fig.savefig(paths[0], dpi=110, bbox_inches="tight")
-    # A fixed salt for the SVG's element ids: the same data gives the same file (no churn in git).
-    with matplotlib.rc_context({"svg.hashsalt": "replication"}):
-        fig.savefig(paths[1], bbox_inches="tight", metadata={"Date": None})
-    plt.close(fig)
+    try:
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(paths[0], dpi=110, bbox_inches="tight")
+        # A fixed salt for the SVG's element ids: the same data gives the same file (no churn in git).
+        with matplotlib.rc_context({"svg.hashsalt": "replication"}):
+            fig.savefig(paths[1], bbox_inches="tight", metadata={"Date": None})
+    except OSError as exc:  # disk full, permissions: one line from the CLI, not a traceback
+        raise write_failed(exc.filename or f"{stem}.png/.svg", exc) from None
+    finally:
+        plt.close(fig)
     return paths
 
 

@@ -41,14 +41,18 @@ class Progress:
     def update(self, message: str = "", n: int = 1) -> None:
         """``n`` more units finished (a unit of work that finishes several at once counts them all)."""
         self.done += n
+        self._emit(f"{message} ({self._timing()})")
+
+    def note(self, message: str, eta: bool = False) -> None:
+        """A line under the same label that finishes no unit (e.g. a result of units already
+        counted); with ``eta`` it carries the elapsed time and ETA like :meth:`update`'s lines."""
+        self._emit(f"{message} ({self._timing()})" if eta else message)
+
+    def _timing(self) -> str:
         elapsed = self.clock() - self.start
         remaining = self.total - self.done - self.skipped
         eta = elapsed / self.done * remaining if self.done else 0.0
-        self._emit(f"{message} (elapsed {format_seconds(elapsed)}, ETA {format_seconds(eta)})")
-
-    def note(self, message: str) -> None:
-        """A line under the same label that finishes no unit (e.g. a result of units already counted)."""
-        self._emit(message)
+        return f"elapsed {format_seconds(elapsed)}, ETA {format_seconds(eta)}"
 
     def _emit(self, text: str) -> None:
         count = self.done + self.skipped

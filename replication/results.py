@@ -34,6 +34,7 @@ from scipy import stats
 
 from . import stats as paired_stats
 from .errors import UserError
+from .io import read_csv
 
 STR, BOOL, INT, FLOAT = "str", "bool", "int64", "float64"
 
@@ -128,12 +129,7 @@ def _coerce(frame: pd.DataFrame, dtypes: dict, path, required=()) -> pd.DataFram
 
 
 def _read(path) -> pd.DataFrame:
-    try:
-        return pd.read_csv(path, float_precision="round_trip")
-    except pd.errors.EmptyDataError:
-        raise UserError(f"{path} is empty; delete it and rerun the command that writes it") from None
-    except pd.errors.ParserError as exc:
-        raise UserError(f"{path} is not a valid CSV ({exc}); delete it and rerun the command that writes it") from None
+    return read_csv(path, float_precision="round_trip")
 
 
 def load_history(where, out=None) -> pd.DataFrame:

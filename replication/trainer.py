@@ -11,7 +11,8 @@ Outputs, under ``<out>/<experiment>/``::
     train.json                  resolved spec, hyperparameters, seeds, provenance, start/end time
     runs/<optimizer>-bc<on|off>-run<k>-<id>.csv             that run's epoch rows
     runs/<optimizer>-bc<on|off>-run<k>-<id>.iterations.csv  that run's iteration rows
-    runs/<optimizer>-bc<on|off>-run<k>-<id>.json            its sidecar, written last = "finished"
+    runs/<optimizer>-bc<on|off>-run<k>-<id>.json            its sidecar, written last = "finished",
+                                                            with the row count and sha256 of both CSVs
 
 ``<id>`` hashes everything that changes a run's numbers (data, model and its kwargs, loss and, for
 a redefined loss, its definition, batch size, α, schedule, β1, β2, ε, bias correction, epochs, seed), so changing a flag never reuses an
@@ -21,7 +22,9 @@ A run's files are written (atomically) only when it ends, so a killed run leaves
 it resumes from its last finished epoch (``runs/<stem>.checkpoint.npz``, :mod:`replication.run`,
 deleted when the run finishes); ``history.csv``/``iterations.csv`` are rebuilt from the finished run files of the
 requested optimizers × runs in a fixed order, so rerunning the same command skips everything and
-rewrites them byte for byte.
+rewrites them byte for byte (and leaves ``train.json`` as it is). A run is skipped only if its files
+still match its sidecar (:func:`check_run_files`); one cut short or edited is retrained, with a line
+saying which and why.
 
 Metric conventions:
 
@@ -51,6 +54,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -60,6 +64,7 @@ import pandas as pd
 from . import io
 from .errors import UserError
 from .experiments import loss_identity
+from .hyperparameters import DECAY_RATE_RANGE, is_decay_rate
 from .optimizers import OPTIMIZERS
 from .progress import Progress, format_seconds
 from .run import (  # noqa: F401 - one run lives in replication.run; re-exported for callers
@@ -160,8 +165,8 @@ def _validate_hyper(values: dict, where: str) -> dict:
             raise UserError(f"{where}: {key} must be a number, got {value!r}") from None
         if key == "learning_rate" and not (value > 0 and math.isfinite(value)):
             raise UserError(f"{where}: learning_rate must be a positive number, got {value}")
-        if key == "beta_2" and not 0.0 <= value < 1.0:
-            raise UserError(f"{where}: beta_2 must be in [0, 1), got {value}")
+        if key == "beta_2" and not is_decay_rate(value):
+            raise UserError(f"{where}: beta_2 must be in {DECAY_RATE_RANGE}, got {value}")
         out[key] = value
     return out
 
@@ -209,6 +214,33 @@ def resolve_hyperparameters(experiment, optimizer, *, flags=None, params=None, b
                 source[key] = name
     return {"learning_rate": float(resolved["learning_rate"]), "beta_2": float(resolved["beta_2"]),
             "bias_correction": bool(resolved["bias_correction"]), "source": source}
+
+
+def describe_hyperparameters(hyper, *, params_path=None, best_path=None) -> list[str]:
+    """One line per optimizer of :func:`resolve_hyperparameters`' results: each value and where it
+    came from, e.g. ``adam: α 0.1, β2 0.999 from best_params.json at results/x/best_params.json;
+    bias correction on (default)``. ``params_path`` names the ``--params`` file, if any."""
+    where = {
+        "flag": "command-line flag",
+        "params file": f"--params {params_path}" if params_path else "params",
+        "best_params.json": f"best_params.json at {best_path}" if best_path else "best_params.json",
+        "spec": "the experiment's spec",
+    }
+    lines = []
+    for name, values in hyper.items():
+        text = {
+            "learning_rate": f"α {values['learning_rate']:g}",
+            "beta_2": f"β2 {values['beta_2']:g}",
+            "bias_correction": f"bias correction {'on' if values['bias_correction'] else 'off'}",
+        }
+        groups = {}  # "from SOURCE" -> the values it set, in the order α, β2, bias correction
+        for key in ("learning_rate", "beta_2", "bias_correction"):
+            source = values["source"][key]
+            label = ("(default, as Keras)" if key == "bias_correction" and source == "spec"
+                     else f"from {where.get(source, source)}")
+            groups.setdefault(label, []).append(text[key])
+        lines.append(f"{name}: " + "; ".join(f"{', '.join(parts)} {label}" for label, parts in groups.items()))
+    return lines
 
 
 # ---------------------------------------------------------------------------------------------
@@ -259,19 +291,87 @@ class _EpochClock:
         return on_epoch
 
 
-def _is_finished(paths, config) -> bool:
+def _check_run(paths, config):
+    """``(finished, why)``: ``(True, None)`` when ``paths`` hold a finished, intact run of ``config``;
+    ``(False, None)`` for a run that never finished (no sidecar: not started, or killed), which is
+    simply trained; ``(False, why)`` for damaged files, retrained with a line saying ``why``."""
     csv_path, it_path, json_path = paths
-    if not (csv_path.exists() and it_path.exists() and json_path.exists()):
-        return False
+    if not json_path.exists():
+        return False, None
     try:
         sidecar = json.loads(json_path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return False
-    return sidecar.get("config") == json.loads(json.dumps(config.to_dict(), default=str))
+        return False, f"its sidecar {_name(json_path)} is not valid JSON"
+    if not isinstance(sidecar, dict) or sidecar.get("config") != json.loads(json.dumps(config.to_dict(), default=str)):
+        return False, f"its sidecar {_name(json_path)} records another configuration"
+    why = check_run_files(csv_path, it_path, sidecar)
+    return why is None, why
+
+
+def _name(path) -> str:
+    return f"{path.parent.name}/{path.name}"  # runs/<stem>.csv: what the progress lines name
+
+
+def check_run_files(csv_path, it_path, sidecar) -> str | None:
+    """Why the run files ``csv_path`` and ``it_path`` are not the finished run their sidecar (parsed
+    JSON) records, or None if they are. A sidecar's ``files`` (row count and sha256 of each CSV,
+    written when the run finished) must match exactly; see :func:`_check_legacy_run` for older ones."""
+    files = sidecar.get("files")
+    if files is None:
+        return _check_legacy_run(csv_path, it_path, sidecar)
+    for path in (csv_path, it_path):
+        want = files.get(path.name) if isinstance(files, dict) else None
+        if not isinstance(want, dict):
+            return f"its sidecar records no checksum of {_name(path)}"
+        if not path.exists():
+            return f"{_name(path)} is missing"
+        got = io.digest_file(path)
+        if got["rows"] != want.get("rows"):
+            return f"{_name(path)} has {got['rows']} rows, its sidecar says {want.get('rows')}"
+        if got["sha256"] != want.get("sha256"):
+            return f"{_name(path)} differs from the file its sidecar records (sha256)"
+    return None
+
+
+def _check_legacy_run(csv_path, it_path, sidecar) -> str | None:
+    """Sidecars written before checksums (e.g. the committed ``results/*/runs``) say how many epochs
+    the run finished: the epoch CSV must hold exactly those rows, numbered 1..n, with a value in every
+    metric a finished run has, and the iteration CSV must reach the last epoch's iteration. A diverged
+    run (``diverged: true``) legitimately ends in NaN/inf losses and may stop mid-epoch: only its row
+    count is checked. Edited values go unseen here; those need the checksums."""
+    try:
+        history, iterations = _read_csv(csv_path), _read_csv(it_path)
+    except (OSError, ValueError) as exc:  # pandas' EmptyDataError and ParserError are ValueErrors
+        return f"{_name(csv_path)} or {_name(it_path)} cannot be read ({str(exc).splitlines()[0]})"
+    epochs = sidecar.get("epochs_completed")
+    if len(history) != epochs:
+        return f"{_name(csv_path)} has {len(history)} rows, its sidecar says {epochs}"
+    missing = [c for c in HISTORY_COLUMNS if c not in history.columns]
+    missing += [c for c in ITERATION_COLUMNS if c not in iterations.columns]
+    if missing:
+        return f"the run files lack column(s) {', '.join(missing)}"
+    if list(pd.to_numeric(history["epoch"], errors="coerce")) != list(range(1, epochs + 1)):
+        return f"{_name(csv_path)} does not hold epochs 1..{epochs} in order"
+    if sidecar.get("diverged"):
+        return None
+    config = sidecar.get("config") or {}
+    if epochs != config.get("epochs"):
+        return f"its sidecar says {epochs} of {config.get('epochs')} epochs, without diverging"
+    metrics = ["loss", "test_loss"] + ([] if config.get("loss_function") == "elbo" else ["accuracy", "test_accuracy"])
+    for column in metrics:
+        if not np.isfinite(pd.to_numeric(history[column], errors="coerce").to_numpy(dtype=float)).all():
+            return f"{_name(csv_path)} lacks {column} values of a run that did not diverge"
+    its = pd.to_numeric(iterations["iteration"], errors="coerce")
+    if len(its) == 0 or its.iloc[-1] != history["iteration"].iloc[-1]:
+        return (f"{_name(it_path)} ends at iteration {its.iloc[-1] if len(its) else 0}, "
+                f"the run at {history['iteration'].iloc[-1]}")
+    if not np.isfinite(pd.to_numeric(iterations["loss"], errors="coerce").to_numpy(dtype=float)).all():
+        return f"{_name(it_path)} lacks loss values of a run that did not diverge"
+    return None
 
 
 def _read_csv(path):
-    return pd.read_csv(path, float_precision="round_trip")
+    return io.read_csv(path, float_precision="round_trip")
 
 
 def train_experiment(
@@ -329,10 +429,13 @@ def train_experiment(
     model_kwargs = spec.builder_kwargs
     n_runs = int(spec.runs)
 
-    exp_dir = io.ensure_dir(Path(out_dir) / spec.name)
-    runs_dir = io.ensure_dir(exp_dir / "runs")
+    # Checked, not made: the first finished run's files make the folders, so a start that fails
+    # (missing data, bad params file) leaves no empty <out>/<experiment>/runs/ behind.
+    exp_dir = io.check_writable(Path(out_dir) / spec.name)
+    runs_dir = exp_dir / "runs"
+    params_path = None
     if isinstance(params, (str, Path)):
-        params = read_params_file(params)
+        params_path, params = params, read_params_file(params)
     best_path = exp_dir / "best_params.json"
     best_params = read_params_file(best_path) if best_path.exists() else None
     flags = {"learning_rate": learning_rate, "beta_2": beta_2,
@@ -368,7 +471,18 @@ def train_experiment(
 
     started_at = io.now_iso()
     bar = Progress(len(configs), f"train {spec.name}") if progress else None
-    finished = {c.stem for c in configs if not force and _is_finished(_run_paths(runs_dir, c), c)}
+    finished, damaged = set(), {}
+    for config in configs if not force else ():
+        done, why = _check_run(_run_paths(runs_dir, config), config)
+        if done:
+            finished.add(config.stem)
+        elif why:
+            damaged[config.stem] = why
+    if dataset is None and len(finished) < len(configs):
+        dataset = _load(spec.dataset, data_dir)  # before anything is printed: a missing file is one line
+    if progress:  # say once what is being run, and where each value comes from
+        for line in describe_hyperparameters(hyper, params_path=params_path, best_path=best_path):
+            print(f"train {spec.name}: {line}", file=sys.stderr, flush=True)
     clock = _EpochClock(bar, sum(c.epochs for c in configs if c.stem not in finished)) if bar else None
     trained, skipped = [], []
     for config in configs:
@@ -379,6 +493,8 @@ def train_experiment(
             if bar:
                 bar.skip(label)
             continue
+        if config.stem in damaged:
+            _warn(bar, f"{config.optimizer} run {config.run}: {damaged[config.stem]}; retraining")
         if dataset is None:
             dataset = _load(spec.dataset, data_dir)
         checkpoint = _checkpoint_path(runs_dir, config)
@@ -391,9 +507,11 @@ def train_experiment(
         csv_path, it_path, json_path = paths
         io.write_csv_atomic(history, csv_path)
         io.write_csv_atomic(iterations, it_path)
-        # The sidecar last: its presence (with matching config) marks the run finished.
+        # The sidecar last: its presence (with matching config) marks the run finished, and the row
+        # counts and checksums of the files it records let a rerun tell them intact from damaged.
         io.write_json_atomic(
             {"config": config.to_dict(), "run_id": config.run_id, "spec": spec.to_dict(), **info,
+             "files": {path.name: io.digest_file(path) for path in (csv_path, it_path)},
              "provenance": io.provenance()},
             json_path,
         )
@@ -420,31 +538,44 @@ def train_experiment(
     iterations = _sorted(iterations[ITERATION_COLUMNS], order, "iteration")
     io.write_csv_atomic(history, exp_dir / "history.csv")
     io.write_csv_atomic(iterations, exp_dir / "iterations.csv")
-    io.write_json_atomic(
-        {
-            "experiment": spec.to_dict(),
-            "optimizers": optimizers,
-            "runs": n_runs,
-            "seed": int(seed),
-            "seeds": {str(k): v for k, v in seeds.items()},
-            "hyperparameters": {
-                name: {**{k: v for k, v in hyper[name].items() if k != "source"},
-                       "beta_1": float(spec.beta_1), "epsilon": float(spec.epsilon),
-                       "schedule": spec.schedule,
-                       "source": hyper[name]["source"]}
-                for name in optimizers
-            },
-            "fit_settings": {**FIT_SETTINGS, **(fit_settings or {})},
-            "run_files": [c.stem for c in configs],
-            "trained": trained,
-            "skipped": skipped,
-            "started_at": started_at,
-            "finished_at": io.now_iso(),
-            "provenance": io.provenance(),
+    meta = {
+        "experiment": spec.to_dict(),
+        "optimizers": optimizers,
+        "runs": n_runs,
+        "seed": int(seed),
+        "seeds": {str(k): v for k, v in seeds.items()},
+        "hyperparameters": {
+            name: {**{k: v for k, v in hyper[name].items() if k != "source"},
+                   "beta_1": float(spec.beta_1), "epsilon": float(spec.epsilon),
+                   "schedule": spec.schedule,
+                   "source": hyper[name]["source"]}
+            for name in optimizers
         },
-        exp_dir / "train.json",
-    )
+        "fit_settings": {**FIT_SETTINGS, **(fit_settings or {})},
+        "run_files": [c.stem for c in configs],
+        "trained": trained,
+        "skipped": skipped,
+        "started_at": started_at,
+        "finished_at": io.now_iso(),
+        "provenance": io.provenance(),
+    }
+    # A call that trained nothing only read finished runs back: its own times and provenance would
+    # overwrite those of the calls that trained them, so an otherwise equal train.json is kept.
+    if trained or not io.holds_json(exp_dir / "train.json", meta, ignore=_INVOCATION_KEYS):
+        io.write_json_atomic(meta, exp_dir / "train.json")
     return history
+
+
+# train.json keys that describe the call rather than its runs.
+_INVOCATION_KEYS = ("trained", "skipped", "started_at", "finished_at", "provenance")
+
+
+def _warn(bar, text):
+    """A line on the progress stream (stderr), also when progress lines are off."""
+    if bar:
+        bar.note(text)
+    else:
+        print(text, file=sys.stderr, flush=True)
 
 
 def _sorted(frame, order, last):

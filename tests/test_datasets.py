@@ -6,12 +6,12 @@ import tarfile
 
 import numpy as np
 import pytest
+from conftest import real_data
 
 from replication import datasets
 from replication.datasets import DATASETS, load_dataset
 from replication.errors import UserError
 
-REAL_MNIST = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "mnist.npz")
 
 
 @pytest.fixture(autouse=True)
@@ -233,10 +233,23 @@ def test_pickle_with_code_is_refused(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not os.path.isfile(REAL_MNIST), reason="real MNIST not beside the checkout")
 def test_real_mnist():
-    ds = load_dataset("mnist", data_dir=os.path.dirname(REAL_MNIST))
+    ds = load_dataset("mnist", data_dir=real_data("mnist.npz").parent)
     assert ds.x_train.shape == (60000, 28, 28) and ds.x_test.shape == (10000, 28, 28)
     assert ds.y_train.shape == (60000,) and ds.y_test.shape == (10000,)
     assert ds.x_train.min() == 0.0 and ds.x_train.max() == 1.0
     np.testing.assert_array_equal(np.bincount(ds.y_test), [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009])
+
+
+def test_slow_tests_look_for_real_data_where_replication_data_dir_says(tmp_path):
+    import conftest
+
+    environ = {"REPLICATION_DATA_DIR": str(tmp_path)}
+    assert conftest.real_data_dir(environ) == tmp_path
+    header = conftest.describe_real_data(environ)
+    assert str(tmp_path) in header and "$REPLICATION_DATA_DIR" in header and "will skip" in header
+    with pytest.raises(pytest.skip.Exception, match=f"mnist.npz not found in {tmp_path}.*REPLICATION_DATA_DIR"):
+        conftest.real_data("mnist.npz", environ)
+    (tmp_path / "mnist.npz").write_bytes(b"")
+    assert conftest.real_data("mnist.npz", environ) == tmp_path / "mnist.npz"
+    assert conftest.real_data_dir({}) == conftest.DEFAULT_DATA_DIR

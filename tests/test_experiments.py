@@ -139,13 +139,31 @@ def test_to_dict_is_json_ready():
     assert with_overrides(get_experiment("mnist-logreg"), **data) == vgg
 
 
-def test_cli_table(capsys):
+def test_cli_table_fits_100_columns_with_the_optimizers_compared(capsys):
     assert main(["experiments"]) == 0
     out = capsys.readouterr().out
+    assert max(len(line) for line in out.splitlines()) <= 100
     for name in NAMES:
         assert name in out
     row = next(line for line in out.splitlines() if line.startswith("mnist-mlp "))
-    assert "0.001/0.99" in row and "0.001/0.999" in row and "inverse-sqrt" in row
+    assert "inverse-sqrt" in row and row.endswith("adam vs amsgrad")
+    # Pérez's experiments compare Adam with AdaMax, not AMSGrad
+    for name in ("mnist-logreg-l2", "mnist-mlp-2x1000", "mnist-cnn"):
+        row = next(line for line in out.splitlines() if line.startswith(name + " "))
+        assert row.endswith("adam vs adamax") and "amsgrad" not in row
+
+
+def test_cli_details_of_one_experiment(capsys):
+    assert main(["experiments", "mnist-mlp", "mnist-cnn"]) == 0
+    out = capsys.readouterr().out
+    assert max(len(line) for line in out.splitlines()) <= 100
+    mlp, cnn = out.split("\n\n")
+    assert mlp.startswith("mnist-mlp\n")
+    # McGill Table I defaults per optimizer, and what overrides them
+    assert "adam α 0.001, β2 0.99; amsgrad α 0.001, β2 0.999" in " ".join(mlp.split())
+    assert "<out>/mnist-mlp/best_params.json" in mlp
+    assert "adam vs adamax" in cnn and "adamax α 0.001, β2 0.999" in " ".join(cnn.split())
+    assert "99.21 %" in cnn
 
 
 def test_cli_json(capsys):

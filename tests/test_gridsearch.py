@@ -7,8 +7,11 @@ GridSearchCV-only); tests/test_stacked.py checks the stacked engine against it.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import time
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -155,6 +158,109 @@ def test_force_recomputes_everything(tmp_path, capsys):
     assert len(pd.read_csv(tmp_path / EXPERIMENT / "gridsearch.csv")) == 1
 
 
+def _sha256s(folder):
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(Path(folder).rglob("*")) if p.is_file()}
+
+
+SMALL = ["--optimizers", "adam", "--learning-rates", "0.01", "--beta2s", "0.99", "--epochs", "2", "--cv", "2"]
+
+
+def test_reading_back_a_finished_search_leaves_every_file_byte_identical(tmp_path, capsys):
+    """gridsearch.csv, best_params.json, the table, the point records and gridsearch.json (whose
+    times and provenance are those of the call that computed the points) stay as they were."""
+    code, _, err = _run(capsys, *SMALL, "--out", str(tmp_path))
+    assert code == 0 and len(_computed(err)) == 1
+    before = _sha256s(tmp_path)
+    assert {f"{EXPERIMENT}/gridsearch.json", f"{EXPERIMENT}/gridsearch.csv", "gridsearch_table.md"} <= set(before)
+    time.sleep(1.1)  # a rewritten gridsearch.json would carry another time
+    code, _, err = _run(capsys, *SMALL, "--out", str(tmp_path))
+    assert code == 0 and _computed(err) == []
+    assert _sha256s(tmp_path) == before
+
+
+def _cut_short(path):
+    text = path.read_text()
+    path.write_text(text[: len(text) // 2])
+
+
+def _drop_field(path):
+    record = json.loads(path.read_text())
+    del record["row"]["split1_test_score"]
+    path.write_text(json.dumps(record))
+
+
+def _contradict(path):  # says finished and not diverged, with a NaN score
+    record = json.loads(path.read_text())
+    record["row"]["mean_test_score"] = math.nan
+    path.write_text(json.dumps(record))
+
+
+@pytest.mark.parametrize("damage,why", [(_cut_short, "is not valid JSON"), (_drop_field, "lacks split1_test_score"),
+                                        (_contradict, "has a diverged flag that its scores contradict")])
+def test_damaged_point_record_is_recomputed_with_a_message(tmp_path, capsys, damage, why):
+    code, _, err = _run(capsys, *SMALL, "--out", str(tmp_path))
+    assert code == 0
+    first = pd.read_csv(tmp_path / EXPERIMENT / "gridsearch.csv")
+    (record,) = (tmp_path / EXPERIMENT / "gridsearch_points").glob("adam_*.json")
+    damage(record)
+    code, _, err = _run(capsys, *SMALL, "--out", str(tmp_path))
+    assert code == 0
+    assert f"adam α=0.01 β2=0.99: gridsearch_points/{record.name} {why}" in err and "; recomputing" in err
+    assert len(_computed(err)) == 1
+    # recomputed (seeded: the same numbers) and stored intact again
+    again = pd.read_csv(tmp_path / EXPERIMENT / "gridsearch.csv")
+    pd.testing.assert_frame_equal(first.drop(columns=TIME_COLUMNS), again.drop(columns=TIME_COLUMNS))
+    assert json.loads(record.read_text())["row"]["split1_test_score"] == again["split1_test_score"][0]
+
+
+def test_damaged_fold_record_is_recomputed_with_a_message(digits, tmp_path, capsys, monkeypatch):
+    """A fold record cut short or lacking a field is refitted, not read back (nor a crash)."""
+    import gridsearch.search as search
+    from gridsearch.store import PointStore
+
+    spec = get_experiment(EXPERIMENT)
+    point = GridPoint("adam", 0.01, 0.99)
+    common = dict(cv=2, epochs=1, seed=0, engine="gridsearchcv")
+    settings = search.SearchSettings.from_spec(spec, cv=2, epochs=1, seed=0, engine="gridsearchcv")
+    store = PointStore(tmp_path / "gridsearch_points")
+    store.save_fold(settings, point, 0, {"val_loss": 0.5, "train_loss": 0.4})  # no epochs or times
+    store.save_fold(settings, point, 1, {"val_loss": 0.5, "train_loss": 0.4, "epochs_run": 1,
+                                         "fit_time": 1.0, "score_time": 0.1})
+    _cut_short(store.fold_path(settings, point, 1))
+    fits = []
+    original = search._search
+    monkeypatch.setattr(search, "_search", lambda *a, **k: (fits.append(k["split"]), original(*a, **k))[1])
+    capsys.readouterr()
+    frame = run_grid_search(spec, digits.x_train, digits.y_train, [point], store=store, **common)
+    err = capsys.readouterr().err
+    assert len(fits) == 2
+    name = store.fold_path(settings, point, 0).name
+    assert (f"adam α=0.01 β2=0.99 fold 1/2: gridsearch_points/folds/{name} lacks one of val_loss, train_loss, "
+            "epochs_run, fit_time, score_time; recomputing") in err
+    assert "fold 2/2: gridsearch_points/folds/" in err and "is not valid JSON" in err
+    assert frame["split0_test_score"][0] != -0.5 and not frame["diverged"][0]
+    assert store.load(settings, point) is not None
+
+
+def test_committed_grid_points_verify_as_finished():
+    """Every grid point committed under results/ is read back, not recomputed (read-only)."""
+    from gridsearch.store import check_fold_record, check_point_record
+
+    results = Path(__file__).resolve().parents[1] / "results"
+    records = sorted(results.glob("*/gridsearch_points/*.json"))
+    assert len(records) > 100
+    for path in records:
+        record = json.loads(path.read_text())
+        row = record["row"]
+        bias = {"default": None, "on": True, "off": False}[row["bias_correction"]]
+        point = GridPoint(row["optimizer"], row["learning_rate"], row["beta_2"], bias)
+        assert check_point_record(record, path.stem, point, record["settings"]) is None, path
+    for path in sorted(results.glob("*/gridsearch_points/folds/*.json")):
+        record = json.loads(path.read_text())
+        assert check_fold_record(record, record["key"], record["fold"], 10**6) is None, path
+
+
 def test_halving_runs_and_writes_csv(tmp_path, capsys):
     code, out, err = _run(capsys, "--optimizers", "adam", "--learning-rates", "0.1", "0.01", "0.001",
                           "--beta2s", "0.99", "--epochs", "3", "--cv", "2", "--halving", "--out", str(tmp_path))
@@ -190,7 +296,7 @@ def test_dask_local_cluster_matches_loky(searched, digits):
         (["--learning-rates", "-0.1"], "learning rate"),
         (["--learning-rates", "inf"], "learning rate"),
         (["--beta2s", "1"], "beta_2"),
-        (["--beta2s", "0"], "beta_2"),
+        (["--beta2s", "-0.1"], "beta_2"),
         (["--beta2s", "1.5"], "beta_2"),
         (["--optimizers", "sgd"], "unknown optimizer"),
     ],
@@ -200,6 +306,28 @@ def test_bad_grid_values_exit_2_with_one_line(argv, needle, tmp_path, capsys):
     assert code == 2
     assert len(err.strip().splitlines()) == 1 and needle in err and "Traceback" not in err
     assert not (tmp_path / EXPERIMENT).exists()
+
+
+@pytest.mark.parametrize("data", ["missing", "corrupt"])
+def test_failed_start_creates_no_folders(data, tmp_path, capsys):
+    """A search that fails on its data (missing folder, corrupt file) leaves no empty
+    <out>/<experiment>/ behind: --out is not created at all."""
+    data_dir = tmp_path / "data"
+    if data == "corrupt":
+        data_dir.mkdir()
+        (data_dir / "mnist.npz").write_bytes(b"not a zip file")
+    out = tmp_path / "new"
+    assert main(["gridsearch", "mnist-logreg", "--data-dir", str(data_dir), "--out", str(out)]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_unwritable_out_is_one_line_exit_2(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert main(["gridsearch", EXPERIMENT, "--out", str(blocker / "sub")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--out" in err
 
 
 def test_unknown_experiment_and_malformed_number_exit_2(tmp_path, capsys):

@@ -284,3 +284,52 @@ def test_atomic_writes_honour_the_umask(tmp_path):
         os.umask(old)
     assert [stat.S_IMODE(p.stat().st_mode) for p in paths] == [0o644] * 4
     assert stat.S_IMODE(private.stat().st_mode) == 0o600
+
+
+# Bytes no UTF-8 decoder accepts (0xff never occurs in UTF-8): a file saved as Latin-1/UTF-16, or binary.
+NOT_UTF8 = b'\xff\xfe{"adam": {"learning_rate": 0.001}}\n'
+
+
+def test_read_json_of_non_utf8_file_is_a_user_error_naming_it(tmp_path):
+    from replication import io
+
+    path = tmp_path / "best_params.json"
+    path.write_bytes(NOT_UTF8)
+    with pytest.raises(UserError) as info:
+        io.read_json(path)
+    message = str(info.value)
+    assert str(path) in message and "UTF-8" in message and "\n" not in message
+
+
+def test_read_csv_of_non_utf8_file_is_a_user_error_naming_it(tmp_path):
+    path = tmp_path / "trajectories.csv"
+    path.write_bytes(b"setting,optimizer\n\xff\xfe,adam\n")
+    with pytest.raises(UserError) as info:
+        results.load_synthetic(path)
+    message = str(info.value)
+    assert str(path) in message and "UTF-8" in message and "\n" not in message
+
+
+@pytest.mark.parametrize("code, needle", [("ENOSPC", "disk full"), ("EDQUOT", "disk full"),
+                                          ("EACCES", "cannot write"), ("EROFS", "cannot write")])
+def test_failed_atomic_write_is_a_one_line_output_error(code, needle, tmp_path, monkeypatch):
+    """An OSError while writing a result (disk full, quota, permissions, read-only file system)
+    becomes an OutputError naming the file and saying what to do; no temp file is left behind."""
+    import errno
+    import os
+
+    from replication import io
+    from replication.errors import OutputError
+
+    number = getattr(errno, code)
+
+    def failing_fsync(fd):
+        raise OSError(number, os.strerror(number))
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    with pytest.raises(OutputError) as info:
+        io.write_csv_atomic(pd.DataFrame({"a": [1]}), tmp_path / "history.csv")
+    message = str(info.value)
+    assert needle in message and str(tmp_path / "history.csv") in message and "\n" not in message
+    assert "rerun the same command" in message and os.strerror(number) in message
+    assert list(tmp_path.iterdir()) == []

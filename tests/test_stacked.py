@@ -246,3 +246,18 @@ def test_engine_selection_and_errors(tmp_path, capsys):
         assert main(["gridsearch", *argv, "--out", str(tmp_path)]) == 2
         err = capsys.readouterr().err
         assert len(err.strip().splitlines()) == 1 and needle in err and "Traceback" not in err
+
+
+def test_stacked_search_says_what_it_runs_and_every_point_line_has_an_eta(tmp_path, capsys):
+    argv = ["gridsearch", EXPERIMENT, "--engine", "stacked", "--learning-rates", "0.01", "0.1",
+            "--beta2s", "0.99", "--epochs", "1", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == (f"gridsearch {EXPERIMENT}: engine stacked (every grid point of a fold trained at once as "
+                      "one Keras model); grid adam, amsgrad × α {0.01, 0.1} × β2 {0.99} = 4 points × 3 folds, "
+                      "1 epoch per fit, seed 0")
+    lines = [line for line in err if line.startswith("[gridsearch")]
+    points = [line for line in lines if " val loss " in line and " fold " not in line]
+    folds = [line for line in lines if " fold " in line]
+    assert len(points) == 4 and len(folds) == 2 * 3
+    assert all("ETA " in line for line in points + folds)

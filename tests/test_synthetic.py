@@ -2,7 +2,9 @@
 gradient sequences, resumable CSV output, the paper's claims (§3 and §5), the α search, and CLI
 errors."""
 import dataclasses
+import hashlib
 import json
+import time
 
 import numpy as np
 import pandas as pd
@@ -211,6 +213,106 @@ def test_cli_force_recomputes_only_the_named_runs(tmp_path):
     assert len(sidecar["sweeps"]) == 4  # online and stochastic, Adam and AMSGrad
 
 
+SMALL = ["synthetic", "--steps", "2000", "--learning-rates", "0.1", "0.5", "--seeds", "0", "1", "--no-plots"]
+
+
+def _sha256s(folder):
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_reading_back_finished_sweeps_leaves_every_file_byte_identical(tmp_path):
+    """trajectories.csv, alpha_search.csv, the figures and trajectories.json (whose times and argv
+    are those of the call that computed the sweeps) stay as they were."""
+    argv = [a for a in SMALL if a != "--no-plots"] + ["--out", str(tmp_path)]
+    assert main(argv) == 0
+    before = _sha256s(tmp_path)
+    assert {"synthetic/trajectories.json", "synthetic/alpha_search.csv", "synthetic/synthetic-online.png"} <= set(before)
+    time.sleep(1.1)  # a rewritten sidecar would carry another time
+    assert main(argv) == 0
+    assert _sha256s(tmp_path) == before
+
+
+def _edit_x(frame, index):
+    frame = frame.copy()
+    frame.loc[index, "x"] = frame.loc[index, "x"] + 0.25
+    return frame
+
+
+def _drop_row(frame, index):
+    return frame.drop(index=index)
+
+
+@pytest.mark.parametrize("damage,legacy,why", [
+    (_edit_x, False, "holds rows of a run that differ from those its sidecar records (sha256)"),
+    (_drop_row, False, "has 99 rows of a run, its sidecar says 100"),
+    (_drop_row, True, "has 99 rows of a run, its sidecar implies 100"),
+])
+def test_damaged_run_recomputes_its_sweep_with_a_message(tmp_path, capsys, damage, legacy, why):
+    """One run (stochastic AMSGrad, α 0.5, seed 1) edited or cut short in trajectories.csv: its sweep
+    is recomputed, saying which and why, the three others are read back, and the CSV is whole again.
+    ``legacy``: the sidecar as written before per-run digests (the committed results), where only
+    a lost row can be seen."""
+    argv = SMALL + ["--out", str(tmp_path)]
+    assert main(argv) == 0
+    csv, sidecar = tmp_path / "synthetic" / "trajectories.csv", tmp_path / "synthetic" / "trajectories.json"
+    first = csv.read_bytes()
+    if legacy:
+        meta = json.loads(sidecar.read_text())
+        for entry in meta["sweeps"].values():
+            entry.pop("runs", None)
+        sidecar.write_text(json.dumps(meta))
+    frame = pd.read_csv(csv, float_precision="round_trip")
+    target = frame.index[(frame.setting == "stochastic") & (frame.optimizer == "amsgrad")
+                         & (frame.learning_rate == 0.5) & (frame.seed == 1)][40]
+    damage(frame, target).to_csv(csv, index=False, float_format="%.8g", lineterminator="\n")
+    capsys.readouterr()
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert (f"stochastic inverse-sqrt beta1=0.9 beta2=0.99 amsgrad: trajectories.csv {why} "
+            "(alpha 0.5, seed 1); recomputing") in err
+    assert err.count("already done, skipped") == 3 and err.count("recomputing") == 1
+    assert csv.read_bytes() == first  # recomputed (deterministic) into the same rows
+    assert main(argv) == 0 and capsys.readouterr().err.count("already done, skipped") == 4
+
+
+def test_legacy_sidecar_without_digests_is_read_back(tmp_path, capsys):
+    argv = SMALL + ["--out", str(tmp_path)]
+    assert main(argv) == 0
+    sidecar = tmp_path / "synthetic" / "trajectories.json"
+    meta = json.loads(sidecar.read_text())
+    assert all(len(entry["runs"]) == len(entry["config"]["learning_rates"]) * len(entry["config"]["seeds"])
+               for entry in meta["sweeps"].values())
+    for entry in meta["sweeps"].values():
+        del entry["runs"]
+    sidecar.write_text(json.dumps(meta))
+    capsys.readouterr()
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert err.count("already done, skipped") == 4 and "recomputing" not in err
+
+
+def test_committed_sweeps_verify_as_finished():
+    """Every sweep recorded in the committed results/synthetic is read back, not recomputed (read-only)."""
+    from pathlib import Path
+
+    from replication.commands.synthetic import _rows_of, check_sweep
+
+    folder = Path(__file__).resolve().parents[1] / "results" / "synthetic"
+    frame = results.load_synthetic(folder / "trajectories.csv")[COLUMNS]
+    sweeps = json.loads((folder / "trajectories.json").read_text())["sweeps"]
+    assert len(sweeps) >= 10
+    covered = 0
+    for label, entry in sweeps.items():
+        fields = {f.name for f in dataclasses.fields(SyntheticConfig)}
+        config = SyntheticConfig(**{k: tuple(v) if isinstance(v, list) else v
+                                    for k, v in entry["config"].items() if k in fields})
+        rows = _rows_of(config, frame)
+        assert check_sweep(config, rows, entry) == (True, None), label
+        covered += len(rows)
+    assert covered == len(frame)  # every row of the CSV belongs to a recorded sweep
+
+
 @pytest.mark.parametrize(
     "argv,needle",
     [
@@ -238,6 +340,30 @@ def test_unwritable_out_is_one_line_exit_2(tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--out" in err[0]
+
+
+def test_negative_seed_is_one_line_exit_2_and_creates_nothing(tmp_path, capsys):
+    out = tmp_path / "new"
+    with pytest.raises(SystemExit) as info:
+        main(["synthetic", "--setting", "stochastic", "--seeds", "-1", "--steps", "10", "--out", str(out)])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--seeds" in err
+    assert not out.exists()
+
+
+def test_interrupted_first_sweep_leaves_no_folders(tmp_path, capsys, monkeypatch):
+    """Ctrl-C before any sweep finished: nothing to keep, so no empty <out>/synthetic/ either."""
+    from replication import synthetic
+
+    def interrupted(config, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(synthetic, "run_synthetic", interrupted)
+    out = tmp_path / "new"
+    assert main(["synthetic", "--steps", "10", "--no-plots", "--out", str(out)]) == 130
+    assert "interrupted" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def _hand_gammas(name, bias_correction, coeffs, lr, b1=0.9, b2=0.99, eps=1e-8):

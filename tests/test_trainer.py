@@ -3,6 +3,7 @@ divergence, hyperparameter precedence, CLI errors. Fast tests use digits (2 epoc
 ones train on real MNIST."""
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import shutil
@@ -12,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import real_data
 
 from replication import cli
 from replication.errors import UserError
@@ -20,6 +22,7 @@ from replication.trainer import (
     HISTORY_COLUMNS,
     ITERATION_COLUMNS,
     _thin_blocks,
+    check_run_files,
     derive_seed,
     read_params_file,
     resolve_hyperparameters,
@@ -32,7 +35,6 @@ RUNS = 2
 REQUIRED = ["experiment", "optimizer", "run", "seed", "epoch", "learning_rate", "beta_1", "beta_2",
             "loss", "accuracy", "test_loss", "test_accuracy"]
 LOSS_COLUMNS = ["loss", "accuracy", "test_loss", "test_accuracy"]
-MNIST_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def _cli_train(out, *extra):
@@ -152,8 +154,9 @@ def test_rerun_skips_finished_runs_byte_identical(trained):
     seconds = time.perf_counter() - start
     for name, data in before.items():
         assert (out / EXP / name).read_bytes() == data
+    # train.json still describes the call that trained the runs
     meta = json.loads((out / EXP / "train.json").read_text())
-    assert meta["trained"] == [] and len(meta["skipped"]) == 2 * RUNS
+    assert len(meta["trained"]) == 2 * RUNS and meta["skipped"] == []
     assert seconds < 0.25 * first_seconds
 
 
@@ -222,6 +225,123 @@ def test_killed_run_leaves_nothing_and_is_redone_then_force(trained, tmp_path):
     assert len(meta["trained"]) == 1 and meta["skipped"] == []
     assert (json.loads(sidecar.read_text())["started_at"], sidecar.stat().st_mtime_ns) != first
     pd.testing.assert_frame_equal(again[LOSS_COLUMNS], history[LOSS_COLUMNS])
+
+
+def _sha256s(folder):
+    """sha256 of every file under ``folder``, by relative path."""
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(Path(folder).rglob("*")) if p.is_file()}
+
+
+def test_reading_back_finished_runs_leaves_every_file_byte_identical(tmp_path):
+    """A call that trains nothing rewrites nothing: history.csv, iterations.csv, the run files and
+    train.json (whose times and provenance are those of the call that trained) stay as they were."""
+    argv = ["train", EXP, "--runs", "1", "--epochs", "2", "--optimizers", "adam", "--out", str(tmp_path)]
+    assert cli.main(argv) == 0
+    before = _sha256s(tmp_path)
+    assert {"digits-logreg/history.csv", "digits-logreg/iterations.csv", "digits-logreg/train.json"} <= set(before)
+    time.sleep(1.1)  # a rewritten train.json would carry another time
+    assert cli.main(argv) == 0
+    assert _sha256s(tmp_path) == before
+
+
+def _damaged_copy(trained, tmp_path, optimizer, run, damage):
+    """A copy of the module fixture's results with ``damage(runs_dir, stem)`` done to one run."""
+    out = tmp_path / "out"
+    shutil.copytree(trained[0], out)
+    runs_dir = out / EXP / "runs"
+    stem = next(runs_dir.glob(f"{optimizer}-bcon-run{run}-*.json")).stem
+    damage(runs_dir, stem)
+    return out, stem
+
+
+def _rerun_and_check(out, trained, capsys, message):
+    """Rerun the fixture's command: only the damaged run is retrained, saying ``message``, and the
+    history equals the fixture's (training is deterministic) with no NaN."""
+    capsys.readouterr()
+    assert _cli_train(out) == 0
+    err = capsys.readouterr().err
+    assert message in err and err.count("retraining") == 1
+    assert err.count("already done, skipped") == 2 * RUNS - 1
+    history = pd.read_csv(out / EXP / "history.csv")
+    reference = pd.read_csv(trained[0] / EXP / "history.csv")
+    assert len(history) == 2 * RUNS * EPOCHS and not history[LOSS_COLUMNS].isna().any().any()
+    pd.testing.assert_frame_equal(history[LOSS_COLUMNS], reference[LOSS_COLUMNS])
+    return err
+
+
+def test_truncated_run_csv_is_retrained_with_a_message(trained, tmp_path, capsys):
+    def truncate(runs_dir, stem):  # `head -n 2 run.csv > tmp && mv tmp run.csv`
+        path = runs_dir / f"{stem}.csv"
+        path.write_text("".join(path.read_text().splitlines(keepends=True)[:2]))
+
+    out, stem = _damaged_copy(trained, tmp_path, "adam", 1, truncate)
+    _rerun_and_check(out, trained, capsys,
+                     f"adam run 1: runs/{stem}.csv has 1 rows, its sidecar says {EPOCHS}; retraining")
+
+
+def test_edited_value_with_the_same_rows_is_retrained(trained, tmp_path, capsys):
+    def edit(runs_dir, stem):
+        path = runs_dir / f"{stem}.csv"
+        frame = pd.read_csv(path)
+        frame.loc[0, "test_accuracy"] = 0.123
+        frame.to_csv(path, index=False)
+
+    out, stem = _damaged_copy(trained, tmp_path, "amsgrad", 0, edit)
+    _rerun_and_check(out, trained, capsys,
+                     f"amsgrad run 0: runs/{stem}.csv differs from the file its sidecar records (sha256); retraining")
+
+
+def test_truncated_iterations_csv_is_retrained(trained, tmp_path, capsys):
+    def truncate(runs_dir, stem):
+        path = runs_dir / f"{stem}.iterations.csv"
+        lines = path.read_text().splitlines(keepends=True)
+        path.write_text("".join(lines[:-3]))
+
+    out, stem = _damaged_copy(trained, tmp_path, "adam", 0, truncate)
+    rows = len(pd.read_csv(trained[0] / EXP / "runs" / f"{stem}.iterations.csv"))
+    _rerun_and_check(out, trained, capsys, f"adam run 0: runs/{stem}.iterations.csv has {rows - 3} rows, "
+                     f"its sidecar says {rows}; retraining")
+
+
+def test_legacy_sidecars_without_checksums_are_read_back_when_consistent(tmp_path, capsys):
+    """Sidecars written before checksums (the committed results) are held to what they say: a
+    finished run's files are skipped, a diverged run's NaN losses included; a run CSV holding fewer
+    rows than ``epochs_completed`` is retrained."""
+    out = tmp_path / "out"
+    common = dict(optimizers=["adam", "amsgrad"], runs=1, epochs=EPOCHS, out_dir=out, schedule="constant")
+    # α = 1e38 for adam only (a params file): it diverges in its first epoch.
+    params = {"adam": {"learning_rate": 1e38}}
+    train_experiment(EXP, **common, params=params, progress=False)
+    runs_dir = out / EXP / "runs"
+    for path in runs_dir.glob("*.json"):
+        sidecar = json.loads(path.read_text())
+        sidecar.pop("files", None)  # as written before checksums
+        path.write_text(json.dumps(sidecar))
+    diverged = json.loads(next(runs_dir.glob("adam-*.json")).read_text())
+    assert diverged["diverged"] and pd.read_csv(next(runs_dir.glob("adam-*[0-9a-f].csv")))["loss"].isna().any()
+    capsys.readouterr()
+    train_experiment(EXP, **common, params=params)
+    err = capsys.readouterr().err
+    assert err.count("already done, skipped") == 2 and "retraining" not in err
+
+    amsgrad = next(runs_dir.glob("amsgrad-*.json"))
+    csv = amsgrad.with_suffix(".csv")
+    csv.write_text("".join(csv.read_text().splitlines(keepends=True)[:2]))
+    train_experiment(EXP, **common, params=params)
+    err = capsys.readouterr().err
+    assert f"amsgrad run 0: runs/{csv.name} has 1 rows, its sidecar says {EPOCHS}; retraining" in err
+    assert len(pd.read_csv(csv)) == EPOCHS and "files" in json.loads(amsgrad.read_text())
+
+
+def test_committed_runs_verify_as_finished():
+    """Every run committed under results/ is read back, not retrained, by a fresh clone (read-only)."""
+    sidecars = sorted((Path(__file__).resolve().parents[1] / "results").glob("*/runs/*.json"))
+    assert len(sidecars) > 40
+    for path in sidecars:
+        sidecar = json.loads(path.read_text())
+        stem = path.with_suffix("")
+        assert check_run_files(Path(f"{stem}.csv"), Path(f"{stem}.iterations.csv"), sidecar) is None, path
 
 
 class _KillAfterEpoch:
@@ -360,6 +480,29 @@ def test_resolve_hyperparameters_precedence(tmp_path):
     assert (got["learning_rate"], got["beta_2"]) == (0.05, spec.default_hyperparameters("amsgrad")["beta_2"])
 
 
+def test_train_says_which_hyperparameters_it_uses_and_where_they_come_from(tmp_path, capsys):
+    exp_dir = tmp_path / EXP
+    exp_dir.mkdir()
+    (exp_dir / "best_params.json").write_text(json.dumps({"amsgrad": {"learning_rate": 0.1, "beta_2": 0.999}}))
+    params = tmp_path / "p.json"
+    params.write_text(json.dumps({"adam": {"learning_rate": 0.05}}))
+    argv = ["train", EXP, "--runs", "1", "--epochs", "1", "--beta2", "0.98", "--params", str(params),
+            "--out", str(tmp_path)]
+    assert cli.main(argv) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert f"train {EXP}: adam: α 0.05 from --params {params}; β2 0.98 from command-line flag; " \
+           "bias correction on (default, as Keras)" in err
+    assert f"train {EXP}: amsgrad: α 0.1 from best_params.json at {exp_dir / 'best_params.json'}; " \
+           "β2 0.98 from command-line flag; bias correction on (default, as Keras)" in err
+    # once, before the first run line; also when every run is read back
+    assert sum(line.startswith(f"train {EXP}: adam:") for line in err) == 1
+    assert err.index(next(line for line in err if line.startswith(f"train {EXP}: adam:"))) < \
+        err.index(next(line for line in err if line.startswith("[train")))
+    assert cli.main(argv[:-4] + ["--out", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert f"train {EXP}: adam: α {get_experiment(EXP).learning_rate:g} from the experiment's spec" in err
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
@@ -384,6 +527,84 @@ def test_cli_rejects_malformed_params_file(tmp_path, capsys):
     assert err.count("\n") == 1 and "learning_rate" in err
 
 
+@pytest.mark.parametrize("where", ["params", "best_params"])
+def test_cli_non_utf8_hyperparameter_file_is_one_line_exit_2(where, tmp_path, capsys):
+    """A --params file or <out>/<experiment>/best_params.json saved in another encoding (here:
+    bytes no UTF-8 decoder accepts) is bad input: one line naming the file, exit 2."""
+    out = tmp_path / "out"
+    path = tmp_path / "p.json" if where == "params" else out / EXP / "best_params.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b'\xff\xfe{"adam": {"learning_rate": 0.001}}\n')
+    argv = ["train", EXP, "--out", str(out)] + (["--params", str(path)] if where == "params" else [])
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(path) in err and "UTF-8" in err and "Traceback" not in err
+
+
+def test_cli_disk_full_is_one_line_and_finished_runs_are_kept(tmp_path, capsys, monkeypatch):
+    """No space left while writing history.csv (after both runs finished): one line naming the
+    file and saying to free space and rerun, exit 1; the finished runs' files stay, with no temp
+    files, and the same command rerun skips them and writes history.csv."""
+    import errno
+    import os
+    import tempfile
+
+    names, real_mkstemp, real_fsync = {}, tempfile.mkstemp, os.fsync
+
+    def mkstemp(*args, **kwargs):
+        fd, name = real_mkstemp(*args, **kwargs)
+        names[fd] = os.path.basename(name)
+        return fd, name
+
+    def fsync(fd):
+        if names.get(fd, "").startswith(".history.csv."):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_fsync(fd)
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    monkeypatch.setattr(os, "fsync", fsync)
+    out = tmp_path / "out"
+    argv = ["train", EXP, "--runs", "1", "--epochs", "1", "--out", str(out)]
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "Traceback" not in "\n".join(err)
+    message = err[-1]  # after the progress lines of the two runs
+    assert message.startswith("replicate train: error: disk full")
+    assert str(out / EXP / "history.csv") in message and "free" in message and "rerun the same command" in message
+    runs = sorted(p.name for p in (out / EXP / "runs").iterdir())
+    assert len(runs) == 2 * 3 and not [n for n in runs if n.endswith(".tmp") or "checkpoint" in n]
+    assert not (out / EXP / "history.csv").exists()
+    assert [p.name for p in (out / EXP).iterdir() if p.name.startswith(".")] == []
+
+    monkeypatch.undo()
+    assert cli.main(argv) == 0
+    err = capsys.readouterr().err
+    assert err.count("already done, skipped") == 2
+    assert len(pd.read_csv(out / EXP / "history.csv")) == 2
+
+
+@pytest.mark.parametrize("data", ["missing", "corrupt"])
+def test_cli_failed_start_creates_no_folders(data, tmp_path, capsys):
+    """A start that fails on its data (missing folder, corrupt file) leaves no empty
+    <out>/<experiment>/runs/ behind: --out is not created at all."""
+    data_dir = tmp_path / "data"
+    if data == "corrupt":
+        data_dir.mkdir()
+        (data_dir / "mnist.npz").write_bytes(b"not a zip file")
+    out = tmp_path / "new"
+    code = cli.main(["train", "mnist-logreg", "--data-dir", str(data_dir), "--out", str(out)])
+    assert code == 2 and capsys.readouterr().err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_cli_unwritable_out_is_one_line_exit_2(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert cli.main(["train", EXP, "--out", str(blocker / "sub")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--out" in err
+
+
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.slow
 # mnist-mlp: 97 % after 5 epochs is the median, not a floor: plain Keras (model.fit, built-in Adam,
@@ -395,12 +616,11 @@ def test_mnist_accuracy_within_5_epochs(name, threshold, tmp_path):
     cross-entropy, constant α = 0.001, β2 = 0.999 (Keras's defaults). Plain
     ``model.fit`` with ``keras.optimizers.Adam()`` on this MLP gives 96.9-97.2 % after 5 epochs.
     (With the specs' McGill loss, binary cross-entropy, 5 epochs give less: 91.2 % / 96.8 %.)"""
-    if not (MNIST_DIR / "mnist.npz").exists():
-        pytest.skip(f"real MNIST not at {MNIST_DIR}")
+    mnist_dir = real_data("mnist.npz").parent
     start = time.perf_counter()
     history = train_experiment(name, optimizers=["adam", "amsgrad"], runs=1, epochs=5, schedule="constant",
                                learning_rate=0.001, beta_2=0.999, loss="categorical", out_dir=tmp_path,
-                               data_dir=MNIST_DIR, progress=True)
+                               data_dir=mnist_dir, progress=True)
     seconds = time.perf_counter() - start
     best = history.groupby("optimizer")["test_accuracy"].max()
     table = history.pivot(index="epoch", columns="optimizer", values="test_accuracy")
@@ -415,10 +635,9 @@ def test_mnist_mlp_reaches_97_percent_in_5_epochs_at_table_one_settings(tmp_path
     β2 (Adam 0.99, AMSGrad 0.999), 5 epochs, runs 0-4. Measured over 10 runs: Adam 97.12 ± 0.12 %
     (9 of 10 runs ≥ 97 %), AMSGrad 96.99 ± 0.12 % (5 of 10). Runs 0-4 give means of 97.07 % and
     96.97 %; CPU runs are deterministic, so these are the exact numbers this test sees."""
-    if not (MNIST_DIR / "mnist.npz").exists():
-        pytest.skip(f"real MNIST not at {MNIST_DIR}")
+    mnist_dir = real_data("mnist.npz").parent
     history = train_experiment("mnist-mlp", runs=5, epochs=5, schedule="constant", learning_rate=0.001,
-                               loss="categorical", out_dir=tmp_path, data_dir=MNIST_DIR, progress=False)
+                               loss="categorical", out_dir=tmp_path, data_dir=mnist_dir, progress=False)
     assert dict(history.groupby("optimizer")["beta_2"].first()) == {"adam": 0.99, "amsgrad": 0.999}
     best = history.groupby(["optimizer", "run"])["test_accuracy"].max().groupby("optimizer").mean()
     assert best["adam"] >= 0.970 and best["amsgrad"] >= 0.968, best.to_dict()
@@ -503,9 +722,10 @@ def test_cli_mnist_cnn_adamax_without_bias_correction(tmp_path, capsys):
     # The sidecar records the resolved spec; rerunning skips the finished run.
     sidecar = json.loads(next((out / "mnist-cnn" / "runs").glob("adamax-bcoff-run0-*.json")).read_text())
     assert sidecar["config"]["epsilon"] == 1e-8 and sidecar["spec"]["published"]["adamax"] == 0.9909
+    capsys.readouterr()
     assert cli.main(argv) == 0
-    assert json.loads((out / "mnist-cnn" / "train.json").read_text())["skipped"] == [sidecar["config"]["optimizer"]
-                                                                                     + "-bcoff-run0-" + sidecar["run_id"]]
+    lines = capsys.readouterr().err.splitlines()
+    assert [line for line in lines if "adamax run 0 (seed" in line][0].endswith("(already done, skipped)")
 
 
 def test_linear_decay_and_flip_through_the_trainer(tmp_path):

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..hyperparameters import DECAY_RATE_RANGE, is_decay_rate
+
 
 def positive_int(text):
     try:
@@ -45,13 +47,13 @@ def nonnegative_float(text):
 
 
 def beta(text):
-    """A decay rate in [0, 1)."""
+    """A decay rate β1 or β2: :func:`replication.hyperparameters.is_decay_rate`."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    if not is_decay_rate(value):
+        raise argparse.ArgumentTypeError(f"must be in {DECAY_RATE_RANGE}, got {text}")
     return value
 
 

@@ -98,21 +98,26 @@ def run(args) -> int:
     from gridsearch.search import SearchSettings, make_grid, resolve_engine, run_grid_search
     from gridsearch.store import PointStore, write_search_outputs, write_table
     from replication.datasets import load_dataset
-    from replication.io import ensure_dir, now_iso, provenance
+    from replication.io import check_writable, holds_json, now_iso, provenance
     from replication.progress import Progress
 
     try:
         engine = resolve_engine(spec, args.engine, halving=args.halving, backend=args.backend)
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    out = ensure_dir(args.out)
-    experiment_dir = ensure_dir(Path(out) / spec.name)
+    # Checked, not made: the first finished point makes the folders, so a start that fails (missing
+    # or corrupt data) leaves no empty <out>/<experiment>/ behind.
+    out = check_writable(args.out)
+    experiment_dir = check_writable(Path(out) / spec.name)
     bias = {None: (None,), "on": (True,), "off": (False,), "both": (True, False)}[args.bias_correction]
     points = make_grid(args.optimizers, args.learning_rates, args.beta2s, bias)
     data = load_dataset(spec.dataset, args.data_dir)
     epochs = args.epochs or spec.gridsearch_epochs
     settings = SearchSettings.from_spec(spec, cv=args.cv, epochs=epochs, seed=args.seed, halving=args.halving,
                                         engine=engine)
+    if not args.quiet:  # say once what is being run
+        print(f"gridsearch {spec.name}: {describe_search(args, engine, len(points), epochs)}",
+              file=sys.stderr, flush=True)
     # Counted in fits (point × fold): the stacked engine finishes a fold of many points at once.
     progress = None if args.quiet else Progress(len(points) * args.cv, f"gridsearch {spec.name}")
     started_at, clock = now_iso(), time.perf_counter()
@@ -157,6 +162,11 @@ def run(args) -> int:
         "points_reused": frame.attrs["points_reused"],
         **provenance(),
     }
+    # A call that computed no point only read finished ones back: its times and provenance would
+    # overwrite those of the calls that computed them, so an otherwise equal gridsearch.json is kept.
+    if not sidecar["points_computed"] and holds_json(experiment_dir / "gridsearch.json", sidecar,
+                                                     ignore=_INVOCATION_KEYS):
+        sidecar = None
     best = write_search_outputs(frame, experiment_dir, sidecar=sidecar)
     write_table(out)
     for optimizer in dict.fromkeys(args.optimizers):
@@ -170,6 +180,33 @@ def run(args) -> int:
     print(f"wrote {experiment_dir / 'gridsearch.csv'} ({len(frame)} points, {n_div} diverged), "
           f"{experiment_dir / 'best_params.json'}, {Path(out) / 'gridsearch_table.md'}")
     return 0
+
+
+# gridsearch.json keys that describe the call rather than its points (provenance() is spread in).
+_INVOCATION_KEYS = ("started_at", "finished_at", "wall_seconds", "points_computed", "points_reused",
+                    "versions", "device", "written_at")
+
+
+ENGINE_TEXT = {
+    "stacked": "stacked (every grid point of a fold trained at once as one Keras model)",
+    "gridsearchcv": "gridsearchcv (scikit-learn GridSearchCV over scikeras KerasClassifier)",
+}
+
+
+def describe_search(args, engine, n_points, epochs) -> str:
+    """The grid and the engine in one line, e.g. ``engine stacked (...); grid adam, amsgrad × α
+    {0.001, 0.01} × β2 {0.99} = 4 points × 3 folds, 15 epochs per fit, seed 0``."""
+    def values(xs):
+        return "{" + ", ".join(f"{float(x):g}" for x in dict.fromkeys(xs)) + "}"
+
+    grid = f"{', '.join(dict.fromkeys(args.optimizers))} × α {values(args.learning_rates)} × β2 {values(args.beta2s)}"
+    if args.bias_correction == "both":
+        grid += " × bias correction {on, off}"
+    elif args.bias_correction:
+        grid += f", bias correction {args.bias_correction}"
+    search = "successive halving over epochs (HalvingGridSearchCV), " if args.halving else ""
+    return (f"engine {ENGINE_TEXT.get(engine, engine)}; {search}grid {grid} = {n_points} points × {args.cv} folds, "
+            f"{'up to ' if args.halving else ''}{epochs} epoch{'s' if epochs != 1 else ''} per fit, seed {args.seed}")
 
 
 DEMO_LEARNING_RATES = ("0.001", "0.01", "0.1")

@@ -15,6 +15,9 @@ def add_parser(sub):
         "setup, Table I, final metrics, Adam vs AMSGrad statistics and a verdict per claim.",
     )
     p.add_argument("--no-figures", action="store_true", help="write REPORT.md only")
+    p.add_argument("--readme", default=None, metavar="FILE",
+                   help="also rewrite the generated tables of FILE (README.md: the blocks between "
+                        "<!-- generated:NAME --> markers) from the same results")
     add_out(p)
     p.set_defaults(func=run)
     return p
@@ -23,13 +26,13 @@ def add_parser(sub):
 def run(args) -> int:
     from .. import report
     from ..errors import UserError
-    from ..io import ensure_dir, write_text_atomic
+    from ..io import check_writable, write_text_atomic
 
     out = Path(args.out)
     if not out.is_dir():
         raise UserError(f"results folder {str(out)!r} does not exist; run `replicate demo --out {out}` "
                         "or pass the folder with --out")
-    ensure_dir(out)
+    check_writable(out)
     data = report.collect(out)
     if not data["experiments"] and data["synthetic"] is None:
         raise UserError(f"no results under {out} (no synthetic/trajectories.csv, no <experiment>/history.csv); "
@@ -38,4 +41,13 @@ def run(args) -> int:
     path = write_text_atomic(report.build_report(data, figures), out / "REPORT.md")
     n = sum(len(v) for v in (figures or {}).values())
     print(f"wrote {path} ({n} figures)")
+    if args.readme:
+        from ..io import read_text
+        from ..readme import readme_blocks, update_readme
+
+        text = read_text(args.readme)
+        new = update_readme(text, readme_blocks(data))
+        if new != text:  # an unchanged README keeps its bytes and its time stamp
+            write_text_atomic(new, args.readme)
+        print(f"{'updated' if new != text else 'unchanged'}: {args.readme}")
     return 0

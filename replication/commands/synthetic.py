@@ -1,11 +1,12 @@
 """``replicate synthetic``: Reddi et al.'s synthetic convex problem (online, stochastic, §3 family)."""
 from __future__ import annotations
 
+import hashlib
 import sys
 import time
 from pathlib import Path
 
-from ._args import add_out, beta, on_off, positive_float, positive_int
+from ._args import add_out, beta, nonnegative_int, on_off, positive_float, positive_int
 
 # The α grid of the search (1-2-5 steps, 0.001 to 10). The paper gives no range; 0.001 is the
 # reproduction's α (0.001/√t) and 10 the smallest upper end the issue asked for: AMSGrad's best α
@@ -39,7 +40,7 @@ def add_parser(sub):
     p.add_argument("--beta2", type=beta, default=None,
                    help="default 0.99; 1/(1+C²) for the §3 family (Reddi et al. Theorem 1)")
     p.add_argument("--bias-correction", type=on_off, default=True, metavar="on|off")
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4],
+    p.add_argument("--seeds", nargs="+", type=nonnegative_int, default=[0, 1, 2, 3, 4],
                    help="seeds of the stochastic draws (online/cyclic are deterministic: first seed only)")
     p.add_argument("--C", nargs="+", type=positive_float, default=[3.0],
                    help="C of the §3 'cyclic' family, one or more (each > 2; default 3)")
@@ -77,6 +78,80 @@ def _rows_of(config, frame):
     return frame[mask]
 
 
+def _run_key(lr, seed) -> str:
+    return f"alpha={lr:.8g} seed={int(seed)}"
+
+
+def digest_rows(rows) -> dict:
+    """``{"rows", "sha256"}`` of one run's rows (one α and seed of a sweep) as the CSV stores them:
+    sorted by step, no header, floats to 8 significant digits (so the rows in memory when the run
+    finishes and the same rows read back from the CSV give one digest)."""
+    from ..synthetic import COLUMNS
+
+    text = rows.sort_values("step")[COLUMNS].to_csv(index=False, header=False, float_format="%.8g",
+                                                    lineterminator="\n")
+    return {"rows": len(rows), "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}
+
+
+def check_sweep(config, rows, entry):
+    """``(done, why)`` for ``config`` given ``rows`` (its rows in the CSV, :func:`_rows_of`) and
+    ``entry`` (its sweep's record in trajectories.json, or None). Done when every run (α, seed)
+    holds its rows to ``config.steps``, intact. A run never computed, or computed for another
+    number of steps, is simply not done; a damaged one is not done and ``why`` says which and how.
+
+    trajectories.csv holds every sweep, so the sidecar records the row count and sha256 of each
+    run's rows (:func:`digest_rows`), not of the file: a run added or recomputed later does not
+    invalidate the others. A damaged run makes its whole sweep (one vectorised computation of all
+    its α and seeds, seconds to minutes) be recomputed: finer would mean splitting sweeps.
+    Runs recorded before these digests (the committed results/synthetic) are held to what their
+    sweep's record implies instead: a row every ``record_every`` steps and at the last, each with x
+    and the regret."""
+    import numpy as np
+
+    recorded = (entry or {}).get("runs", {})
+    done, why = True, None
+    for lr, seed in config.columns:
+        run = rows[np.isclose(rows["learning_rate"].to_numpy(dtype=float), lr, rtol=1e-7, atol=0.0)
+                   & (rows["seed"] == seed)]
+        if run.empty:
+            done = False
+            continue
+        problem = _check_run(run, recorded.get(_run_key(lr, seed)), (entry or {}).get("config"))
+        if problem:
+            done, why = False, why or f"trajectories.csv {problem} (alpha {lr:g}, seed {seed})"
+        elif run["step"].max() != config.steps:
+            done = False
+    return done, why
+
+
+def _check_run(run, digest, recorded_config):
+    import numpy as np
+
+    if digest is not None:
+        got = digest_rows(run)
+        if got["rows"] != digest.get("rows"):
+            return f"has {got['rows']} rows of a run, its sidecar says {digest.get('rows')}"
+        if got["sha256"] != digest.get("sha256"):
+            return "holds rows of a run that differ from those its sidecar records (sha256)"
+        return None
+    steps = run["step"].to_numpy()
+    cfg = recorded_config or {}
+    covered = (any(np.isclose(run["learning_rate"].iloc[0], cfg.get("learning_rates", ()), rtol=1e-7, atol=0.0))
+               and int(run["seed"].iloc[0]) in cfg.get("seeds", ()))
+    # The sweep's record gives the steps and interval when it covers this run; else the rows' own.
+    last, every = (int(cfg["steps"]), int(cfg["record_every"])) if covered else (int(steps.max()), int(steps.min()))
+    expected = np.arange(every, last + 1, every)
+    expected = expected if len(expected) and expected[-1] == last else np.append(expected, last)
+    if len(steps) != len(expected):
+        source = "its sidecar implies" if covered else "its record steps imply"
+        return f"has {len(steps)} rows of a run, {source} {len(expected)}"
+    if not np.array_equal(np.sort(steps), expected):
+        return "lacks record steps of a run"
+    if not np.isfinite(run[["x", "x_min", "x_max", "avg_regret"]].to_numpy(dtype=float)).all():
+        return "lacks values of a run"
+    return None
+
+
 def _sweep_label(config) -> str:
     label = f"{config.setting} {config.schedule} beta1={config.beta_1:g} beta2={config.beta_2:g}"
     label += "" if config.bias_correction else " no-bias-correction"
@@ -92,7 +167,8 @@ def run(args) -> int:
 
     if args.setting == "cyclic" and any(c <= 2 for c in args.C):
         raise UserError(f"--C must be > 2 for the §3 family, got {' '.join(f'{c:g}' for c in args.C)}")
-    out = io.ensure_dir(Path(args.out) / "synthetic")
+    # Checked, not made: the first finished sweep makes the folder (none if the first is interrupted).
+    out = io.check_writable(Path(args.out) / "synthetic")
     csv_path, json_path = out / "trajectories.csv", out / "trajectories.json"
     existing = results.load_synthetic(csv_path) if csv_path.exists() else None
     if existing is not None:
@@ -100,21 +176,23 @@ def run(args) -> int:
     settings = ["online", "stochastic"] if args.setting == "all" else [args.setting]
     record_every = args.record_every or max(1, args.steps // synthetic.DEFAULT_RECORDS)
 
+    state = {"frame": existing, "computed": 0}
+    sidecar = io.read_json(json_path) if json_path.exists() else {}
+    sweeps = dict(sidecar.get("sweeps", {}))
+
     def done_already(config):
         if args.force:
             return False
         rows = _rows_of(config, existing)
         if rows is None or rows.empty:
             return False
-        finals = rows.groupby(["learning_rate", "seed"])["step"].max()
-        complete = len(finals) == len(config.columns) and (finals == config.steps).all()
+        label = f"{_sweep_label(config)} {config.optimizer}"
+        complete, why = check_sweep(config, rows, sweeps.get(label))
         if complete:
-            progress.skip(f"{_sweep_label(config)} {config.optimizer}")
+            progress.skip(label)
+        elif why:
+            progress.note(f"{label}: {why}; recomputing")
         return complete
-
-    state = {"frame": existing}
-    sidecar = io.read_json(json_path) if json_path.exists() else {}
-    sweeps = dict(sidecar.get("sweeps", {}))
 
     def on_done(config, frame, seconds):
         previous = state["frame"]
@@ -123,11 +201,18 @@ def run(args) -> int:
             frame = pd.concat([previous, frame], ignore_index=True)
         frame = frame.sort_values(synthetic.KEY + ["step"], kind="stable").reset_index(drop=True)
         io.write_csv_atomic(frame[synthetic.COLUMNS], csv_path, float_format="%.8g")
-        state["frame"] = frame
-        sweeps[f"{_sweep_label(config)} {config.optimizer}"] = {
+        state["frame"], state["computed"] = frame, state["computed"] + 1
+        label = f"{_sweep_label(config)} {config.optimizer}"
+        rows = _rows_of(config, frame)
+        # Runs of this sweep at other α, kept in the CSV, keep their digests.
+        runs = {**sweeps.get(label, {}).get("runs", {}), **{
+            _run_key(lr, seed): digest_rows(run) for (lr, seed), run in rows.groupby(["learning_rate", "seed"])}}
+        sweeps[label] = {
             "config": config.__dict__, "seconds": round(seconds, 2), "argv": ["replicate"] + sys.argv[1:],
-            **io.provenance(),
+            "runs": runs, **io.provenance(),
         }
+        # Beside the rows at once: rows whose digests are not on disk would pass for older ones.
+        _write_sidecar(json_path, sweeps, started, time.perf_counter() - t0)
         rate = config.steps * len(config.columns) / seconds
         progress.update(
             f"{_sweep_label(config)} {config.optimizer}: {len(config.columns)} runs x {config.steps} steps "
@@ -144,8 +229,13 @@ def run(args) -> int:
         bias_correction=args.bias_correction, record_every=record_every, C=args.C,
         skip=done_already, on_done=on_done,
     )
-    frame = state["frame"]
-    _write_sidecar(json_path, sweeps, started, time.perf_counter() - t0)
+    # The α search and figures from the rows as the CSV stores them (8 digits), not as computed, so
+    # a later call that reads every sweep back redraws them byte for byte the same.
+    frame = results.load_synthetic(csv_path)[synthetic.COLUMNS] if state["computed"] else state["frame"]
+    # A call that computed no sweep only read finished ones back: the sidecar keeps the times and
+    # argv of the calls that computed them (rewriting it said 0.07 s for a 24 s run).
+    if state["computed"] or not json_path.exists():
+        _write_sidecar(json_path, sweeps, started, time.perf_counter() - t0)
     wanted = pd.concat([_rows_of(c, frame) for c in configs])
     search = results.search_learning_rate(frame)
     search_path = io.write_csv_atomic(search, out / "alpha_search.csv", float_format="%.8g")

@@ -58,10 +58,9 @@ def add_parser(subparsers):
 
 def run(args) -> int:
     from ..experiments import get_experiment
-    from ..trainer import read_params_file, train_experiment
+    from ..trainer import train_experiment
 
     experiment = get_experiment(args.experiment)  # UserError if unknown, before loading TF data
-    params = read_params_file(args.params) if args.params else None
     history = train_experiment(
         experiment,
         optimizers=args.optimizers,
@@ -77,7 +76,7 @@ def run(args) -> int:
         loss=args.loss,
         epsilon=args.epsilon,
         flip=args.flip,
-        params=params,
+        params=args.params,  # a path: read (and named in the start lines) by the trainer
         force=args.force,
     )
     last = history.sort_values("epoch").groupby(["optimizer", "run"]).tail(1)

@@ -1,0 +1,280 @@
+"""The README's result tables, generated from the committed results so they cannot drift.
+
+Each table lives in ``README.md`` between ``<!-- generated:NAME -->`` and ``<!-- /generated:NAME -->``;
+``replicate report --readme README.md`` rewrites every such block from :func:`readme_blocks` (built
+from :func:`replication.report.collect`'s data, the same as ``REPORT.md``) and leaves the prose around
+them alone. ``tests/test_readme.py`` checks that the committed README equals what the committed
+results give.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import re
+
+import numpy as np
+import pandas as pd
+
+from . import results, verdicts
+from .errors import UserError
+from .experiments import EXPERIMENTS
+from .report import CIFAR_PROVENANCE, KORZENIOWSKI_CIFARNET, LOSS_CLAIMS, _claimed_experiments, _table
+
+MARK = re.compile(r"(<!-- generated:(?P<name>[a-z0-9-]+) -->\n)(?P<body>.*?)(<!-- /generated:(?P=name) -->)", re.S)
+SHORT = {"mnist-logreg": "LR", "mnist-mlp": "MLP"}
+NAMES = {"adam": "Adam", "amsgrad": "AMSGrad", "adamax": "AdaMax"}
+
+
+def update_readme(text: str, blocks: dict) -> str:
+    """``text`` with every generated block replaced by ``blocks[name]``; a block this code does not
+    know is an error (a typo in the README would otherwise go stale silently)."""
+    def replace(match):
+        name = match.group("name")
+        if name not in blocks:
+            raise UserError(f"README block {name!r} is not one replicate report generates "
+                            f"({', '.join(sorted(blocks))})")
+        return match.group(1) + blocks[name].rstrip("\n") + "\n" + match.group(4)
+
+    return MARK.sub(replace, text)
+
+
+def readme_blocks(data: dict) -> dict:
+    """``{block name: Markdown}`` from :func:`replication.report.collect`'s data."""
+    histories = [e["history"] for e in data["experiments"].values() if e["history"] is not None]
+    history = pd.concat(histories, ignore_index=True) if histories else None
+    comparison = (verdicts.add_holm(results.compare_final(history), _claimed_experiments(data))
+                  if history is not None else pd.DataFrame())
+    return {
+        "synthetic-table": _synthetic(data["synthetic"]),
+        "mnist-final": _mnist_final(data, comparison),
+        "verdicts": _verdicts(data, comparison),
+        "table-one": _table_one(data),
+        "cifarnet": _cifarnet(data, comparison),
+        "beyond-mcgill": _beyond(data),
+    }
+
+
+# ------------------------------------------------------------------------------------ helpers
+def _pm(values, scale=1.0, digits=4, unit="") -> str:
+    values = np.asarray(values, dtype=float) * scale
+    if len(values) == 0:
+        return "—"
+    text = f"{values.mean():.{digits}f}"
+    if len(values) > 1:
+        text += f" ± {values.std(ddof=1):.{digits}f}"
+    return text + unit
+
+
+def _finals(entry):
+    history = entry["history"]
+    if history is None:
+        return None
+    finals = results.final_epoch(history)
+    return finals[~finals["diverged"].astype(bool)]
+
+
+def _seconds(data, name, kind="train"):
+    """Wall seconds of the command that wrote ``<name>/train.json`` (its start to its end) or
+    ``<name>/gridsearch.json`` (its ``wall_seconds``); None where absent."""
+    from .io import read_json
+
+    path = data["out"] / name / f"{kind}.json"
+    if not path.is_file():
+        return None
+    sidecar = read_json(path)
+    if kind == "gridsearch":
+        return sidecar.get("wall_seconds")
+    try:
+        start = _dt.datetime.fromisoformat(sidecar["started_at"])
+        end = _dt.datetime.fromisoformat(sidecar["finished_at"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return (end - start).total_seconds()
+
+
+def _signed(x, digits=3) -> str:
+    return f"{x:+.{digits}f}".replace("-", "−")
+
+
+# ------------------------------------------------------------------------------------- blocks
+def _synthetic(trajectories) -> str:
+    if trajectories is None or trajectories.empty:
+        return "No synthetic results (run `replicate synthetic`)."
+    search = results.search_learning_rate(trajectories)
+    rows = []
+    for setting in ("online", "stochastic"):
+        paper = verdicts._paper_rows(search, setting)
+        for steps in (1_000_000, 10_000_000):
+            at = paper[(paper["steps"] == steps) & paper["chosen"]]
+            if at.empty:
+                continue
+            r = at.iloc[0]
+            amsgrad = _signed(r["amsgrad_x_median"])
+            if r["seeds"] > 1:
+                low, high = r["amsgrad_distance_min"] + results.X_STAR, r["amsgrad_distance_max"] + results.X_STAR
+                amsgrad += f" [{_signed(low)}, {_signed(high)}]"
+            reached = "yes" if r["reached"] else ("**no** (at no α)" if not paper[paper["steps"] == steps]["reached"].any()
+                                                 else "**no**")
+            rows.append([setting, f"{steps // 1_000_000} M", f"{r['learning_rate']:g}", _signed(r["adam_x_median"]),
+                         amsgrad, f"{r['adam_regret_median']:.3f}", f"{r['amsgrad_regret_median']:.3f}", reached])
+    lines = _table(["setting", "steps", "chosen α", "Adam x_T", "AMSGrad x_T (median [range])", "Adam R_T/T",
+                    "AMSGrad R_T/T", "AMSGrad reaches −1"], rows)
+    return "\n".join(lines)
+
+
+def _mnist_final(data, comparison) -> str:
+    rows, times = [], []
+    for name in ("mnist-logreg", "mnist-mlp"):
+        entry = data["experiments"].get(name)
+        finals = None if entry is None else _finals(entry)
+        if finals is None:
+            continue
+        for optimizer in ("adam", "amsgrad"):
+            f = finals[(finals["optimizer"] == optimizer) & finals["bias_correction"].astype(bool)]
+            wins = ""
+            if optimizer == "amsgrad" and not comparison.empty:
+                c = comparison[(comparison["experiment"] == name) & comparison["bias_correction"]].set_index("metric")
+                if {"loss", "test_loss"} <= set(c.index):
+                    wins = f"{c.loc['loss', 'adam_wins']} / {c.loc['test_loss', 'adam_wins']} of {c.loc['loss', 'pairs']}"
+            rows.append([SHORT[name], NAMES[optimizer], _pm(f["loss"]), _pm(f["test_loss"]),
+                         _pm(f["test_accuracy"], 100, 2, " %"), wins])
+        seconds = _seconds(data, name)
+        if seconds is not None:
+            times.append(f"{seconds:.0f} s ({SHORT[name]})")
+    lines = _table(["experiment", "optimizer", "train loss", "test loss", "test accuracy",
+                    "Adam better (paired runs: train / test loss)"], rows)
+    if times:
+        lines.append(f"Training took {' and '.join(times)} (from `started_at` to `finished_at` in each "
+                     "`train.json`), on 2 CPU cores shared with other work (`results/logs/train-mnist.log`).")
+    return "\n".join(lines)
+
+
+def _verdicts(data, comparison) -> str:
+    rows = []
+    for setting in ("online", "stochastic"):
+        verdict, detail = verdicts.synthetic_verdict(data["synthetic"], setting)
+        rows.append([f"AMSGrad converges on the synthetic problem, Adam does not ({setting})",
+                     f"**{verdict}** — {detail}", "reproduced"])
+    verdict, detail = verdicts.section3_verdict(data["synthetic"])
+    rows.append(["Adam converges to the worst point on the §3 family", f"**{verdict}** — {detail}", "— (not run)"])
+    for name, what, mcgill, paper in LOSS_CLAIMS:
+        if name not in _claimed_experiments(data) or name.startswith("digits"):
+            continue
+        verdict, detail = verdicts.loss_verdict(comparison, name)
+        rows.append([f"AMSGrad reaches lower train/test loss on {what}", f"**{verdict}** — {detail}",
+                     mcgill.replace(" (§V)", "")])
+    return "\n".join(_table(["claim of Reddi et al.", "ours", "McGill"], rows))
+
+
+def _table_one(data) -> str:
+    rows, times = [], []
+    for name in ("mnist-logreg", "mnist-mlp"):
+        entry = data["experiments"].get(name)
+        best = (entry or {}).get("best_params") or {}
+        for optimizer in ("adam", "amsgrad"):
+            if optimizer not in best:
+                continue
+            mcgill = EXPERIMENTS[name].default_hyperparameters(optimizer)
+            rows.append([f"{SHORT[name]} (MNIST)", NAMES[optimizer], f"{best[optimizer]['learning_rate']:g}",
+                         f"{best[optimizer]['beta_2']:g}", f"{mcgill['learning_rate']:g}", f"{mcgill['beta_2']:g}"])
+        seconds = _seconds(data, name, "gridsearch")
+        if seconds is not None:
+            times.append(f"{seconds:.0f} s ({SHORT[name]})")
+    lines = _table(["experiment", "optimizer", "α (ours)", "β2 (ours)", "α (McGill)", "β2 (McGill)"], rows)
+    grid = (data["experiments"].get("mnist-logreg") or {}).get("gridsearch")
+    if grid is not None and not grid.empty:
+        near, spread = [], []
+        for optimizer in ("adam", "amsgrad"):
+            g = grid[(grid["optimizer"] == optimizer) & ~grid["diverged"].astype(bool)]
+            if g.empty:
+                continue
+            best = g.loc[g["mean_val_loss"].idxmin()]
+            at = g[np.isclose(g["learning_rate"], 0.01)]["mean_val_loss"]
+            chosen = g[np.isclose(g["learning_rate"], best["learning_rate"])]["mean_val_loss"]
+            if len(at):
+                near.append(f"{100 * (at.min() / best['mean_val_loss'] - 1):.1f} % ({NAMES[optimizer]})")
+            spread.append(f"{100 * (chosen.max() / chosen.min() - 1):.1f} % ({NAMES[optimizer]})")
+        lines.append(f"LR: the best β2 at α = 0.01 is within {' and '.join(near)} of the best validation loss; at "
+                     f"the chosen α the worst β2 is {' and '.join(spread)} above the best.")
+        lines.append("")
+    if times:
+        lines.append(f"The searches took {' and '.join(times)} with the stacked engine (`wall_seconds` in each "
+                     "`gridsearch.json`), on 2 CPU cores shared with other work (`results/logs/gridsearch-mnist.log`).")
+    return "\n".join(lines)
+
+
+def _cifarnet(data, comparison) -> str:
+    name = "cifar10-cifarnet"
+    entry = data["experiments"].get(name)
+    finals = None if entry is None else _finals(entry)
+    if finals is None or finals.empty:
+        return "Not run yet."
+    rows = []
+    for optimizer in ("adam", "amsgrad"):
+        f = finals[finals["optimizer"] == optimizer]
+        rows.append([NAMES[optimizer], str(len(f)), _pm(f["loss"]), _pm(f["test_loss"]),
+                     _pm(f["test_exact_loss"]) if "test_exact_loss" in f else "—",
+                     _pm(f["test_accuracy"], 100, 2, " %"),
+                     _pm(f["test_exact_accuracy"], 100, 2, " %") if "test_exact_accuracy" in f else "—"])
+    a = finals[finals["optimizer"] == "adam"].set_index("run")
+    b = finals[finals["optimizer"] == "amsgrad"].set_index("run")
+    pairs = sorted(set(a.index) & set(b.index))
+    spec_runs = EXPERIMENTS[name].runs
+    hyper = ((entry["train"] or {}).get("hyperparameters") or {})
+    source = {v.get("source", {}).get("learning_rate") for v in hyper.values()}
+    used = "; ".join(f"{NAMES[o]} α {v['learning_rate']:g}, β2 {v['beta_2']:g}" for o, v in hyper.items())
+    lines = [f"McGill's final protocol (α/√t, batch 128, multiclass log-loss, {int(finals['epoch'].max())} epochs, "
+             f"run k of both optimizers paired by seed) at {used}"
+             + (" — **McGill's Table I values**, from the `--params` file, not our search's" if source == {"params file"} else "")
+             + f". Runs finished: {len(a)} Adam, {len(b)} AMSGrad of {spec_runs} each"
+             + ("" if len(pairs) >= spec_runs else " (the rest resume in later sessions)") + ". "
+             + CIFAR_PROVENANCE + " Final epoch, mean ± std over runs:", ""]
+    lines += _table(["optimizer", "runs", "train loss", "test loss (10,000)", "test loss (exact 1,000)",
+                     "test acc. (10,000)", "test acc. (exact 1,000)"], rows)
+    if pairs:
+        d = {m: (b.loc[pairs, m] - a.loc[pairs, m]).to_numpy() for m in ("loss", "test_loss", "test_accuracy")}
+        verdict, detail = verdicts.loss_verdict(comparison, name)
+        lines.append(
+            f"AMSGrad − Adam per paired run: train loss {', '.join(f'{x:+.4f}' for x in d['loss'])}; test loss "
+            f"{', '.join(f'{x:+.4f}' for x in d['test_loss'])}; test accuracy "
+            f"{', '.join(f'{100 * x:+.2f}' for x in d['test_accuracy'])} points (AMSGrad lower train loss in "
+            f"{int((d['loss'] < 0).sum())} of {len(pairs)} pairs, lower test loss in {int((d['test_loss'] < 0).sum())}). "
+            f"Verdict by the report's rule: **{verdict}** ({detail})"
+            + ("; provisional until all runs are in." if len(pairs) < spec_runs else "."))
+    seconds = entry["history"]["epoch_seconds"].median()
+    lines += ["", f"Published: {KORZENIOWSKI_CIFARNET}; McGill \"AMSGrad slightly lower\" loss. Median epoch "
+              f"time here {seconds:.0f} s on 2 CPU cores (training and the test pass; McGill: ≈ 90 s on a GK104 GPU)."]
+    return "\n".join(lines)
+
+
+def _beyond(data) -> str:
+    rows = []
+    for name in ("mnist-logreg-l2", "mnist-mlp-2x1000", "mnist-cnn", "mnist-vae"):
+        entry = data["experiments"].get(name)
+        finals = None if entry is None else _finals(entry)
+        if finals is None or finals.empty:
+            continue
+        spec = EXPERIMENTS[name]
+        hyper = (entry["train"] or {}).get("hyperparameters") or {}
+        ours, used, shape = [], [], set()
+        for optimizer in spec.optimizers:
+            f = finals[finals["optimizer"] == optimizer]
+            if f.empty:
+                continue
+            shape.add((len(f), int(f["epoch"].max())))
+            label = NAMES[optimizer] + ("" if f["bias_correction"].all() else " (no bias corr.)")
+            if spec.loss == "elbo":
+                ours.append(f"{label} {_pm(f['test_loss'], digits=2)} nats")
+            else:
+                ours.append(f"{label} {_pm(f['test_accuracy'], 100, 2, ' %')}")
+            h = hyper.get(optimizer, {})
+            where = {"best_params.json": "grid search", "spec": "spec", "params file": "--params"}.get(
+                (h.get("source") or {}).get("learning_rate"), "?")
+            used.append(f"{NAMES[optimizer]} {h.get('learning_rate', math.nan):g} ({where})")
+        published = dict(spec.published)
+        theirs = (" / ".join(f"{100 * published[o]:.2f} %" for o in spec.optimizers if o in published)
+                  if published else "AMSGrad lower over 100 epochs (CelebA)")
+        runs = ", ".join(f"{r} run{'s' * (r != 1)} × {e} epoch{'s' * (e != 1)}" for r, e in sorted(shape))
+        metric = "test −ELBO" if spec.loss == "elbo" else "test accuracy"
+        rows.append([f"`{name}`", runs, "; ".join(used), f"{metric}: " + ", ".join(ours), theirs])
+    return "\n".join(_table(["experiment", "runs per optimizer", "α (from)", "ours (final epoch)", "published"], rows))

@@ -1,0 +1,62 @@
+"""The README's result tables are generated from the committed results (issue 12 §6): every
+``<!-- generated:NAME -->`` block must equal what ``replicate report --readme`` writes from them."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from replication import readme, report
+from replication.cli import main
+from replication.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def blocks():
+    return readme.readme_blocks(report.collect(ROOT / "results"))
+
+
+def test_readme_tables_equal_what_the_committed_results_give(blocks):
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    names = re.findall(r"<!-- generated:([a-z0-9-]+) -->", text)
+    assert sorted(names) == sorted(blocks)  # every table is generated, each once
+    # Which block drifted, and how: compare block by block before the whole file.
+    for match in readme.MARK.finditer(text):
+        assert match.group("body").rstrip("\n") == blocks[match.group("name")].rstrip("\n"), match.group("name")
+    assert readme.update_readme(text, blocks) == text
+
+
+def test_numbers_come_from_the_sidecars(blocks):
+    # train.json's start and end, gridsearch.json's wall_seconds: not a log's or a hand's numbers
+    import datetime as dt
+    import json
+
+    train = json.loads((ROOT / "results/mnist-logreg/train.json").read_text())
+    seconds = (dt.datetime.fromisoformat(train["finished_at"]) - dt.datetime.fromisoformat(train["started_at"]))
+    assert f"Training took {seconds.total_seconds():.0f} s (LR)" in blocks["mnist-final"]
+    search = json.loads((ROOT / "results/mnist-mlp/gridsearch.json").read_text())
+    assert f"{search['wall_seconds']:.0f} s (MLP)" in blocks["table-one"]
+
+
+def test_update_readme_replaces_only_the_blocks_and_rejects_unknown_ones(tmp_path, capsys):
+    text = "intro 1.23\n<!-- generated:verdicts -->\nold\n<!-- /generated:verdicts -->\noutro\n"
+    assert readme.update_readme(text, {"verdicts": "new table\n"}) == (
+        "intro 1.23\n<!-- generated:verdicts -->\nnew table\n<!-- /generated:verdicts -->\noutro\n")
+    with pytest.raises(UserError, match="'typo' is not one"):
+        readme.update_readme("<!-- generated:typo -->\nx\n<!-- /generated:typo -->", {"verdicts": ""})
+    # through the command: a README in a copy of one experiment's results
+    out = tmp_path / "results"
+    (out / "mnist-logreg").mkdir(parents=True)
+    for name in ("history.csv", "best_params.json", "train.json", "gridsearch.csv", "gridsearch.json"):
+        (out / "mnist-logreg" / name).write_bytes((ROOT / "results/mnist-logreg" / name).read_bytes())
+    path = tmp_path / "README.md"
+    path.write_text("# x\n<!-- generated:table-one -->\n<!-- /generated:table-one -->\nend\n", encoding="utf-8")
+    assert main(["report", "--no-figures", "--out", str(out), "--readme", str(path)]) == 0
+    written = path.read_text(encoding="utf-8")
+    assert "| LR (MNIST) | AMSGrad | 0.1 | 0.99 | 0.001 | 0.99 |" in written and written.endswith("end\n")
+    path.write_bytes(b"\xff\xfe not utf-8")
+    assert main(["report", "--no-figures", "--out", str(out), "--readme", str(path)]) == 2
+    assert "not UTF-8" in capsys.readouterr().err

@@ -54,3 +54,23 @@ def test_demo_writes_under_demo_and_leaves_the_committed_results_alone(tmp_path)
     assert "== 2b. final runs: digits-logreg ==" in proc.stderr
     assert "==" not in "".join(line[:2] for line in proc.stdout.splitlines())
     assert "Traceback" not in proc.stderr
+
+
+def test_help_and_readme_give_the_same_demo_time(capsys):
+    import re
+
+    from replication.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    minutes = int(re.search(r"demo/ \(~(\d+) min on 2 CPU cores\)", help_text).group(1))
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    measured = re.search(r"median (\d+) min (\d+) s \((\d+), (\d+), (\d+) s\)", readme)
+    runs = sorted(int(x) for x in measured.groups()[2:])
+    assert int(measured.group(1)) * 60 + int(measured.group(2)) == runs[1]  # the median of the three
+    assert minutes == round(runs[1] / 60)
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    demo_help = " ".join(capsys.readouterr().out.split())
+    assert "default demo/" in demo_help and "--force" in demo_help and "recompute everything" in demo_help

@@ -23,7 +23,7 @@ DEMO_OUT = "demo"  # ignored by git (.gitignore): the committed results/ stay as
 
 def add_parser(sub):
     p = sub.add_parser(
-        "demo", help="run the whole pipeline on the embedded digits data into demo/ (~4 min on 2 CPU cores)",
+        "demo", help="run the whole pipeline on the embedded digits data into demo/ (~3 min on 2 CPU cores)",
         description="The synthetic problem (10 M steps), a reduced grid search and 5 runs per optimizer "
                     "of digits-logreg and digits-mlp (or, with --data-dir, the MNIST experiments), then "
                     "figures and REPORT.md, all under --out (default demo/, apart from the committed "

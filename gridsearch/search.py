@@ -24,7 +24,6 @@ import json
 import logging
 import math
 import os
-import sys
 import time
 import warnings
 
@@ -32,6 +31,7 @@ import numpy as np
 
 from replication.experiments import loss_identity
 from replication.hyperparameters import DECAY_RATE_RANGE, is_decay_rate
+from replication.progress import warn
 
 __all__ = [
     "DEFAULT_LEARNING_RATES",
@@ -455,7 +455,7 @@ def run_grid_search(
     rows = {}
     for point in points:
         record = None if (force or store is None) else store.load(
-            settings, point, on_damaged=lambda why, point=point: _warn(progress, f"{point.label()}: {why}; recomputing"))
+            settings, point, on_damaged=lambda why, point=point: warn(progress, f"{point.label()}: {why}; recomputing"))
         if record is not None:
             rows[point] = record
     if halving:
@@ -513,7 +513,7 @@ def _missing_on_fold(chunk, k, results, settings, *, store, force, progress):
     for point in chunk:
         stored = None if (force or store is None) else store.load_fold(
             settings, point, k,
-            on_damaged=lambda why, point=point: _warn(progress, f"{point.label()} fold {k + 1}/{settings.cv}: "
+            on_damaged=lambda why, point=point: warn(progress, f"{point.label()} fold {k + 1}/{settings.cv}: "
                                                                 f"{why}; recomputing"))
         if stored is not None:
             results[point][k] = stored
@@ -521,14 +521,6 @@ def _missing_on_fold(chunk, k, results, settings, *, store, force, progress):
     if progress is not None and len(missing) < len(chunk):
         progress.skip(n=len(chunk) - len(missing))
     return missing
-
-
-def _warn(progress, text):
-    """A line on the progress stream (stderr), also when progress lines are off (``--quiet``)."""
-    if progress is not None:
-        progress.note(text)
-    else:
-        print(text, file=sys.stderr, flush=True)
 
 
 def _search_by_fold(spec, settings, X, y, optimizer, chunk, jobs, estimator_kwargs, *, store, force, progress,

@@ -4,6 +4,7 @@ This module and the CLI are the only places that touch the filesystem.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import errno
 import hashlib
@@ -105,20 +106,30 @@ def _not_utf8(path, exc: UnicodeDecodeError, todo: str) -> UserError:
     return UserError(f"{path} is not UTF-8 text (byte 0x{byte} at position {exc.start}); {todo}")
 
 
-def read_json(path):
-    """Load JSON; a malformed, unreadable or non-UTF-8 file is a :class:`UserError` naming it."""
+@contextlib.contextmanager
+def _reading(path, todo):
+    """Turn what can go wrong reading ``path`` into a one-line :class:`UserError` naming it;
+    ``todo`` says what to do about a file that is not UTF-8. The readers below catch their own
+    format errors (bad JSON, bad CSV) inside this block."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
+        yield
     except FileNotFoundError:
         raise UserError(f"file not found: {path}") from None
     except UnicodeDecodeError as exc:
-        raise _not_utf8(path, exc, "save it as UTF-8, or delete it if a command wrote it and rerun "
-                                   "that command") from None
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}); fix or delete it") from None
+        raise _not_utf8(path, exc, todo) from None
     except OSError as exc:
         raise UserError(f"cannot read {path} ({exc.strerror or exc}); make it a readable file") from None
+
+
+def read_json(path):
+    """Load JSON; a malformed, unreadable or non-UTF-8 file is a :class:`UserError` naming it."""
+    with _reading(path, "save it as UTF-8, or delete it if a command wrote it and rerun that command"):
+        with open(path, encoding="utf-8") as handle:
+            try:
+                return json.load(handle)
+            except json.JSONDecodeError as exc:
+                raise UserError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}); "
+                                "fix or delete it") from None
 
 
 def read_csv(path, **kwargs):
@@ -127,30 +138,19 @@ def read_csv(path, **kwargs):
     import pandas as pd
 
     todo = "delete it and rerun the command that writes it"
-    try:
-        return pd.read_csv(path, **kwargs)
-    except UnicodeDecodeError as exc:
-        raise _not_utf8(path, exc, todo) from None
-    except pd.errors.EmptyDataError:
-        raise UserError(f"{path} is empty; {todo}") from None
-    except pd.errors.ParserError as exc:
-        raise UserError(f"{path} is not a valid CSV ({exc}); {todo}") from None
-    except FileNotFoundError:
-        raise UserError(f"file not found: {path}") from None
-    except OSError as exc:
-        raise UserError(f"cannot read {path} ({exc.strerror or exc}); make it a readable file") from None
+    with _reading(path, todo):
+        try:
+            return pd.read_csv(path, **kwargs)
+        except pd.errors.EmptyDataError:
+            raise UserError(f"{path} is empty; {todo}") from None
+        except pd.errors.ParserError as exc:
+            raise UserError(f"{path} is not a valid CSV ({exc}); {todo}") from None
 
 
 def read_text(path) -> str:
-    """A UTF-8 text file; a missing or undecodable one is a :class:`UserError` naming it."""
-    try:
+    """A UTF-8 text file; a missing, unreadable or undecodable one is a :class:`UserError` naming it."""
+    with _reading(path, "save it as UTF-8"):
         return Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"file not found: {path}") from None
-    except UnicodeDecodeError as exc:
-        raise UserError(f"{path} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
-    except OSError as exc:
-        raise UserError(f"cannot read {path} ({exc.strerror or exc})") from None
 
 
 def package_versions() -> dict:

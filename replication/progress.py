@@ -57,3 +57,12 @@ class Progress:
     def _emit(self, text: str) -> None:
         count = self.done + self.skipped
         print(f"[{self.label} {count}/{self.total}] {text}", file=self.stream, flush=True)
+
+
+def warn(progress: Progress | None, text: str) -> None:
+    """A line on the progress stream (stderr), also when progress lines are off (``progress`` None,
+    e.g. ``--quiet``): what a rerun recomputes and why must always be said."""
+    if progress is not None:
+        progress.note(text)
+    else:
+        print(text, file=sys.stderr, flush=True)

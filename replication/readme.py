@@ -18,7 +18,7 @@ import pandas as pd
 from . import results, verdicts
 from .errors import UserError
 from .experiments import EXPERIMENTS
-from .report import CIFAR_PROVENANCE, KORZENIOWSKI_CIFARNET, LOSS_CLAIMS, _claimed_experiments, _table
+from .report import CIFAR_PROVENANCE, KORZENIOWSKI_CIFARNET, _claimed_experiments, _table, claim_verdicts, pm_values
 
 MARK = re.compile(r"(<!-- generated:(?P<name>[a-z0-9-]+) -->\n)(?P<body>.*?)(<!-- /generated:(?P=name) -->)", re.S)
 SHORT = {"mnist-logreg": "LR", "mnist-mlp": "MLP"}
@@ -55,16 +55,6 @@ def readme_blocks(data: dict) -> dict:
 
 
 # ------------------------------------------------------------------------------------ helpers
-def _pm(values, scale=1.0, digits=4, unit="") -> str:
-    values = np.asarray(values, dtype=float) * scale
-    if len(values) == 0:
-        return "—"
-    text = f"{values.mean():.{digits}f}"
-    if len(values) > 1:
-        text += f" ± {values.std(ddof=1):.{digits}f}"
-    return text + unit
-
-
 def _finals(entry):
     history = entry["history"]
     if history is None:
@@ -74,16 +64,15 @@ def _finals(entry):
 
 
 def _seconds(data, name, kind="train"):
-    """Wall seconds of the command that wrote ``<name>/train.json`` (its start to its end) or
-    ``<name>/gridsearch.json`` (its ``wall_seconds``); None where absent."""
-    from .io import read_json
-
-    path = data["out"] / name / f"{kind}.json"
-    if not path.is_file():
-        return None
-    sidecar = read_json(path)
+    """Wall seconds of the command that wrote ``<name>/train.json`` (its start to its end, as
+    :func:`~replication.report.collect` read it) or ``<name>/gridsearch.json`` (its
+    ``wall_seconds``); None where absent."""
     if kind == "gridsearch":
-        return sidecar.get("wall_seconds")
+        from .io import read_json
+
+        path = data["out"] / name / "gridsearch.json"
+        return read_json(path).get("wall_seconds") if path.is_file() else None
+    sidecar = (data["experiments"].get(name) or {}).get("train") or {}
     try:
         start = _dt.datetime.fromisoformat(sidecar["started_at"])
         end = _dt.datetime.fromisoformat(sidecar["finished_at"])
@@ -136,8 +125,8 @@ def _mnist_final(data, comparison) -> str:
                 c = comparison[(comparison["experiment"] == name) & comparison["bias_correction"]].set_index("metric")
                 if {"loss", "test_loss"} <= set(c.index):
                     wins = f"{c.loc['loss', 'adam_wins']} / {c.loc['test_loss', 'adam_wins']} of {c.loc['loss', 'pairs']}"
-            rows.append([SHORT[name], NAMES[optimizer], _pm(f["loss"]), _pm(f["test_loss"]),
-                         _pm(f["test_accuracy"], 100, 2, " %"), wins])
+            rows.append([SHORT[name], NAMES[optimizer], pm_values(f["loss"]), pm_values(f["test_loss"]),
+                         pm_values(f["test_accuracy"], 100, 2, " %"), wins])
         seconds = _seconds(data, name)
         if seconds is not None:
             times.append(f"{seconds:.0f} s ({SHORT[name]})")
@@ -150,19 +139,19 @@ def _mnist_final(data, comparison) -> str:
 
 
 def _verdicts(data, comparison) -> str:
+    # The README's wording of the report's verdict rows; the demo's digits rows stay in the report.
+    claims = {"synthetic, online (α/√t)": "AMSGrad converges on the synthetic problem, Adam does not (online)",
+              "synthetic, stochastic (α/√t)": "AMSGrad converges on the synthetic problem, Adam does not (stochastic)"}
     rows = []
-    for setting in ("online", "stochastic"):
-        verdict, detail = verdicts.synthetic_verdict(data["synthetic"], setting)
-        rows.append([f"AMSGrad converges on the synthetic problem, Adam does not ({setting})",
-                     f"**{verdict}** — {detail}", "reproduced"])
-    verdict, detail = verdicts.section3_verdict(data["synthetic"])
-    rows.append(["Adam converges to the worst point on the §3 family", f"**{verdict}** — {detail}", "— (not run)"])
-    for name, what, mcgill, paper in LOSS_CLAIMS:
-        if name not in _claimed_experiments(data) or name.startswith("digits"):
-            continue
-        verdict, detail = verdicts.loss_verdict(comparison, name)
-        rows.append([f"AMSGrad reaches lower train/test loss on {what}", f"**{verdict}** — {detail}",
-                     mcgill.replace(" (§V)", "")])
+    for _claim, name, what, verdict, detail, mcgill in claim_verdicts(data, comparison):
+        if name is None and what in claims:
+            rows.append([claims[what], f"**{verdict}** — {detail}", "reproduced"])
+        elif name is None:
+            rows.append(["Adam converges to the worst point on the §3 family", f"**{verdict}** — {detail}",
+                         "— (not run)"])
+        elif not name.startswith("digits"):
+            rows.append([f"AMSGrad reaches lower train/test loss on {what}", f"**{verdict}** — {detail}",
+                         mcgill.replace(" (§V)", "")])
     return "\n".join(_table(["claim of Reddi et al.", "ours", "McGill"], rows))
 
 
@@ -212,10 +201,10 @@ def _cifarnet(data, comparison) -> str:
     rows = []
     for optimizer in ("adam", "amsgrad"):
         f = finals[finals["optimizer"] == optimizer]
-        rows.append([NAMES[optimizer], str(len(f)), _pm(f["loss"]), _pm(f["test_loss"]),
-                     _pm(f["test_exact_loss"]) if "test_exact_loss" in f else "—",
-                     _pm(f["test_accuracy"], 100, 2, " %"),
-                     _pm(f["test_exact_accuracy"], 100, 2, " %") if "test_exact_accuracy" in f else "—"])
+        rows.append([NAMES[optimizer], str(len(f)), pm_values(f["loss"]), pm_values(f["test_loss"]),
+                     pm_values(f["test_exact_loss"]) if "test_exact_loss" in f else "—",
+                     pm_values(f["test_accuracy"], 100, 2, " %"),
+                     pm_values(f["test_exact_accuracy"], 100, 2, " %") if "test_exact_accuracy" in f else "—"])
     a = finals[finals["optimizer"] == "adam"].set_index("run")
     b = finals[finals["optimizer"] == "amsgrad"].set_index("run")
     pairs = sorted(set(a.index) & set(b.index))
@@ -264,9 +253,9 @@ def _beyond(data) -> str:
             shape.add((len(f), int(f["epoch"].max())))
             label = NAMES[optimizer] + ("" if f["bias_correction"].all() else " (no bias corr.)")
             if spec.loss == "elbo":
-                ours.append(f"{label} {_pm(f['test_loss'], digits=2)} nats")
+                ours.append(f"{label} {pm_values(f['test_loss'], digits=2)} nats")
             else:
-                ours.append(f"{label} {_pm(f['test_accuracy'], 100, 2, ' %')}")
+                ours.append(f"{label} {pm_values(f['test_accuracy'], 100, 2, ' %')}")
             h = hyper.get(optimizer, {})
             where = {"best_params.json": "grid search", "spec": "spec", "params file": "--params"}.get(
                 (h.get("source") or {}).get("learning_rate"), "?")

@@ -140,6 +140,17 @@ def _pm(mean, std) -> str:
     return f"{mean:.4f} ± {std:.4f}" if isinstance(std, float) and not math.isnan(std) else f"{mean:.4f}"
 
 
+def pm_values(values, scale=1.0, digits=4, unit="") -> str:
+    """``mean ± std`` (sample std) of raw ``values`` × ``scale``; the mean alone for one value."""
+    values = np.asarray(values, dtype=float) * scale
+    if len(values) == 0:
+        return "—"
+    text = f"{values.mean():.{digits}f}"
+    if len(values) > 1:
+        text += f" ± {values.std(ddof=1):.{digits}f}"
+    return text + unit
+
+
 def _table(header, rows) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
@@ -329,15 +340,12 @@ def _cifar_section(data) -> list[str]:
         last = history[history["epoch"] == history.groupby(["optimizer", "bias_correction", "run"])["epoch"]
                        .transform("max")]
         for (optimizer, bc), group in last.groupby(["optimizer", "bias_correction"], sort=True):
-            def pm(column, scale=1.0, digits=4):
-                values = group[column].astype(float) * scale
-                std = values.std(ddof=1) if len(values) > 1 else float("nan")
-                return (f"{values.mean():.{digits}f} ± {std:.{digits}f}" if math.isfinite(std)
-                        else f"{values.mean():.{digits}f}")
             seconds = history[(history["optimizer"] == optimizer)]["epoch_seconds"].median()
             rows.append([f"`{name}`", _opt_name(optimizer, bc), f"{len(group)}", int(group["epoch"].max()),
-                         pm("test_accuracy", 100, 2) + " %", pm("test_exact_accuracy", 100, 2) + " %",
-                         pm("test_loss"), pm("test_exact_loss"), pm("loss"), f"{seconds:.0f} s"])
+                         pm_values(group["test_accuracy"], 100, 2, " %"),
+                         pm_values(group["test_exact_accuracy"], 100, 2, " %"),
+                         pm_values(group["test_loss"]), pm_values(group["test_exact_loss"]),
+                         pm_values(group["loss"]), f"{seconds:.0f} s"])
     if not rows:
         return []
     lines = ["## CIFAR-10: test metrics on all 10,000 and on the 1,000 exact test images", "",
@@ -354,19 +362,24 @@ def _claims_section(data, comparison) -> list[str]:
              "How each verdict is reached (`replication/verdicts.py`, the one place these rules live):", ""]
     lines += [f"- {verdicts.RULES[key]}" for key in ("loss", "synthetic", "section3")]
     lines += ["", f"Synthetic α search criterion, fixed before the runs: {results.SEARCH_CRITERION}", ""]
-    rows = []
+    rows = [[claim, f"{what} (`{name}`)" if name else what, f"**{verdict}**", detail, mcgill]
+            for claim, name, what, verdict, detail, mcgill in claim_verdicts(data, comparison)]
+    return lines + _table(["Claim", "Experiment", "Our verdict", "Our numbers", "McGill study"], rows)
+
+
+def claim_verdicts(data, comparison):
+    """Each row of the verdict table, for REPORT.md and the README alike: ``(claim, experiment name
+    or None, what was run, verdict, detail, McGill's conclusion)``."""
     for setting in ("online", "stochastic"):
         verdict, detail = verdicts.synthetic_verdict(data["synthetic"], setting)
-        rows.append([SYNTHETIC_CLAIM, f"synthetic, {setting} (α/√t)", f"**{verdict}**", detail, SYNTHETIC_MCGILL])
+        yield SYNTHETIC_CLAIM, None, f"synthetic, {setting} (α/√t)", verdict, detail, SYNTHETIC_MCGILL
     verdict, detail = verdicts.section3_verdict(data["synthetic"])
-    rows.append([SECTION3_CLAIM, "§3 family, β1 = 0, β2 = 1/(1 + C²)", f"**{verdict}**", detail, SECTION3_MCGILL])
+    yield SECTION3_CLAIM, None, "§3 family, β1 = 0, β2 = 1/(1 + C²)", verdict, detail, SECTION3_MCGILL
     claimed = _claimed_experiments(data)
     for name, what, mcgill, _paper in LOSS_CLAIMS:
-        if name not in claimed:
-            continue
-        v, d = verdicts.loss_verdict(comparison if comparison is not None else pd.DataFrame(), name)
-        rows.append([LOSS_CLAIM, f"{what} (`{name}`)", f"**{v}**", d, mcgill])
-    return lines + _table(["Claim", "Experiment", "Our verdict", "Our numbers", "McGill study"], rows)
+        if name in claimed:
+            verdict, detail = verdicts.loss_verdict(comparison if comparison is not None else pd.DataFrame(), name)
+            yield LOSS_CLAIM, name, what, verdict, detail, mcgill
 
 
 def _x_range(row) -> str:

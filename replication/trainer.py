@@ -66,7 +66,7 @@ from .errors import UserError
 from .experiments import loss_identity
 from .hyperparameters import DECAY_RATE_RANGE, is_decay_rate
 from .optimizers import OPTIMIZERS
-from .progress import Progress, format_seconds
+from .progress import Progress, format_seconds, warn
 from .run import (  # noqa: F401 - one run lives in replication.run; re-exported for callers
     DEFAULT_EPSILON,
     DEFAULT_MAX_POINTS,
@@ -494,9 +494,7 @@ def train_experiment(
                 bar.skip(label)
             continue
         if config.stem in damaged:
-            _warn(bar, f"{config.optimizer} run {config.run}: {damaged[config.stem]}; retraining")
-        if dataset is None:
-            dataset = _load(spec.dataset, data_dir)
+            warn(bar, f"{config.optimizer} run {config.run}: {damaged[config.stem]}; retraining")
         checkpoint = _checkpoint_path(runs_dir, config)
         if force:
             checkpoint.unlink(missing_ok=True)
@@ -568,14 +566,6 @@ def train_experiment(
 
 # train.json keys that describe the call rather than its runs.
 _INVOCATION_KEYS = ("trained", "skipped", "started_at", "finished_at", "provenance")
-
-
-def _warn(bar, text):
-    """A line on the progress stream (stderr), also when progress lines are off."""
-    if bar:
-        bar.note(text)
-    else:
-        print(text, file=sys.stderr, flush=True)
 
 
 def _sorted(frame, order, last):

@@ -270,38 +270,34 @@ def _rerun_and_check(out, trained, capsys, message):
     return err
 
 
-def test_truncated_run_csv_is_retrained_with_a_message(trained, tmp_path, capsys):
-    def truncate(runs_dir, stem):  # `head -n 2 run.csv > tmp && mv tmp run.csv`
-        path = runs_dir / f"{stem}.csv"
-        path.write_text("".join(path.read_text().splitlines(keepends=True)[:2]))
-
-    out, stem = _damaged_copy(trained, tmp_path, "adam", 1, truncate)
-    _rerun_and_check(out, trained, capsys,
-                     f"adam run 1: runs/{stem}.csv has 1 rows, its sidecar says {EPOCHS}; retraining")
+def _truncate_run_csv(runs_dir, stem):  # `head -n 2 run.csv > tmp && mv tmp run.csv`
+    path = runs_dir / f"{stem}.csv"
+    path.write_text("".join(path.read_text().splitlines(keepends=True)[:2]))
 
 
-def test_edited_value_with_the_same_rows_is_retrained(trained, tmp_path, capsys):
-    def edit(runs_dir, stem):
-        path = runs_dir / f"{stem}.csv"
-        frame = pd.read_csv(path)
-        frame.loc[0, "test_accuracy"] = 0.123
-        frame.to_csv(path, index=False)
-
-    out, stem = _damaged_copy(trained, tmp_path, "amsgrad", 0, edit)
-    _rerun_and_check(out, trained, capsys,
-                     f"amsgrad run 0: runs/{stem}.csv differs from the file its sidecar records (sha256); retraining")
+def _edit_a_value(runs_dir, stem):  # the same rows, one value changed
+    path = runs_dir / f"{stem}.csv"
+    frame = pd.read_csv(path)
+    frame.loc[0, "test_accuracy"] = 0.123
+    frame.to_csv(path, index=False)
 
 
-def test_truncated_iterations_csv_is_retrained(trained, tmp_path, capsys):
-    def truncate(runs_dir, stem):
-        path = runs_dir / f"{stem}.iterations.csv"
-        lines = path.read_text().splitlines(keepends=True)
-        path.write_text("".join(lines[:-3]))
+def _truncate_iterations_csv(runs_dir, stem):  # the last 3 rows cut
+    path = runs_dir / f"{stem}.iterations.csv"
+    path.write_text("".join(path.read_text().splitlines(keepends=True)[:-3]))
 
-    out, stem = _damaged_copy(trained, tmp_path, "adam", 0, truncate)
+
+@pytest.mark.parametrize("optimizer, run, damage, message", [
+    ("adam", 1, _truncate_run_csv, "adam run 1: runs/{stem}.csv has 1 rows, its sidecar says {epochs}; retraining"),
+    ("amsgrad", 0, _edit_a_value,
+     "amsgrad run 0: runs/{stem}.csv differs from the file its sidecar records (sha256); retraining"),
+    ("adam", 0, _truncate_iterations_csv,
+     "adam run 0: runs/{stem}.iterations.csv has {cut} rows, its sidecar says {rows}; retraining"),
+], ids=["truncated-run-csv", "edited-value-same-rows", "truncated-iterations-csv"])
+def test_a_damaged_run_is_retrained_with_a_message(trained, tmp_path, capsys, optimizer, run, damage, message):
+    out, stem = _damaged_copy(trained, tmp_path, optimizer, run, damage)
     rows = len(pd.read_csv(trained[0] / EXP / "runs" / f"{stem}.iterations.csv"))
-    _rerun_and_check(out, trained, capsys, f"adam run 0: runs/{stem}.iterations.csv has {rows - 3} rows, "
-                     f"its sidecar says {rows}; retraining")
+    _rerun_and_check(out, trained, capsys, message.format(stem=stem, epochs=EPOCHS, rows=rows, cut=rows - 3))
 
 
 def test_legacy_sidecars_without_checksums_are_read_back_when_consistent(tmp_path, capsys):

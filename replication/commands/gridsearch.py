@@ -107,8 +107,8 @@ def run(args) -> int:
         raise UserError(str(exc)) from None
     # Checked, not made: the first finished point makes the folders, so a start that fails (missing
     # or corrupt data) leaves no empty <out>/<experiment>/ behind.
-    out = check_writable(args.out)
-    experiment_dir = check_writable(Path(out) / spec.name)
+    out = Path(args.out)
+    experiment_dir = check_writable(out / spec.name)  # probes out, or its nearest existing ancestor
     bias = {None: (None,), "on": (True,), "off": (False,), "both": (True, False)}[args.bias_correction]
     points = make_grid(args.optimizers, args.learning_rates, args.beta2s, bias)
     data = load_dataset(spec.dataset, args.data_dir)

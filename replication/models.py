@@ -26,6 +26,7 @@ Written with ``keras.layers`` / ``keras.ops`` only, so they run under any Keras 
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import layers
 
 from .errors import UserError
@@ -151,6 +152,17 @@ def build_cifarnet(meta=None, *, input_shape=None, num_classes=None, dropout=0.5
     return keras.Model(inputs, outputs, name="cifarnet")
 
 
+def _negative_power(d, beta):
+    """``d ** -beta`` for ``d > 0``: reciprocal square roots for β = 0.5 and 0.75 (fast, with
+    cheap gradients), ``exp(-β log d)`` otherwise."""
+    ops = keras.ops
+    if beta == 0.5:
+        return ops.rsqrt(d)
+    if beta == 0.75:
+        return ops.rsqrt(d) * ops.rsqrt(ops.sqrt(d))
+    return ops.exp(-beta * ops.log(d))
+
+
 @keras.saving.register_keras_serializable(package="replication")
 class LocalResponseNormalization(layers.Layer):
     """Local response normalization across channels (Krizhevsky et al. 2012), as ``tf.nn.lrn``::
@@ -169,15 +181,17 @@ class LocalResponseNormalization(layers.Layer):
         self.beta = float(beta)
 
     def call(self, inputs):
+        # The window sum is one matrix product with a banded 0/1 matrix (channels × channels), and
+        # the power is two reciprocal square roots for the usual β = 0.75: as exact as the sum of
+        # padded slices and ``ops.power`` it replaced (float32 rounding, tested against a float64
+        # transcription of the formula, value and gradient) and ~10× faster forward + backward on
+        # this CPU (benchmarks/bench_cifarnet_layers.py).
         ops = keras.ops
-        r = self.depth_radius
         channels = inputs.shape[-1]
-        squares = ops.square(inputs)
-        padded = ops.pad(squares, [[0, 0]] * (len(inputs.shape) - 1) + [[r, r]])
-        window = padded[..., 0:channels]
-        for offset in range(1, 2 * r + 1):
-            window = window + padded[..., offset : offset + channels]
-        return inputs / ops.power(self.bias + self.alpha * window, self.beta)
+        index = np.arange(channels)
+        band = (np.abs(index[:, None] - index[None, :]) <= self.depth_radius).astype("float32")
+        window = ops.matmul(ops.square(inputs), ops.convert_to_tensor(band, dtype=inputs.dtype))
+        return inputs * _negative_power(self.bias + self.alpha * window, self.beta)
 
     def compute_output_shape(self, input_shape):
         return input_shape

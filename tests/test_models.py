@@ -261,11 +261,49 @@ def lrn_reference(x, r=4, bias=1.0, alpha=0.001 / 9, beta=0.75):
     return out
 
 
-def test_local_response_normalization_matches_formula():
+def lrn_reference_vjp(x, g, r=4, bias=1.0, alpha=0.001 / 9, beta=0.75):
+    """∂/∂x of Σ g·LRN(x), from the formula: with D_c = bias + α Σ_{|k−c|≤r} x_k²,
+    ∂out_c/∂x_j = [c = j] D_c^−β − 2αβ x_c x_j D_c^(−β−1) [|c − j| ≤ r]."""
+    x, g = x.astype(np.float64), g.astype(np.float64)
+    channels = x.shape[-1]
+    near = np.abs(np.arange(channels)[:, None] - np.arange(channels)[None, :]) <= r
+    d = bias + alpha * (x**2) @ near.astype(np.float64)
+    return g * d**-beta - 2 * alpha * beta * x * ((g * x * d ** (-beta - 1)) @ near.astype(np.float64))
+
+
+LRN_CONSTANTS = [(4, 1.0, 0.001 / 9, 0.75), (2, 2.0, 0.1, 0.5), (3, 1.0, 0.05, 0.6)]
+
+
+@pytest.mark.parametrize("r, bias, alpha, beta", LRN_CONSTANTS)
+def test_local_response_normalization_matches_formula(r, bias, alpha, beta):
     x = (np.random.RandomState(0).randn(2, 3, 3, 12) * 5).astype("float32")
-    np.testing.assert_allclose(np.asarray(LocalResponseNormalization()(x)), lrn_reference(x), rtol=1e-5)
-    layer = LocalResponseNormalization(depth_radius=2, bias=2.0, alpha=0.1, beta=0.5)
-    np.testing.assert_allclose(np.asarray(layer(x)), lrn_reference(x, 2, 2.0, 0.1, 0.5), rtol=1e-5)
+    layer = LocalResponseNormalization(depth_radius=r, bias=bias, alpha=alpha, beta=beta)
+    np.testing.assert_allclose(np.asarray(layer(x)), lrn_reference(x, r, bias, alpha, beta), rtol=1e-5)
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+@pytest.mark.parametrize("r, bias, alpha, beta", LRN_CONSTANTS)
+def test_local_response_normalization_gradient_through_fit(r, bias, alpha, beta, jit_compile):
+    """One SGD step of fit through identity-initialised 1×1 channel mixing → LRN, loss Σ g·out
+    (batch mean): the kernel moves by −lr × Σ x ⊗ (the formula's gradient) / batch."""
+    rng = np.random.RandomState(1)
+    x = (rng.randn(4, 3, 3, 12) * 4).astype("float32")
+    g = rng.randn(*x.shape).astype("float32")
+    model = keras.Sequential([
+        keras.Input(x.shape[1:]),
+        keras.layers.Dense(12, use_bias=False, kernel_initializer="identity"),
+        LocalResponseNormalization(depth_radius=r, bias=bias, alpha=alpha, beta=beta),
+    ])
+    lr = 0.5
+
+    def loss(y_true, y_pred):
+        return keras.ops.sum(y_true * y_pred, axis=(1, 2, 3))
+
+    model.compile(optimizer=keras.optimizers.SGD(lr), loss=loss, jit_compile=jit_compile)
+    model.fit(x, g, batch_size=len(x), epochs=1, shuffle=False, verbose=0)
+    dz = lrn_reference_vjp(x, g, r, bias, alpha, beta) / len(x)
+    expected = np.eye(12) - lr * np.einsum("bhwi,bhwj->ij", x.astype(np.float64), dz)
+    np.testing.assert_allclose(model.get_weights()[0], expected, rtol=1e-4, atol=1e-5)
 
 
 def test_cifarnet_paper_serializes(tmp_path):

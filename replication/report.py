@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -50,10 +51,14 @@ def _claimed_experiments(data) -> list[str]:
 
 
 # -------------------------------------------------------------------------------------- loading
-def _maybe(loader, *args, **kwargs):
+def _maybe(loader, path, where=None):
+    """``loader(where or path)``, or None if ``path`` is absent; a file that is there but cannot be
+    read is left out of the report with one line on stderr saying which and why."""
     try:
-        return loader(*args, **kwargs)
-    except UserError:
+        return loader(where if where is not None else path)
+    except UserError as err:
+        if Path(path).exists():
+            print(f"report: left out {path}: {err}", file=sys.stderr, flush=True)
         return None
 
 
@@ -61,13 +66,14 @@ def collect(out) -> dict:
     """Everything under ``out`` the report uses: per experiment its history, iterations, grid
     search, best params and train.json (None where absent), and the synthetic trajectories."""
     out = Path(out)
-    data = {"out": out, "synthetic": _maybe(results.load_synthetic, out), "experiments": {}}
+    data = {"out": out, "synthetic": _maybe(results.load_synthetic, out / "synthetic" / "trajectories.csv", out),
+            "experiments": {}}
     for name in results.list_experiments(out):
         folder = out / name
         entry = {
-            "history": _maybe(results.load_history, folder),
-            "iterations": _maybe(results.load_iterations, folder),
-            "gridsearch": _maybe(results.load_gridsearch, folder),
+            "history": _maybe(results.load_history, folder / "history.csv"),
+            "iterations": _maybe(results.load_iterations, folder / "iterations.csv"),
+            "gridsearch": _maybe(results.load_gridsearch, folder / "gridsearch.csv"),
             "best_params": _maybe(results_io_json, folder / "best_params.json"),
             "train": _maybe(results_io_json, folder / "train.json"),
         }

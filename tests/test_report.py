@@ -127,6 +127,17 @@ def test_cli_report_missing_folder_is_one_line_error(tmp_path, capsys):
     assert main(["report", "--out", str(tmp_path)]) == 2
 
 
+def test_cli_report_names_an_unreadable_file_it_leaves_out(results_dir, capsys):
+    (results_dir / "mnist-logreg" / "history.csv").write_text("optimizer,run\nadam,not-a-number\n")
+    (results_dir / "mnist-mlp" / "train.json").write_bytes(b"\xff\xfe not utf-8")
+    assert main(["report", "--no-figures", "--out", str(results_dir)]) == 0
+    err = capsys.readouterr().err
+    assert f"report: left out {results_dir / 'mnist-logreg' / 'history.csv'}: " in err
+    assert f"report: left out {results_dir / 'mnist-mlp' / 'train.json'}: " in err
+    assert err.count("\n") == 2  # absent files (no gridsearch.csv for mnist-logreg, ...) say nothing
+    assert "mnist-mlp" in (results_dir / "REPORT.md").read_text()
+
+
 def test_adamax_comparison_and_perez_table():
     """Pérez's experiments: an Adam vs AdaMax section with the same statistics, and his Table 1
     beside our final test accuracy (mean ± std over runs)."""

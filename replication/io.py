@@ -197,9 +197,48 @@ def now_iso() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
+CODE_PACKAGES = ("replication", "gridsearch")  # the code whose version a result records
+
+
+def source_fingerprint(root) -> str:
+    """sha256 over the relative paths and bytes of every ``.py`` file of :data:`CODE_PACKAGES`
+    under ``root``: the same code gives the same value, with or without git."""
+    digest = hashlib.sha256()
+    for package in CODE_PACKAGES:
+        for path in sorted((Path(root) / package).rglob("*.py")):
+            digest.update(path.relative_to(root).as_posix().encode("utf-8") + b"\0")
+            digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+_CODE = {}
+
+
+def code_version() -> dict:
+    """The code this process runs, taken once (at the first result it writes): the source
+    fingerprint, and where it is a git checkout the commit and whether tracked code differed from it."""
+    if not _CODE:
+        import subprocess
+
+        root = Path(__file__).resolve().parents[1]
+        _CODE["source_sha256"] = source_fingerprint(root)
+        try:
+            def git(*args):
+                return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True,
+                                      timeout=10, check=True).stdout.strip()
+
+            _CODE["commit"] = git("rev-parse", "HEAD")
+            _CODE["dirty"] = bool(git("status", "--porcelain", "--untracked-files=no", "--", *CODE_PACKAGES))
+        except (OSError, subprocess.SubprocessError):  # not a git checkout, or no git
+            _CODE["commit"] = None
+    return dict(_CODE)
+
+
 def provenance() -> dict:
-    """What every JSON sidecar records besides the spec: package versions, device, time."""
-    return {"versions": package_versions(), "device": describe_device(), "written_at": now_iso()}
+    """What every JSON sidecar records besides the spec: package versions, device, the code's
+    version, time."""
+    return {"versions": package_versions(), "device": describe_device(), "code": code_version(),
+            "written_at": now_iso()}
 
 
 def digest_file(path) -> dict:

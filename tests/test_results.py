@@ -333,3 +333,21 @@ def test_failed_atomic_write_is_a_one_line_output_error(code, needle, tmp_path, 
     assert needle in message and str(tmp_path / "history.csv") in message and "\n" not in message
     assert "rerun the same command" in message and os.strerror(number) in message
     assert list(tmp_path.iterdir()) == []
+
+
+def test_source_fingerprint_changes_with_the_code_only(tmp_path):
+    """Results record which code computed them (provenance → code); the fingerprint works without git."""
+    from replication import io
+
+    for package in io.CODE_PACKAGES:
+        (tmp_path / package / "sub").mkdir(parents=True)
+        (tmp_path / package / "__init__.py").write_text("x = 1\n")
+        (tmp_path / package / "sub" / "m.py").write_text("y = 2\n")
+    first = io.source_fingerprint(tmp_path)
+    (tmp_path / "replication" / "notes.txt").write_text("not code")
+    assert io.source_fingerprint(tmp_path) == first
+    (tmp_path / "gridsearch" / "sub" / "m.py").write_text("y = 3\n")
+    assert io.source_fingerprint(tmp_path) != first
+    (tmp_path / "gridsearch" / "sub" / "m.py").write_text("y = 2\n")
+    (tmp_path / "gridsearch" / "sub" / "m.py").rename(tmp_path / "gridsearch" / "sub" / "n.py")
+    assert io.source_fingerprint(tmp_path) != first  # a moved file is other code

@@ -7,6 +7,7 @@ import hashlib
 import json
 import math
 import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pandas as pd
 import pytest
 from conftest import real_data
 
-from replication import cli
+from replication import cli, io
 from replication.errors import UserError
 from replication.experiments import get_experiment
 from replication.trainer import (
@@ -28,6 +29,8 @@ from replication.trainer import (
     resolve_hyperparameters,
     train_experiment,
 )
+
+ROOT = Path(__file__).resolve().parents[1]
 
 EXP = "digits-logreg"
 EPOCHS = 2
@@ -139,6 +142,11 @@ def test_sidecar_records_spec_seeds_provenance(trained):
                                                          "bias_correction": "spec"}
     assert meta["hyperparameters"]["adam"]["bias_correction"] is True
     assert "keras" in meta["provenance"]["versions"] and "device" in meta["provenance"]
+    code = meta["provenance"]["code"]  # which code computed it: the source fingerprint, and git's commit
+    assert code["source_sha256"] == io.source_fingerprint(ROOT)
+    if (ROOT / ".git").exists() and shutil.which("git"):
+        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
+        assert code["commit"] == head.stdout.strip()
     assert meta["started_at"] <= meta["finished_at"]
     runs = sorted((out / EXP / "runs").glob("*.json"))
     assert len(runs) == 2 * RUNS

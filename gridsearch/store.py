@@ -11,6 +11,11 @@ checked by validation, not by a checksum: the numbers and their record are one f
 atomic rename, so there is no torn pair to detect, only a file cut short or corrupted (it no longer
 parses) or emptied of fields (a hand edit, an older format); a checksum stored in the same file
 would add only a guard against deliberate edits, which can update it too.
+
+Records name the code that computed them (the source fingerprint of
+:func:`replication.io.code_version`). A finished point is kept across code changes, as a finished
+run is (its record says which code it came from); a fold of an unfinished point that other code
+computed is recomputed, with a line saying so, so that one point's folds never mix two versions.
 """
 from __future__ import annotations
 
@@ -20,7 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from replication.io import read_csv, read_json, write_csv_atomic, write_json_atomic, write_text_atomic
+from replication.io import code_version, read_csv, read_json, write_csv_atomic, write_json_atomic, write_text_atomic
 
 __all__ = ["PointStore", "check_point_record", "check_fold_record", "write_search_outputs", "write_table",
            "collect_table"]
@@ -51,7 +56,8 @@ class PointStore:
         return record["row"]
 
     def save(self, settings, point, row) -> Path:
-        record = {"key": settings.point_key(point), "settings": settings.to_dict(), "row": row}
+        record = {"key": settings.point_key(point), "settings": settings.to_dict(), "row": row,
+                  "code": code_version()["source_sha256"]}
         return write_json_atomic(record, self.path(settings, point))
 
     # A point's finished folds (the stacked engine's unit of work is one fold of many points);
@@ -67,6 +73,10 @@ class PointStore:
             return None
         record, why = _read_record(path)
         why = why or check_fold_record(record, settings.point_key(point), fold, settings.epochs)
+        code = code_version()["source_sha256"]
+        if not why and record.get("code") != code:
+            written = str(record.get("code") or "code that did not record itself")[:12]
+            why = f"was computed by other code (source {written}, now {code[:12]})"
         if why:
             if on_damaged is not None:
                 on_damaged(f"{self.folder.name}/folds/{path.name} {why}")
@@ -74,7 +84,8 @@ class PointStore:
         return record["result"]
 
     def save_fold(self, settings, point, fold, result) -> Path:
-        record = {"key": settings.point_key(point), "fold": int(fold), "result": result}
+        record = {"key": settings.point_key(point), "fold": int(fold), "result": result,
+                  "code": code_version()["source_sha256"]}
         return write_json_atomic(record, self.fold_path(settings, point, fold))
 
     def drop_folds(self, settings, point) -> None:

@@ -16,7 +16,10 @@ at the next epoch; its history equals an uninterrupted run's except the wall-tim
   of a shuffling RNG's position, so a resumed epoch sees the batches it would have seen;
 * dropout masks and flips come from seed generators whose states are model variables.
 
-A checkpoint of another config (changed flags, an older run id) is ignored and replaced.
+A checkpoint of another config (changed flags, an older run id) is ignored and replaced. So is one
+written by other code (another source fingerprint of ``replication/`` and ``gridsearch/``, see
+:func:`replication.io.code_version`), with a line saying so: a run resumed across a code change would
+mix two versions in one history, and its sidecar names only the last.
 """
 from __future__ import annotations
 
@@ -77,7 +80,7 @@ CONV_MODELS = ("cifarnet", "cifarnet-paper", "cnn", "vgg", "small-vgg")
 EVAL_BATCH_SIZE = 2048
 DEFAULT_MAX_POINTS = 200  # iteration points kept per run
 DEFAULT_EPSILON = 1e-7  # Keras's default ε (McGill used Keras); Kingma & Ba use 1e-8
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2  # 2: records the code that wrote it
 
 
 def compile_model(model, optimizer, loss, *, jit_compile=True, steps_per_execution=32, metrics=None):
@@ -245,22 +248,32 @@ def _save_checkpoint(path, model, recorder, config, epochs_done):
     if recorder._d_prev is not None:
         arrays["gamma_d_prev"] = recorder._d_prev
     meta = {"format": CHECKPOINT_FORMAT, "config": _config_key(config), "epochs_done": int(epochs_done),
+            "code": io.code_version()["source_sha256"],
             "recorder": recorder.state(), "model_variables": len(model.variables),
             "optimizer_variables": len(model.optimizer.variables)}
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
     io.write_npz_atomic(arrays, path)
 
 
-def _load_checkpoint(path, model, recorder, config):
+def _load_checkpoint(path, model, recorder, config, on_note=None):
     """Restore ``path`` into ``model`` (compiled, optimizer built here) and ``recorder``; return the
-    number of finished epochs, or 0 if there is no usable checkpoint for this config."""
+    number of finished epochs, or 0 if there is no usable checkpoint for this config and this code
+    (``on_note(text)`` is told why when the config matches but the code does not)."""
     path = Path(path)
     if not path.exists():
         return 0
     try:
         with np.load(path, allow_pickle=False) as data:
             meta = json.loads(bytes(data["meta"]).decode("utf-8"))
-            if meta.get("format") != CHECKPOINT_FORMAT or meta.get("config") != _config_key(config):
+            if meta.get("config") != _config_key(config):
+                return 0
+            code = io.code_version()["source_sha256"]
+            if meta.get("format") != CHECKPOINT_FORMAT or meta.get("code") != code:
+                if on_note is not None:
+                    written = str(meta.get("code") or "code that did not record itself")[:12]
+                    on_note(f"its checkpoint (after epoch {meta.get('epochs_done')}) was written by other code "
+                            f"(source {written}, now {code[:12]}); starting the run over, so that all its "
+                            f"epochs come from one version")
                 return 0
             model_arrays = [data[f"model_{i}"] for i in range(meta["model_variables"])]
             optimizer_arrays = [data[f"optimizer_{i}"] for i in range(meta["optimizer_variables"])]
@@ -283,14 +296,15 @@ def _load_checkpoint(path, model, recorder, config):
 
 # -- one run ------------------------------------------------------------------------------------------
 def train_run(config, data, *, fit_settings=None, max_points=DEFAULT_MAX_POINTS, callbacks=(),
-              checkpoint=None, on_epoch=None):
+              checkpoint=None, on_epoch=None, on_note=None):
     """Train one run described by ``config`` (a ``RunConfig``) on ``data`` (a ``datasets.Dataset``).
 
     Returns ``(history, iterations, info)``: two DataFrames in HISTORY_COLUMNS/ITERATION_COLUMNS
     order and a dict (diverged, epochs_completed, seconds, started_at, finished_at, resumed_from).
     Writes nothing but the checkpoint ``checkpoint`` (a path; None = no checkpoints), which it
     resumes from when it holds this config's state. ``on_epoch(epoch, epochs, seconds)`` is called
-    after every finished epoch (progress). Extra Keras ``callbacks`` are appended (tests use them
+    after every finished epoch (progress); ``on_note(text)`` when a checkpoint is set aside for being
+    written by other code. Extra Keras ``callbacks`` are appended (tests use them
     to interrupt a run).
     """
     import keras
@@ -333,7 +347,7 @@ def train_run(config, data, *, fit_settings=None, max_points=DEFAULT_MAX_POINTS,
     mask = getattr(data, "test_exact", None)
     exact = None if mask is None or elbo else (data.x_test[mask], y_test[mask])
     recorder = _make_recorder(steps_per_epoch, exact)
-    resumed_from = _load_checkpoint(checkpoint, model, recorder, config) if checkpoint else 0
+    resumed_from = _load_checkpoint(checkpoint, model, recorder, config, on_note) if checkpoint else 0
     for epoch in range(resumed_from, config.epochs):
         if recorder.diverged:
             break

@@ -501,6 +501,7 @@ def train_experiment(
         history, iterations, info = train_run(
             config, dataset, fit_settings=fit_settings, max_points=max_points, callbacks=callbacks,
             checkpoint=checkpoint, on_epoch=clock.for_run(label) if clock else None,
+            on_note=lambda text, label=label: warn(bar, f"{label}: {text}"),
         )
         csv_path, it_path, json_path = paths
         io.write_csv_atomic(history, csv_path)

@@ -235,6 +235,45 @@ def test_interrupted_stacked_search_resumes_at_the_fold(tmp_path, digits, monkey
     np.testing.assert_allclose(resumed[SCORES].to_numpy(float), fresh[SCORES].to_numpy(float), rtol=1e-9)
 
 
+def test_a_fold_computed_by_other_code_is_recomputed_with_a_line(tmp_path, digits, monkeypatch, capsys):
+    """A search killed after fold 1, resumed after a code change (another source fingerprint):
+    fold 1 is recomputed, not mixed into the point with folds 2 and 3 of the new code, and a line
+    says why; the finished points record the code that computed them."""
+    from gridsearch.store import PointStore
+    import gridsearch.stacked as stacked_module
+    from replication import io
+
+    spec = get_experiment("digits-logreg")
+    points = [GridPoint("adam", 0.01, 0.99)]
+    store = PointStore(tmp_path / "points")
+    original = stacked_module.fit_fold
+    calls = []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(stacked_module, "fit_fold", interrupted)
+    kwargs = dict(cv=3, epochs=1, seed=0, engine="stacked", store=store)
+    with pytest.raises(KeyboardInterrupt):
+        run_grid_search(spec, digits.x_train, digits.y_train, points, **kwargs)
+    assert len(list((tmp_path / "points" / "folds").glob("*.fold0.json"))) == 1
+    io.code_version()
+    monkeypatch.setitem(io._CODE, "source_sha256", "e" * 64)  # as if the code had been edited
+    calls.clear()
+    monkeypatch.setattr(stacked_module, "fit_fold", lambda *a, **k: (calls.append(1), original(*a, **k))[1])
+    capsys.readouterr()
+    run_grid_search(spec, digits.x_train, digits.y_train, points, **kwargs)
+    assert len(calls) == 3  # fold 1 again, then folds 2 and 3
+    err = capsys.readouterr().err
+    assert "fold 1/3: points/folds/" in err and "was computed by other code" in err
+    assert "now eeeeeeeeeeee); recomputing" in err
+    (record,) = (tmp_path / "points").glob("*.json")
+    assert json.loads(record.read_text())["code"] == "e" * 64
+
+
 def test_engine_selection_and_errors(tmp_path, capsys):
     assert resolve_engine(get_experiment("mnist-mlp")) == "stacked"
     assert resolve_engine(get_experiment("mnist-logreg"), halving=True) == "gridsearchcv"

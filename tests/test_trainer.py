@@ -423,6 +423,41 @@ def test_a_checkpoint_of_another_config_is_ignored(tmp_path):
     pd.testing.assert_frame_equal(again[columns], history[columns])
 
 
+def test_a_checkpoint_written_by_other_code_is_set_aside_with_a_line(tmp_path, capsys, monkeypatch):
+    """A run killed after epoch 1 of 3, then started again after a code change (another source
+    fingerprint), trains all 3 epochs afresh and says why; its history equals an uninterrupted
+    run's, so no epoch of the old code is left in it. The same code resumes (test above)."""
+    from replication import io
+    from replication.experiments import with_overrides
+
+    spec = with_overrides(get_experiment(EXP), epochs=3)
+    out = tmp_path / "out"
+    with pytest.raises(_Interrupt):
+        train_experiment(spec, optimizers=["adam"], runs=1, out_dir=out, progress=False,
+                         callbacks=[_KillAfterEpoch(0)])
+    assert len(list((out / EXP / "runs").glob("*.checkpoint.npz"))) == 1
+    io.code_version()
+    monkeypatch.setitem(io._CODE, "source_sha256", "f" * 64)  # as if replication/ had been edited
+    capsys.readouterr()
+    seen = []
+
+    class _Epochs(__import__("keras").callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            seen.append(epoch)
+
+    again = train_experiment(spec, optimizers=["adam"], runs=1, out_dir=out, progress=False, callbacks=[_Epochs()])
+    err = capsys.readouterr().err
+    assert seen == [0, 1, 2]
+    assert "adam run 0 (seed" in err and "checkpoint (after epoch 1) was written by other code" in err
+    assert "now ffffffffffff); starting the run over" in err
+    (sidecar,) = (out / EXP / "runs").glob("*.json")
+    recorded = json.loads(sidecar.read_text())
+    assert recorded["resumed_from_epoch"] == 0 and recorded["provenance"]["code"]["source_sha256"] == "f" * 64
+    whole = train_experiment(spec, optimizers=["adam"], runs=1, out_dir=tmp_path / "ref", progress=False)
+    columns = [c for c in HISTORY_COLUMNS if c != "epoch_seconds"]
+    pd.testing.assert_frame_equal(again[columns], whole[columns])
+
+
 def test_divergence_is_recorded_and_precedence_of_sources(tmp_path):
     out = tmp_path / "out"
     (out / EXP).mkdir(parents=True)

@@ -438,9 +438,13 @@ def run_grid_search(
         # ~1 ms per step of the MNIST MLP on a CPU (benchmarks/bench_gridsearch.py): worth it from
         # a few thousand steps per fit (MNIST: 313 steps x 30 epochs), not for digits' few hundred.
         # On JAX always: without XLA it runs the step op by op (replication.backend.auto_jit_compile).
+        # A conv net never gets XLA on TensorFlow, as in `replicate train`: XLA's CPU convolutions
+        # made a CifarNet epoch 2.2x slower (benchmarks/bench_cifarnet.py).
         from replication.backend import auto_jit_compile
+        from replication.run import CONV_MODELS
 
-        estimator_kwargs["jit_compile"] = auto_jit_compile(steps_per_epoch * settings.epochs, XLA_MIN_STEPS)
+        estimator_kwargs["jit_compile"] = auto_jit_compile(steps_per_epoch * settings.epochs, XLA_MIN_STEPS,
+                                                           conv=spec.model in CONV_MODELS)
     if estimator_kwargs.get("steps_per_execution", "epoch") == "epoch":
         # One tf.function call per epoch: no Python between steps. The search's callbacks
         # (early stopping, divergence) act at epoch ends only, so nothing is lost.

@@ -422,6 +422,36 @@ def test_korzeniowski_smallvgg_searches_on_cifar_shaped_arrays():
     assert frame["bias_correction"][0] == "off" and frame["schedule"][0] == "linear-decay"
 
 
+def test_long_fits_get_xla_except_conv_nets_on_tensorflow(monkeypatch):
+    """jit_compile="auto" of the GridSearchCV engine, as `replicate train` decides it: XLA for a
+    long fit of a dense model, never for a conv net on TensorFlow (XLA's CPU convolutions made a
+    CifarNet epoch 2.2x slower); JAX always compiles. Every fit counts as long here."""
+    import keras
+
+    import gridsearch.estimator as estimator_module
+    import gridsearch.search as search
+
+    monkeypatch.setattr(search, "XLA_MIN_STEPS", 1)
+    seen = {}
+
+    class Built(Exception):
+        pass
+
+    def recording(spec, optimizer, **kwargs):  # the settings the fits would get; no fit needed
+        seen[spec.model] = kwargs["jit_compile"]
+        raise Built
+
+    monkeypatch.setattr(estimator_module, "make_estimator", recording)
+    x = np.random.default_rng(0).random((20, 28, 28, 1), dtype=np.float32)
+    y = np.repeat(np.arange(10), 2)
+    for name in ("mnist-cnn", "mnist-mlp"):
+        with pytest.raises(Built):
+            run_grid_search(get_experiment(name), x, y, [GridPoint("adam", 0.01, 0.99)], cv=2, epochs=1,
+                            seed=0, engine="gridsearchcv")
+    jax = keras.backend.backend() == "jax"
+    assert seen == {"cnn": jax, "mlp": True}
+
+
 def test_gridsearchcv_engine_resumes_fold_by_fold(digits, tmp_path, monkeypatch):
     """A search killed after its first fold keeps that fold (the GridSearchCV engine's unit of work
     is one fold of a chunk of points): the rerun fits only folds 2 and 3, and its rows equal an

@@ -202,36 +202,43 @@ def test_per_member_optimizer_equals_separate_optimizers(name, schedule, bias_co
     assert not np.allclose(result[:, 0, :], result[:, 2, :])  # the members really differ
 
 
-def test_interrupted_stacked_search_resumes_at_the_fold(tmp_path, digits, monkeypatch):
-    spec = get_experiment("digits-logreg")
-    points = [GridPoint("adam", 0.01, 0.99), GridPoint("adam", 0.1, 0.999)]
+def _killed_in_fold_2(tmp_path, digits, monkeypatch, points, epochs):
+    """Run a stacked search of ``points`` (digits-logreg, 3 folds) that a KeyboardInterrupt stops
+    when fold 2 starts; return ``(run, calls)``: ``run()`` searches again with the same arguments
+    and the same store, and ``calls`` counts the folds fitted from then on."""
     from gridsearch.store import PointStore
     import gridsearch.stacked as stacked_module
 
-    store = PointStore(tmp_path / "points")
+    spec = get_experiment("digits-logreg")
+    kwargs = dict(cv=3, epochs=epochs, seed=0, engine="stacked", store=PointStore(tmp_path / "points"))
     original = stacked_module.fit_fold
     calls = []
 
-    def interrupted(*args, **kwargs):
+    def interrupted(*args, **kw):
         calls.append(1)
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return original(*args, **kwargs)
+        return original(*args, **kw)
 
     monkeypatch.setattr(stacked_module, "fit_fold", interrupted)
-    kwargs = dict(cv=3, epochs=2, seed=0, engine="stacked", store=store)
     with pytest.raises(KeyboardInterrupt):
         run_grid_search(spec, digits.x_train, digits.y_train, points, **kwargs)
-    assert len(list((tmp_path / "points" / "folds").glob("*.fold0.json"))) == 2  # fold 1 kept
+    assert len(list((tmp_path / "points" / "folds").glob("*.fold0.json"))) == len(points)  # fold 1 kept
     assert not list((tmp_path / "points").glob("*.json"))  # no point is finished
-
     calls.clear()
     monkeypatch.setattr(stacked_module, "fit_fold", lambda *a, **k: (calls.append(1), original(*a, **k))[1])
-    resumed = run_grid_search(spec, digits.x_train, digits.y_train, points, **kwargs)
+    return (lambda: run_grid_search(spec, digits.x_train, digits.y_train, points, **kwargs)), calls
+
+
+def test_interrupted_stacked_search_resumes_at_the_fold(tmp_path, digits, monkeypatch):
+    points = [GridPoint("adam", 0.01, 0.99), GridPoint("adam", 0.1, 0.999)]
+    run, calls = _killed_in_fold_2(tmp_path, digits, monkeypatch, points, epochs=2)
+    resumed = run()
     assert len(calls) == 2  # folds 2 and 3 only
     assert len(list((tmp_path / "points").glob("*.json"))) == 2
     assert not list((tmp_path / "points" / "folds").glob("*.json"))  # fold records dropped
-    fresh = run_grid_search(spec, digits.x_train, digits.y_train, points, cv=3, epochs=2, seed=0, engine="stacked")
+    fresh = run_grid_search(get_experiment("digits-logreg"), digits.x_train, digits.y_train, points, cv=3, epochs=2,
+                            seed=0, engine="stacked")
     np.testing.assert_allclose(resumed[SCORES].to_numpy(float), fresh[SCORES].to_numpy(float), rtol=1e-9)
 
 
@@ -239,33 +246,13 @@ def test_a_fold_computed_by_other_code_is_recomputed_with_a_line(tmp_path, digit
     """A search killed after fold 1, resumed after a code change (another source fingerprint):
     fold 1 is recomputed, not mixed into the point with folds 2 and 3 of the new code, and a line
     says why; the finished points record the code that computed them."""
-    from gridsearch.store import PointStore
-    import gridsearch.stacked as stacked_module
     from replication import io
 
-    spec = get_experiment("digits-logreg")
-    points = [GridPoint("adam", 0.01, 0.99)]
-    store = PointStore(tmp_path / "points")
-    original = stacked_module.fit_fold
-    calls = []
-
-    def interrupted(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(stacked_module, "fit_fold", interrupted)
-    kwargs = dict(cv=3, epochs=1, seed=0, engine="stacked", store=store)
-    with pytest.raises(KeyboardInterrupt):
-        run_grid_search(spec, digits.x_train, digits.y_train, points, **kwargs)
-    assert len(list((tmp_path / "points" / "folds").glob("*.fold0.json"))) == 1
+    run, calls = _killed_in_fold_2(tmp_path, digits, monkeypatch, [GridPoint("adam", 0.01, 0.99)], epochs=1)
     io.code_version()
     monkeypatch.setitem(io._CODE, "source_sha256", "e" * 64)  # as if the code had been edited
-    calls.clear()
-    monkeypatch.setattr(stacked_module, "fit_fold", lambda *a, **k: (calls.append(1), original(*a, **k))[1])
     capsys.readouterr()
-    run_grid_search(spec, digits.x_train, digits.y_train, points, **kwargs)
+    run()
     assert len(calls) == 3  # fold 1 again, then folds 2 and 3
     err = capsys.readouterr().err
     assert "fold 1/3: points/folds/" in err and "was computed by other code" in err

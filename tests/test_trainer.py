@@ -133,6 +133,30 @@ def test_thinning_recovers_block_means():
     assert rows[2]["loss"] == pytest.approx((9 * 2 + 10 * 1) / 3)
 
 
+def test_epoch_lines_give_the_epoch_in_the_run_and_etas_from_wall_time():
+    """The epoch lines of a long run: epoch k/n, its in-fit seconds and its wall time (reordering,
+    fit's set-up and the checkpoint included), and the ETAs of the run and of the whole command
+    from the mean wall time; a resumed run says so and does not count its finished epochs."""
+    from replication.trainer import _EpochClock
+
+    times = iter([0.0, 0.0, 70.0, 130.0, 190.0, 200.0, 260.0])
+    notes = []
+    bar = type("Bar", (), {"note": lambda self, text: notes.append(text)})()
+    clock = _EpochClock(bar, epochs_left=6, interval=0.0, clock=lambda: next(times))
+    first = clock.for_run("adam run 0")  # t = 0
+    first(1, 3, 50.0)  # t = 70: wall 70 s
+    first(2, 3, 45.0)  # t = 130: wall 60 s, mean 65 s
+    first(3, 3, 45.0)  # t = 190: the run's last epoch, no line
+    second = clock.for_run("adam run 1")  # t = 200, resumed after epoch 1
+    second(2, 3, 40.0)  # t = 260: wall 60 s; 250 s over 4 epochs
+    assert notes == [
+        "adam run 0 epoch 1/3 in 50.0s, 1m10s wall (run ETA 2m20s, all ETA 5m50s)",
+        "adam run 0 epoch 2/3 in 45.0s, 1m00s wall (run ETA 1m05s, all ETA 4m20s)",
+        "adam run 1: resumed after epoch 1/3 (checkpoint)",
+        "adam run 1 epoch 2/3 in 40.0s, 1m00s wall (run ETA 1m02s, all ETA 1m02s)",
+    ]
+
+
 def test_sidecar_records_spec_seeds_provenance(trained):
     out, _ = trained
     meta = json.loads((out / EXP / "train.json").read_text())

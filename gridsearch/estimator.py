@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
+import time
 
 import keras
 import numpy as np
@@ -25,6 +27,7 @@ from scikeras.utils.transformers import ClassifierLabelEncoder
 from scikeras.wrappers import KerasClassifier
 
 from replication.optimizers import AdaMax, Adam, AMSGrad, make_schedule
+from replication.progress import format_seconds
 
 # A fresh model per fit means fresh tf.functions; TensorFlow's "retracing" warning about that is
 # expected here and not actionable by users.
@@ -39,6 +42,7 @@ __all__ = [
     "ValidationLoss",
     "make_estimator",
     "fit_callbacks",
+    "EpochLines",
     "predict_proba_eager",
     "EARLY_STOPPING_PATIENCE",
 ]
@@ -108,14 +112,61 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-def fit_callbacks(early_stopping=True):
+class EpochLines(keras.callbacks.Callback):
+    """Progress inside a long fit: ``PREFIX α=0.001 β2=0.99 UNIT epoch 4/15 in 39.1s (fit ETA 7m10s,
+    all ETA 3h02m)`` on stderr, at most one line per ``interval`` seconds (none for the last epoch:
+    the fold's own line follows), so a 10-minute CifarNet fit is not 10 silent minutes.
+
+    The fit ETA is this fit's mean epoch time × its epochs left (early stopping can only shorten
+    it); the command's adds ``fits_after`` fits (those still to run after this one) at
+    ``seconds_per_fit`` (the finished fits' mean, or this fit's projected length before any has
+    finished). Plain data only, so GridSearchCV's clones and loky's workers carry it unchanged;
+    it reads the model and prints, nothing else, so the fit's numbers do not depend on it.
+    """
+
+    def __init__(self, prefix="", unit="", fits_after=0, seconds_per_fit=None, interval=10.0, clock=time.monotonic):
+        super().__init__()
+        self.prefix, self.unit = prefix, unit
+        self.fits_after, self.seconds_per_fit = int(fits_after), seconds_per_fit
+        self.interval, self.clock = float(interval), clock
+
+    def on_train_begin(self, logs=None):
+        self.start = self.last = self.clock()
+        self.epoch_start = self.start
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_start = self.clock()
+
+    def on_epoch_end(self, epoch, logs=None):
+        now = self.clock()
+        epochs = int(self.params.get("epochs") or 0)
+        done = epoch + 1
+        if done >= epochs or now - self.last < self.interval:
+            return
+        self.last = now
+        per_epoch = (now - self.start) / done
+        fit_left = per_epoch * (epochs - done)
+        per_fit = self.seconds_per_fit if self.seconds_per_fit else per_epoch * epochs
+        optimizer = self.model.optimizer
+        alpha = getattr(optimizer, "initial_learning_rate", None)
+        point = (f" α={alpha:g}" if alpha is not None else "") + f" β2={float(optimizer.beta_2):g}"
+        # sys.stderr looked up at each line (not stored): a clone or a worker must not carry a stream
+        print(f"{self.prefix}{point}{' ' + self.unit if self.unit else ''} epoch {done}/{epochs} in "
+              f"{format_seconds(now - self.epoch_start)} (fit ETA {format_seconds(fit_left)}, all ETA "
+              f"{format_seconds(fit_left + self.fits_after * per_fit)})", file=sys.stderr, flush=True)
+
+
+def fit_callbacks(early_stopping=True, epoch_lines=None):
     """The callbacks of every grid-search fit: stop after a non-finite epoch loss (diverged) and,
-    with ``early_stopping``, McGill's rule as Keras's ``EarlyStopping`` on the training loss."""
+    with ``early_stopping``, McGill's rule as Keras's ``EarlyStopping`` on the training loss;
+    ``epoch_lines`` (an :class:`EpochLines`) last, so it sees each epoch's final state."""
     callbacks = [StopOnNonFiniteLoss()]
     if early_stopping:
         callbacks.append(
             keras.callbacks.EarlyStopping(monitor="loss", patience=EARLY_STOPPING_PATIENCE, min_delta=0.0)
         )
+    if epoch_lines is not None:
+        callbacks.append(epoch_lines)
     return callbacks
 
 
@@ -210,6 +261,7 @@ def make_estimator(
     jit_compile=True,
     steps_per_execution=32,
     early_stopping=True,
+    epoch_lines=None,
     **params,
 ):
     """The ``KerasClassifier`` grid-searched for experiment ``spec`` with ``optimizer``.
@@ -221,7 +273,8 @@ def make_estimator(
 
     ``jit_compile``/``steps_per_execution`` go to ``Model.compile`` (routed as ``compile__*``):
     XLA-fused steps and several steps per ``tf.function`` call cut the per-step Python/launch
-    overhead that dominates small models on a CPU.
+    overhead that dominates small models on a CPU. ``epoch_lines``: an :class:`EpochLines` for
+    progress lines within each fit (None: silent).
     """
     from replication.models import MODELS, get_loss
 
@@ -243,7 +296,7 @@ def make_estimator(
         loss=get_loss(spec.loss),
         batch_size=int(spec.batch_size),
         epochs=int(epochs if epochs is not None else spec.gridsearch_epochs),
-        callbacks=fit_callbacks(early_stopping),
+        callbacks=fit_callbacks(early_stopping, epoch_lines),
         random_state=seed if seed is not None else getattr(spec, "seed", 0),
         verbose=0,
         **routed,

@@ -52,6 +52,8 @@ DEFAULT_LEARNING_RATES = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 DEFAULT_BETA_2S = (0.99, 0.9925, 0.995, 0.9975, 0.999)
 # Fits of at least this many optimizer steps are XLA-compiled (``jit_compile="auto"``).
 XLA_MIN_STEPS = 3000
+# At most one progress line per this many seconds within a GridSearchCV-engine fit.
+EPOCH_LINE_SECONDS = 10.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -340,7 +342,8 @@ def _point_from_params(optimizer, params):
     )
 
 
-def _search(spec, settings, X, y, optimizer, points, n_jobs, estimator_kwargs, *, halving=False, split=None):
+def _search(spec, settings, X, y, optimizer, points, n_jobs, estimator_kwargs, *, halving=False, split=None,
+            epoch_lines=None):
     """One scikit-learn search over ``points`` of one optimizer; returns {point: row}. With
     ``split = (train, validation)`` it cross-validates on that one fold only and returns
     {point: fold result} (``val_loss``, ``train_loss``, ``epochs_run``, ``fit_time``,
@@ -348,12 +351,14 @@ def _search(spec, settings, X, y, optimizer, points, n_jobs, estimator_kwargs, *
 
     ``GridSearchCV`` also scores the epochs each fit ran (early stopping); ``HalvingGridSearchCV``
     (epochs as the resource) takes a single scorer, and a candidate appears once per iteration it
-    survived, so the last (most epochs) evaluation of each point wins below."""
+    survived, so the last (most epochs) evaluation of each point wins below. ``epoch_lines``: an
+    :class:`gridsearch.estimator.EpochLines` for progress lines within each fit."""
     from sklearn.model_selection import GridSearchCV
 
     from .estimator import ValidationLoss, make_estimator
 
-    estimator = make_estimator(spec, optimizer, epochs=settings.epochs, seed=settings.seed, **estimator_kwargs)
+    estimator = make_estimator(spec, optimizer, epochs=settings.epochs, seed=settings.seed, epoch_lines=epoch_lines,
+                               **estimator_kwargs)
     common = dict(
         param_grid=[{k: [v] for k, v in p.params().items()} for p in points],
         refit=False,
@@ -527,6 +532,21 @@ def _missing_on_fold(chunk, k, results, settings, *, store, force, progress):
     return missing
 
 
+def _epoch_lines(progress, optimizer, fold, cv, fits):
+    """The :class:`~gridsearch.estimator.EpochLines` of ``fits`` parallel fits of fold ``fold``
+    (None without progress lines): prefixed like the fold's own lines, with the fits after these
+    and the finished fits' mean time for the command's ETA."""
+    if progress is None:
+        return None
+    from .estimator import EpochLines
+
+    after = max(0, progress.total - progress.done - progress.skipped - fits)
+    per_fit = (progress.clock() - progress.start) / progress.done if progress.done else None
+    return EpochLines(prefix=f"[{progress.label} {progress.done + progress.skipped}/{progress.total}] {optimizer}",
+                      unit=f"fold {fold + 1}/{cv}", fits_after=after, seconds_per_fit=per_fit,
+                      interval=EPOCH_LINE_SECONDS)
+
+
 def _search_by_fold(spec, settings, X, y, optimizer, chunk, jobs, estimator_kwargs, *, store, force, progress,
                     finish):
     """GridSearchCV over ``chunk`` fold by fold: each (point, fold) result is stored as it
@@ -536,7 +556,8 @@ def _search_by_fold(spec, settings, X, y, optimizer, chunk, jobs, estimator_kwar
         missing = _missing_on_fold(chunk, k, results, settings, store=store, force=force, progress=progress)
         if not missing:
             continue
-        fold = _search(spec, settings, X, y, optimizer, missing, jobs, estimator_kwargs, split=split)
+        fold = _search(spec, settings, X, y, optimizer, missing, jobs, estimator_kwargs, split=split,
+                       epoch_lines=_epoch_lines(progress, optimizer, k, settings.cv, len(missing)))
         for point in missing:
             results[point][k] = fold[point]
             if store is not None:

@@ -51,6 +51,8 @@ def readme_blocks(data: dict) -> dict:
         "table-one": _table_one(data),
         "cifarnet": _cifarnet(data, comparison, "cifar10-cifarnet"),
         "cifarnet-paper": _cifarnet(data, comparison, "cifar10-cifarnet-paper"),
+        "cifarnet-search": _cifarnet_search(data, "cifar10-cifarnet"),
+        "cifarnet-searched": _cifarnet(data, comparison, "cifar10-cifarnet-searched"),
         "beyond-mcgill": _beyond(data),
     }
 
@@ -193,8 +195,52 @@ def _table_one(data) -> str:
     return "\n".join(lines)
 
 
+def _cifarnet_search(data, name) -> str:
+    """Our grid search of ``name`` (CifarNet): every point's validation loss, the choice per
+    optimizer against McGill's Table I, and what it cost (the fits' own times)."""
+    grid = (data["experiments"].get(name) or {}).get("gridsearch")
+    if grid is None or grid.empty:
+        return (f"Not finished yet (no `results/{name}/gridsearch.csv`); the finished points and folds are "
+                f"under `results/{name}/gridsearch_points/`.")
+    grid = grid.sort_values(["optimizer", "learning_rate", "beta_2"], kind="stable")
+    best = {}
+    for optimizer, g in grid.groupby("optimizer", sort=True):
+        ok = g[~g["diverged"].astype(bool)]
+        if not ok.empty:
+            best[optimizer] = ok["mean_val_loss"].idxmin()
+    rows = []
+    for index, r in grid.iterrows():
+        chosen = best.get(r["optimizer"]) == index
+        loss = "diverged" if r["diverged"] else f"{r['mean_val_loss']:.4f} ± {r['std_test_score']:.4f}"
+        epochs = r.get("mean_epochs_run", math.nan)
+        rows.append([NAMES.get(r["optimizer"], r["optimizer"]), f"{r['learning_rate']:g}", f"{r['beta_2']:g}",
+                     f"**{loss}**" if chosen else loss, "—" if pd.isna(epochs) else f"{epochs:g}",
+                     f"{r['mean_fit_time']:.0f} s"])
+    lines = _table(["optimizer", "α", "β2", "validation loss (mean ± std over folds)", "epochs run (mean)",
+                    "fit time (mean)"], rows)
+    spec = EXPERIMENTS[name]
+    choice, differs = [], False
+    for optimizer in sorted(best):
+        r, mcgill = grid.loc[best[optimizer]], spec.default_hyperparameters(optimizer)
+        same = math.isclose(r["learning_rate"], mcgill["learning_rate"]) and math.isclose(r["beta_2"], mcgill["beta_2"])
+        differs |= not same
+        theirs = "McGill's too" if same else f"McGill: α {mcgill['learning_rate']:g}, β2 {mcgill['beta_2']:g}"
+        choice.append(f"{NAMES.get(optimizer, optimizer)} α {r['learning_rate']:g}, β2 {r['beta_2']:g} ({theirs})")
+    cv = grid["cv"].astype(int)
+    fits = int(cv.sum())
+    hours = float((cv * (grid["mean_fit_time"] + grid["mean_score_time"])).sum()) / 3600
+    lines.append(f"Chosen (bold; smallest mean validation loss, McGill §IV-A): {'; '.join(choice) or 'none'}. "
+                 f"Cost: {fits} fits, {hours:.1f} h of fitting and scoring on this CPU (the fits' own times in "
+                 f"`gridsearch.csv`, summed). "
+                 + ("The choice differs from McGill's, so the 5 × 2 final runs at it are "
+                    "`cifar10-cifarnet-searched` below." if differs else
+                    "The choice is McGill's: the final runs above are our search's final runs too."))
+    return "\n".join(lines)
+
+
 def _cifarnet(data, comparison, name) -> str:
-    """McGill's CifarNet (``cifar10-cifarnet``) or the paper's (``cifar10-cifarnet-paper``)."""
+    """McGill's CifarNet (``cifar10-cifarnet``), the paper's (``cifar10-cifarnet-paper``), or McGill's
+    at our own search's choice (``cifar10-cifarnet-searched``)."""
     paper = name == "cifar10-cifarnet-paper"
     entry = data["experiments"].get(name)
     finals = None if entry is None else _finals(entry)
@@ -218,6 +264,8 @@ def _cifarnet(data, comparison, name) -> str:
               if paper else "") + f"McGill's final protocol (α/√t, batch 128, multiclass log-loss, {int(finals['epoch'].max())} epochs, "
              f"run k of both optimizers paired by seed) at {used}"
              + (" — **McGill's Table I values**, from the `--params` file, not our search's" if source == {"params file"} else "")
+             + (f" — **our search's choice** (`{EXPERIMENTS[name].params_from}/best_params.json`)"
+                if EXPERIMENTS[name].params_from and source == {"best_params.json"} else "")
              + f". Runs finished: {len(a)} Adam, {len(b)} AMSGrad of {spec_runs} each"
              + ("" if len(pairs) >= spec_runs else " (the rest resume in later sessions)") + ". "
              + CIFAR_PROVENANCE + " Final epoch, mean ± std over runs:", ""]

@@ -29,6 +29,8 @@ LOSS_CLAIMS = (
     ("mnist-mlp", "1-hidden-layer MLP (MNIST)", "AMSGrad slightly lower train loss, smaller gap than the paper (§V)", True),
     ("cifar10-cifarnet", "CifarNet (CIFAR-10)", "AMSGrad slightly lower train loss, smaller gap than the paper (§V)", True),
     ("cifar10-cifarnet-paper", "CifarNet as the paper describes it (CIFAR-10)", "— (McGill ran the batch-norm variant)", False),
+    ("cifar10-cifarnet-searched", "CifarNet at our own search's α and β2 (CIFAR-10)",
+     "— (McGill's final runs used their Table I values)", False),
     ("mnist-vae", "VAE (MNIST; the reproduction that added one ran it on CelebA)",
      "— (not in McGill; that reproduction saw AMSGrad reach a lower loss over 100 epochs)", False),
     ("digits-logreg", "demo: logistic regression (8×8 digits)", "— (demo data, not in McGill)", False),

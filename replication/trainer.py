@@ -442,10 +442,19 @@ def train_experiment(
     params_path = None
     if isinstance(params, (str, Path)):
         params_path, params = params, read_params_file(params)
-    best_path = exp_dir / "best_params.json"
+    # An experiment with ``params_from`` trains at another experiment's search choice.
+    best_path = (Path(out_dir) / spec.params_from if spec.params_from else exp_dir) / "best_params.json"
     best_params = read_params_file(best_path) if best_path.exists() else None
     flags = {"learning_rate": learning_rate, "beta_2": beta_2,
              "bias_correction": None if bias_correction is None else bool(bias_correction)}
+    if spec.params_from and best_params is None and params is None and None in (learning_rate, beta_2):
+        # Its spec values are McGill's Table I, which its source experiment already trains at:
+        # never fall back to them silently.
+        raise UserError(
+            f"{spec.name} trains at the α and β2 that {spec.params_from}'s grid search chose, and {best_path} "
+            f"does not exist: run `replicate gridsearch {spec.params_from}` first (with the same --out), "
+            "or give --params FILE or both --learning-rate and --beta2"
+        )
     hyper = {
         name: resolve_hyperparameters(spec, name, flags=flags, params=params, best_params=best_params)
         for name in optimizers

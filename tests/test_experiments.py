@@ -9,7 +9,7 @@ from replication.errors import UserError
 from replication.experiments import EXPERIMENTS, Experiment, get_experiment, with_overrides
 
 REDDI_NAMES = ["mnist-logreg", "mnist-mlp", "cifar10-cifarnet", "cifar10-cifarnet-paper", "digits-logreg", "digits-mlp"]
-NAMES = REDDI_NAMES + ["cifar10-smallvgg", "cifar10-vgg", "mnist-logreg-l2", "mnist-mlp-2x1000", "mnist-cnn",
+NAMES = REDDI_NAMES[:4] + ["cifar10-cifarnet-searched"] + REDDI_NAMES[4:] + ["cifar10-smallvgg", "cifar10-vgg", "mnist-logreg-l2", "mnist-mlp-2x1000", "mnist-cnn",
                        "mnist-vae"]
 
 # McGill Table I: (experiment, optimizer) -> (alpha, beta_2)
@@ -53,6 +53,20 @@ def test_study_settings():
     assert get_experiment("cifar10-cifarnet").model == "cifarnet"
     assert get_experiment("cifar10-cifarnet-paper").model == "cifarnet-paper"
     assert dict(get_experiment("mnist-mlp").model_kwargs) == {"hidden": (100,)}
+
+
+def test_searched_cifarnet_is_mcgills_cifarnet_at_the_searchs_choice():
+    """cifar10-cifarnet-searched differs from cifar10-cifarnet only in name, text and where its α and
+    β2 come from (the other's best_params.json): same protocol, so the two sets compare."""
+    base, searched = get_experiment("cifar10-cifarnet"), get_experiment("cifar10-cifarnet-searched")
+    assert searched.params_from == "cifar10-cifarnet" and base.params_from == ""
+    same = {f.name for f in dataclasses.fields(Experiment)} - {"name", "description", "source", "params_from"}
+    assert {k: getattr(searched, k) for k in same} == {k: getattr(base, k) for k in same}
+    # Only set where it is: every other spec's train.json keeps its keys.
+    assert searched.to_dict()["params_from"] == "cifar10-cifarnet"
+    assert all("params_from" not in e.to_dict() for e in EXPERIMENTS.values() if e is not searched)
+    with pytest.raises(UserError, match="names the experiment itself"):
+        with_overrides(base, params_from="cifar10-cifarnet")
 
 
 def test_korzeniowski_settings():

@@ -497,3 +497,58 @@ def test_gridsearchcv_engine_resumes_fold_by_fold(digits, tmp_path, monkeypatch)
     pd.testing.assert_frame_equal(resumed.drop(columns=timing), reference.drop(columns=timing))
     assert len(list((tmp_path / "points").glob("*.json"))) == 2
     assert not list((tmp_path / "points" / "folds").glob("*.json"))
+
+
+def test_epoch_lines_give_the_epoch_within_a_fit_with_etas(capsys):
+    """EpochLines (a GridSearchCV-engine fit's progress): the epoch within the fit, its ETA from
+    the mean epoch so far, the command's adding the fits after it; none within ``interval`` of
+    the last line and none for the last epoch (the fold's own line follows)."""
+    from gridsearch.estimator import EpochLines, ScheduledAdam
+
+    now = [0.0]
+    lines = EpochLines(prefix="[gridsearch x 3/36] adam", unit="fold 2/3", fits_after=2, interval=50.0,
+                       clock=lambda: now[0])
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer=ScheduledAdam(learning_rate=0.001, schedule="inverse-sqrt", beta_2=0.99), loss="mse")
+    lines.set_model(model)
+    lines.set_params({"epochs": 4})
+    lines.on_train_begin()
+    for epoch in range(4):
+        lines.on_epoch_begin(epoch)
+        now[0] += 40.0
+        lines.on_epoch_end(epoch)
+    err = capsys.readouterr().err.splitlines()
+    # epoch 1 at 40 s: before the interval; epoch 2 at 80 s: fit ETA 2 × 40 s, all + 2 fits × 160 s
+    assert err == ["[gridsearch x 3/36] adam α=0.001 β2=0.99 fold 2/3 epoch 2/4 in 40.0s (fit ETA 1m20s, all ETA 6m40s)"]
+    lines.seconds_per_fit = 100.0  # the finished fits' mean, once there is one
+    lines.interval = 0.0
+    lines.on_train_begin()
+    now[0] += 30.0
+    lines.on_epoch_end(0)
+    assert capsys.readouterr().err.strip().endswith("epoch 1/4 in 30.0s (fit ETA 1m30s, all ETA 4m50s)")
+
+
+def test_epoch_lines_of_a_search_change_none_of_its_numbers(digits, capsys, monkeypatch):
+    """The GridSearchCV engine prints a line per epoch within each fit (interval 0 here) under the
+    search's label, and its rows equal a silent search's apart from wall times."""
+    import io
+
+    import gridsearch.search as search
+    from replication.progress import Progress
+
+    spec = get_experiment(EXPERIMENT)
+    points = [GridPoint("adam", 0.01, 0.99)]
+    common = dict(cv=2, epochs=3, seed=0, engine="gridsearchcv")
+    silent = run_grid_search(spec, digits.x_train, digits.y_train, points, **common)
+    monkeypatch.setattr(search, "EPOCH_LINE_SECONDS", 0.0)
+    stream = io.StringIO()
+    talking = run_grid_search(spec, digits.x_train, digits.y_train, points,
+                              progress=Progress(2, "gridsearch digits", stream=stream), **common)
+    err = capsys.readouterr().err
+    for fold in (1, 2):
+        for epoch in (1, 2):  # not the last: the fold's own line says it is done
+            assert f"adam α=0.01 β2=0.99 fold {fold}/2 epoch {epoch}/3 in " in err
+    assert "epoch 3/3" not in err and err.count("[gridsearch digits 0/2] adam") == 2
+    assert err.count("[gridsearch digits 1/2] adam") == 2  # the second fold's, after the first is counted
+    assert "fold 2/2 done" in stream.getvalue()
+    pd.testing.assert_frame_equal(talking.drop(columns=TIME_COLUMNS), silent.drop(columns=TIME_COLUMNS))

@@ -60,3 +60,38 @@ def test_update_readme_replaces_only_the_blocks_and_rejects_unknown_ones(tmp_pat
     path.write_bytes(b"\xff\xfe not utf-8")
     assert main(["report", "--no-figures", "--out", str(out), "--readme", str(path)]) == 2
     assert "not UTF-8" in capsys.readouterr().err
+
+
+def _cifar_grid(chosen):
+    """A CifarNet search table: 2 optimizers × α {1e-3, 1e-2} × β2 {0.99, 0.999}; ``chosen`` maps each
+    optimizer to the (α, β2) given the smallest validation loss; α 1e-2, β2 0.99 of AMSGrad diverged
+    (NaN, smaller than any loss as a number would be: it must never be chosen)."""
+    import pandas as pd
+
+    rows = []
+    for optimizer in ("adam", "amsgrad"):
+        for lr in (1e-3, 1e-2):
+            for b2 in (0.99, 0.999):
+                diverged = (optimizer, lr, b2) == ("amsgrad", 1e-2, 0.99)
+                loss = float("nan") if diverged else (0.15 if chosen[optimizer] == (lr, b2) else 0.2 + lr + b2 / 100)
+                rows.append({"experiment": "cifar10-cifarnet", "optimizer": optimizer, "learning_rate": lr, "beta_2": b2,
+                             "cv": 3, "mean_val_loss": loss, "std_test_score": 0.001, "mean_epochs_run": 15.0,
+                             "mean_fit_time": 600.0, "mean_score_time": 10.0, "diverged": diverged})
+    return pd.DataFrame(rows)
+
+
+def test_cifarnet_search_block_names_the_choice_against_mcgills_and_its_cost():
+    data = {"experiments": {}}
+    assert readme._cifarnet_search(data, "cifar10-cifarnet").startswith("Not finished yet")
+    data = {"experiments": {"cifar10-cifarnet": {"gridsearch": _cifar_grid({"adam": (1e-2, 0.99),
+                                                                            "amsgrad": (1e-3, 0.999)})}}}
+    text = readme._cifarnet_search(data, "cifar10-cifarnet")
+    assert "| Adam | 0.01 | 0.99 | **0.1500 ± 0.0010** | 15 | 600 s |" in text
+    assert "| AMSGrad | 0.001 | 0.999 | **0.1500 ± 0.0010** | 15 | 600 s |" in text
+    assert "| AMSGrad | 0.01 | 0.99 | diverged |" in text and text.count("**") == 4  # two choices, bold
+    # 8 points × 3 folds × (600 + 10) s = 4.07 h
+    assert "Adam α 0.01, β2 0.99 (McGill: α 0.001, β2 0.999); AMSGrad α 0.001, β2 0.999 (McGill's too)" in text
+    assert "Cost: 24 fits, 4.1 h of fitting and scoring" in text and "`cifar10-cifarnet-searched` below" in text
+    same = readme._cifarnet_search({"experiments": {"cifar10-cifarnet": {"gridsearch": _cifar_grid(
+        {"adam": (1e-3, 0.999), "amsgrad": (1e-3, 0.999)})}}}, "cifar10-cifarnet")
+    assert "The choice is McGill's" in same and "searched" not in same

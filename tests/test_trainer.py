@@ -509,6 +509,40 @@ def test_divergence_is_recorded_and_precedence_of_sources(tmp_path):
     assert sources == {"learning_rate": "params file", "beta_2": "best_params.json", "bias_correction": "spec"}
 
 
+def test_params_from_trains_at_the_other_experiments_search_choice_and_never_falls_back(tmp_path, capsys):
+    """An experiment with ``params_from`` (cifar10-cifarnet-searched: cifar10-cifarnet's choice) reads
+    that experiment's best_params.json under the same --out, writes its own folder, and refuses to
+    start without it rather than train at its spec values (McGill's, which the other one trains at)."""
+    from replication.experiments import with_overrides
+
+    spec = with_overrides(get_experiment(EXP), name="digits-logreg-searched", params_from=EXP)
+    out = tmp_path / "out"
+    with pytest.raises(UserError, match=rf"run `replicate gridsearch {EXP}` first"):
+        train_experiment(spec, runs=1, epochs=1, out_dir=out, progress=False)
+    assert not out.exists()  # a refused start leaves no folder
+    (out / EXP).mkdir(parents=True)
+    (out / EXP / "best_params.json").write_text(json.dumps(
+        {"adam": {"learning_rate": 0.05, "beta_2": 0.98}, "amsgrad": {"learning_rate": 0.02, "beta_2": 0.97}}))
+    history = train_experiment(spec, runs=1, epochs=1, out_dir=out, progress=False)
+    got = history.groupby("optimizer")[["learning_rate", "beta_2"]].first().to_dict("index")
+    assert got == {"adam": {"learning_rate": 0.05, "beta_2": 0.98}, "amsgrad": {"learning_rate": 0.02, "beta_2": 0.97}}
+    meta = json.loads((out / "digits-logreg-searched" / "train.json").read_text())
+    assert meta["hyperparameters"]["adam"]["source"]["learning_rate"] == "best_params.json"
+    assert meta["experiment"]["params_from"] == EXP
+    assert sorted(p.name for p in (out / EXP).iterdir()) == ["best_params.json"]  # nothing written there
+    # flags for both values need no search
+    flagged = train_experiment(spec, runs=1, epochs=1, out_dir=tmp_path / "flags", learning_rate=0.03, beta_2=0.99,
+                               progress=False)
+    assert (flagged["learning_rate"] == 0.03).all() and (flagged["beta_2"] == 0.99).all()
+
+
+def test_cli_refuses_to_search_an_experiment_that_takes_anothers_choice(tmp_path, capsys):
+    code = cli.main(["gridsearch", "cifar10-cifarnet-searched", "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "run `replicate gridsearch cifar10-cifarnet` instead" in err
+    assert not (tmp_path / "out").exists()
+
+
 def test_resolve_hyperparameters_precedence(tmp_path):
     spec = get_experiment(EXP)
     best = {"adam": {"learning_rate": 0.2, "beta_2": 0.8}}

@@ -89,6 +89,9 @@ def run(args) -> int:
 
     _check(args)
     spec = get_experiment(args.experiment)  # UserError for an unknown name
+    if spec.params_from:
+        raise UserError(f"{spec.name} takes its α and β2 from {spec.params_from}'s grid search: "
+                        f"run `replicate gridsearch {spec.params_from}` instead")
     if spec.loss == "elbo":
         raise UserError(
             f"{spec.name} is a generative model (loss elbo); the grid search tunes classifiers by validation "

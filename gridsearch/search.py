@@ -540,10 +540,8 @@ def _epoch_lines(progress, optimizer, fold, cv, fits):
         return None
     from .estimator import EpochLines
 
-    after = max(0, progress.total - progress.done - progress.skipped - fits)
-    per_fit = (progress.clock() - progress.start) / progress.done if progress.done else None
-    return EpochLines(prefix=f"[{progress.label} {progress.done + progress.skipped}/{progress.total}] {optimizer}",
-                      unit=f"fold {fold + 1}/{cv}", fits_after=after, seconds_per_fit=per_fit,
+    return EpochLines(prefix=f"{progress.prefix()} {optimizer}", unit=f"fold {fold + 1}/{cv}",
+                      fits_after=max(0, progress.remaining() - fits), seconds_per_fit=progress.seconds_per_unit(),
                       interval=EPOCH_LINE_SECONDS)
 
 

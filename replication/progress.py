@@ -48,15 +48,31 @@ class Progress:
         counted); with ``eta`` it carries the elapsed time and ETA like :meth:`update`'s lines."""
         self._emit(f"{message} ({self._timing()})" if eta else message)
 
+    def position(self) -> int:
+        """Units finished or skipped so far (the ``k`` of ``[label k/total]``)."""
+        return self.done + self.skipped
+
+    def remaining(self) -> int:
+        """Units neither finished nor skipped."""
+        return self.total - self.position()
+
+    def seconds_per_unit(self) -> float | None:
+        """Mean wall time of the units finished in this process (skipped ones excluded); None
+        before the first."""
+        return (self.clock() - self.start) / self.done if self.done else None
+
+    def prefix(self) -> str:
+        """``[label k/total]``, the start of every line."""
+        return f"[{self.label} {self.position()}/{self.total}]"
+
     def _timing(self) -> str:
         elapsed = self.clock() - self.start
-        remaining = self.total - self.done - self.skipped
-        eta = elapsed / self.done * remaining if self.done else 0.0
+        per_unit = self.seconds_per_unit()
+        eta = per_unit * self.remaining() if per_unit is not None else 0.0
         return f"elapsed {format_seconds(elapsed)}, ETA {format_seconds(eta)}"
 
     def _emit(self, text: str) -> None:
-        count = self.done + self.skipped
-        print(f"[{self.label} {count}/{self.total}] {text}", file=self.stream, flush=True)
+        print(f"{self.prefix()} {text}", file=self.stream, flush=True)
 
 
 def warn(progress: Progress | None, text: str) -> None:

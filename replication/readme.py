@@ -197,45 +197,55 @@ def _table_one(data) -> str:
 
 def _cifarnet_search(data, name) -> str:
     """Our grid search of ``name`` (CifarNet): every point's validation loss, the choice per
-    optimizer against McGill's Table I, and what it cost (the fits' own times)."""
-    grid = (data["experiments"].get(name) or {}).get("gridsearch")
+    optimizer against McGill's Table I, and what it cost (the fits' own times). The choice bolded is
+    the search's own ``best_params.json`` (what ``cifar10-cifarnet-searched`` trains at), not
+    recomputed here."""
+    entry = data["experiments"].get(name) or {}
+    grid = entry.get("gridsearch")
     if grid is None or grid.empty:
         return (f"Not finished yet (no `results/{name}/gridsearch.csv`); the finished points and folds are "
                 f"under `results/{name}/gridsearch_points/`.")
+    best = entry.get("best_params") or {}
     grid = grid.sort_values(["optimizer", "learning_rate", "beta_2"], kind="stable")
-    best = {}
-    for optimizer, g in grid.groupby("optimizer", sort=True):
-        ok = g[~g["diverged"].astype(bool)]
-        if not ok.empty:
-            best[optimizer] = ok["mean_val_loss"].idxmin()
     rows = []
-    for index, r in grid.iterrows():
-        chosen = best.get(r["optimizer"]) == index
+    for _, r in grid.iterrows():
         loss = "diverged" if r["diverged"] else f"{r['mean_val_loss']:.4f} ± {r['std_test_score']:.4f}"
         epochs = r.get("mean_epochs_run", math.nan)
         rows.append([NAMES.get(r["optimizer"], r["optimizer"]), f"{r['learning_rate']:g}", f"{r['beta_2']:g}",
-                     f"**{loss}**" if chosen else loss, "—" if pd.isna(epochs) else f"{epochs:g}",
-                     f"{r['mean_fit_time']:.0f} s"])
+                     f"**{loss}**" if _is_choice(r, best.get(r["optimizer"])) else loss,
+                     "—" if pd.isna(epochs) else f"{epochs:g}", f"{r['mean_fit_time']:.0f} s"])
     lines = _table(["optimizer", "α", "β2", "validation loss (mean ± std over folds)", "epochs run (mean)",
                     "fit time (mean)"], rows)
     spec = EXPERIMENTS[name]
     choice, differs = [], False
     for optimizer in sorted(best):
-        r, mcgill = grid.loc[best[optimizer]], spec.default_hyperparameters(optimizer)
-        same = math.isclose(r["learning_rate"], mcgill["learning_rate"]) and math.isclose(r["beta_2"], mcgill["beta_2"])
+        ours, mcgill = best[optimizer], spec.default_hyperparameters(optimizer)
+        same = (math.isclose(ours["learning_rate"], mcgill["learning_rate"])
+                and math.isclose(ours["beta_2"], mcgill["beta_2"]))
         differs |= not same
         theirs = "McGill's too" if same else f"McGill: α {mcgill['learning_rate']:g}, β2 {mcgill['beta_2']:g}"
-        choice.append(f"{NAMES.get(optimizer, optimizer)} α {r['learning_rate']:g}, β2 {r['beta_2']:g} ({theirs})")
+        choice.append(f"{NAMES.get(optimizer, optimizer)} α {ours['learning_rate']:g}, β2 {ours['beta_2']:g} ({theirs})")
     cv = grid["cv"].astype(int)
     fits = int(cv.sum())
     hours = float((cv * (grid["mean_fit_time"] + grid["mean_score_time"])).sum()) / 3600
-    lines.append(f"Chosen (bold; smallest mean validation loss, McGill §IV-A): {'; '.join(choice) or 'none'}. "
+    chosen = "; ".join(choice) or f"none (no `results/{name}/best_params.json`)"
+    lines.append(f"Chosen (bold; `best_params.json`, the smallest mean validation loss, McGill §IV-A): {chosen}. "
                  f"Cost: {fits} fits, {hours:.1f} h of fitting and scoring on this CPU (the fits' own times in "
                  f"`gridsearch.csv`, summed). "
-                 + ("The choice differs from McGill's, so the 5 × 2 final runs at it are "
+                 + ("" if not best else
+                    "The choice differs from McGill's, so the 5 × 2 final runs at it are "
                     "`cifar10-cifarnet-searched` below." if differs else
                     "The choice is McGill's: the final runs above are our search's final runs too."))
     return "\n".join(lines)
+
+
+def _is_choice(row, best) -> bool:
+    """Whether the grid row ``row`` is the point ``best`` (a ``best_params.json`` entry) names."""
+    if not best:
+        return False
+    if "bias_correction" in best and str(row.get("bias_correction", "default")) != ("on" if best["bias_correction"] else "off"):
+        return False
+    return math.isclose(row["learning_rate"], best["learning_rate"]) and math.isclose(row["beta_2"], best["beta_2"])
 
 
 def _cifarnet(data, comparison, name) -> str:

@@ -528,6 +528,28 @@ def test_epoch_lines_give_the_epoch_within_a_fit_with_etas(capsys):
     assert capsys.readouterr().err.strip().endswith("epoch 1/4 in 30.0s (fit ETA 1m30s, all ETA 4m50s)")
 
 
+def test_progress_counts_skips_apart_from_its_eta():
+    """Progress's position, remaining units and mean seconds per finished unit (what the epoch
+    lines and every ETA use): skipped (resumed) units count in the position, not in the mean."""
+    import io
+
+    from replication.progress import Progress
+
+    now, stream = [100.0], io.StringIO()
+    progress = Progress(5, "x", stream=stream, clock=lambda: now[0])
+    assert (progress.position(), progress.remaining(), progress.seconds_per_unit()) == (0, 5, None)
+    progress.skip("a")
+    now[0] += 30.0
+    progress.update("b")
+    now[0] += 30.0
+    progress.update("c")
+    assert (progress.position(), progress.remaining(), progress.seconds_per_unit()) == (3, 2, 30.0)
+    assert progress.prefix() == "[x 3/5]"
+    assert stream.getvalue().splitlines() == ["[x 1/5] a (already done, skipped)",
+                                              "[x 2/5] b (elapsed 30.0s, ETA 1m30s)",  # 3 left × 30 s
+                                              "[x 3/5] c (elapsed 1m00s, ETA 1m00s)"]
+
+
 def test_epoch_lines_of_a_search_change_none_of_its_numbers(digits, capsys, monkeypatch):
     """The GridSearchCV engine prints a line per epoch within each fit (interval 0 here) under the
     search's label, and its rows equal a silent search's apart from wall times."""

@@ -80,18 +80,38 @@ def _cifar_grid(chosen):
     return pd.DataFrame(rows)
 
 
+def _searched(grid):
+    """The entry :func:`replication.report.collect` reads for a finished search: its table and the
+    ``best_params.json`` the search wrote from it (through the search's own selection)."""
+    from gridsearch.search import select_best
+
+    return {"gridsearch": grid, "best_params": select_best(grid)}
+
+
 def test_cifarnet_search_block_names_the_choice_against_mcgills_and_its_cost():
     data = {"experiments": {}}
     assert readme._cifarnet_search(data, "cifar10-cifarnet").startswith("Not finished yet")
-    data = {"experiments": {"cifar10-cifarnet": {"gridsearch": _cifar_grid({"adam": (1e-2, 0.99),
-                                                                            "amsgrad": (1e-3, 0.999)})}}}
-    text = readme._cifarnet_search(data, "cifar10-cifarnet")
+    grid = _cifar_grid({"adam": (1e-2, 0.99), "amsgrad": (1e-3, 0.999)})
+    text = readme._cifarnet_search({"experiments": {"cifar10-cifarnet": _searched(grid)}}, "cifar10-cifarnet")
     assert "| Adam | 0.01 | 0.99 | **0.1500 ± 0.0010** | 15 | 600 s |" in text
     assert "| AMSGrad | 0.001 | 0.999 | **0.1500 ± 0.0010** | 15 | 600 s |" in text
     assert "| AMSGrad | 0.01 | 0.99 | diverged |" in text and text.count("**") == 4  # two choices, bold
     # 8 points × 3 folds × (600 + 10) s = 4.07 h
     assert "Adam α 0.01, β2 0.99 (McGill: α 0.001, β2 0.999); AMSGrad α 0.001, β2 0.999 (McGill's too)" in text
     assert "Cost: 24 fits, 4.1 h of fitting and scoring" in text and "`cifar10-cifarnet-searched` below" in text
-    same = readme._cifarnet_search({"experiments": {"cifar10-cifarnet": {"gridsearch": _cifar_grid(
-        {"adam": (1e-3, 0.999), "amsgrad": (1e-3, 0.999)})}}}, "cifar10-cifarnet")
+    same = readme._cifarnet_search({"experiments": {"cifar10-cifarnet": _searched(_cifar_grid(
+        {"adam": (1e-3, 0.999), "amsgrad": (1e-3, 0.999)}))}}, "cifar10-cifarnet")
     assert "The choice is McGill's" in same and "searched" not in same
+
+
+def test_cifarnet_search_block_bolds_best_params_json_and_nothing_without_it():
+    """The bold row is the one ``best_params.json`` names (what the searched runs train at), read,
+    not recomputed: a file naming another point moves the bold; without the file nothing is bold."""
+    grid = _cifar_grid({"adam": (1e-2, 0.99), "amsgrad": (1e-3, 0.999)})
+    other = {"gridsearch": grid, "best_params": {"adam": {"learning_rate": 1e-3, "beta_2": 0.99}}}
+    text = readme._cifarnet_search({"experiments": {"cifar10-cifarnet": other}}, "cifar10-cifarnet")
+    assert text.count("**") == 2 and "| Adam | 0.001 | 0.99 | **0.2" in text
+    assert "Adam α 0.001, β2 0.99 (McGill: α 0.001, β2 0.999)" in text and "AMSGrad α" not in text
+    bare = readme._cifarnet_search({"experiments": {"cifar10-cifarnet": {"gridsearch": grid}}}, "cifar10-cifarnet")
+    assert "**" not in bare and "none (no `results/cifar10-cifarnet/best_params.json`)" in bare
+    assert "searched" not in bare and "McGill's:" not in bare

@@ -220,8 +220,7 @@ def _cifarnet_search(data, name) -> str:
     choice, differs = [], False
     for optimizer in sorted(best):
         ours, mcgill = best[optimizer], spec.default_hyperparameters(optimizer)
-        same = (math.isclose(ours["learning_rate"], mcgill["learning_rate"])
-                and math.isclose(ours["beta_2"], mcgill["beta_2"]))
+        same = _same_point(ours, mcgill)
         differs |= not same
         theirs = "McGill's too" if same else f"McGill: α {mcgill['learning_rate']:g}, β2 {mcgill['beta_2']:g}"
         choice.append(f"{NAMES.get(optimizer, optimizer)} α {ours['learning_rate']:g}, β2 {ours['beta_2']:g} ({theirs})")
@@ -239,13 +238,19 @@ def _cifarnet_search(data, name) -> str:
     return "\n".join(lines)
 
 
+def _same_point(a, b) -> bool:
+    """Whether two mappings with ``learning_rate`` and ``beta_2`` (a grid row, a ``best_params.json``
+    entry, a spec's defaults) name the same α and β2."""
+    return math.isclose(a["learning_rate"], b["learning_rate"]) and math.isclose(a["beta_2"], b["beta_2"])
+
+
 def _is_choice(row, best) -> bool:
     """Whether the grid row ``row`` is the point ``best`` (a ``best_params.json`` entry) names."""
     if not best:
         return False
     if "bias_correction" in best and str(row.get("bias_correction", "default")) != ("on" if best["bias_correction"] else "off"):
         return False
-    return math.isclose(row["learning_rate"], best["learning_rate"]) and math.isclose(row["beta_2"], best["beta_2"])
+    return _same_point(row, best)
 
 
 def _cifarnet(data, comparison, name) -> str:

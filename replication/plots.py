@@ -316,6 +316,16 @@ def plot_iterations_overview(iterations, path_stem) -> list[Path]:
     return save_figure(fig, path_stem)
 
 
+def _ink_on(rgba) -> str:
+    """Black or white, whichever reads better on a cell of colour ``rgba`` (WCAG relative luminance:
+    black above 0.179, where its contrast ratio beats white's)."""
+    def linear(c):
+        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (linear(float(c)) for c in rgba[:3])
+    return "k" if 0.2126 * r + 0.7152 * g + 0.0722 * b > 0.179 else "w"
+
+
 def plot_gridsearch(grid, out_dir) -> list[Path]:
     """Grid-search heatmaps: per experiment one panel per optimizer (and bias-correction setting),
     α across, β2 down, colour = mean validation log-loss (lower is better, shared scale), diverged
@@ -351,14 +361,16 @@ def plot_gridsearch(grid, out_dir) -> list[Path]:
                     if dead[i, j]:
                         ax.text(j, i, "×", ha="center", va="center", color="#c0262d", fontsize=16, weight="bold")
                     elif np.isfinite(table[i, j]):
-                        ax.text(j, i, f"{table[i, j]:.3g}", ha="center", va="center", fontsize=7, color="w")
+                        ax.text(j, i, f"{table[i, j]:.3g}", ha="center", va="center", fontsize=8,
+                                color=_ink_on(image.cmap(image.norm(table[i, j]))))
             if np.isfinite(table).any():
                 i, j = np.unravel_index(np.nanargmin(table), table.shape)
                 ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec=color_for(opt, bc), lw=2.5))
             ax.set_xticks(range(len(rates)), [f"{r:g}" for r in rates], rotation=45)
             ax.set_yticks(range(len(betas)), [f"{b:g}" for b in betas])
             ax.set_xlabel("α (learning rate)")
-            ax.set_ylabel("β2")
+            if ax is axes[0][0]:  # the panels share β2: one label, clear of the neighbour's ticks
+                ax.set_ylabel("β2")
             ax.set_title(_label(opt, bc), color=color_for(opt, bc))
         fig.colorbar(image, ax=list(axes[0]), label="mean validation log-loss (× = diverged)")
         fig.suptitle(f"{experiment}: grid search")

@@ -196,3 +196,47 @@ def test_table_one_says_where_the_final_runs_hyperparameters_came_from(tmp_path)
             if line.startswith("| `cifar10-cifarnet`")]
     assert [r[1:5] for r in rows] == [["Adam", "0.001", "0.999", "--params file"],
                                       ["AMSGrad", "0.001", "0.999", "--params file"]]
+
+
+def test_grid_figure_labels_read_on_their_cells(tmp_path, monkeypatch):
+    # Every cell value is written in the ink (black/white) with the larger WCAG contrast ratio
+    # against its cell's colour, computed here from the definition; the shared β2 axis is labelled once.
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    from replication import plots
+
+    def luminance(rgb):
+        lin = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb[:3]]
+        return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+    def contrast(a, b):
+        hi, lo = max(a, b), min(a, b)
+        return (hi + 0.05) / (lo + 0.05)
+
+    rows = [{"experiment": "toy", "optimizer": o, "learning_rate": lr, "beta_2": b2, "bias_correction": True,
+             "mean_val_loss": v, "diverged": False}
+            for o in ("adam", "amsgrad") for lr, v0 in ((1e-4, 0.25), (1e-3, 0.16), (1e-2, 0.15))
+            for b2, v in ((0.99, v0 + 0.004), (0.999, v0))]
+    figures = []
+    real_save = plots.save_figure
+    monkeypatch.setattr(plots, "save_figure", lambda fig, stem: figures.append(fig) or real_save(fig, stem))
+    plots.plot_gridsearch(pd.DataFrame(rows), tmp_path)
+    (fig,) = figures
+    panels = [ax for ax in fig.axes if ax.images]
+    assert len(panels) == 2
+    assert [ax.get_ylabel() for ax in panels] == ["β2", ""]
+    checked = set()
+    for ax in panels:
+        image = ax.images[0]
+        for text in ax.texts:
+            x, y = text.get_position()
+            cell = image.cmap(image.norm(image.get_array()[int(round(y)), int(round(x))]))
+            ink = matplotlib.colors.to_rgb(text.get_color())
+            other = (1.0, 1.0, 1.0) if ink == (0.0, 0.0, 0.0) else (0.0, 0.0, 0.0)
+            assert contrast(luminance(ink), luminance(cell)) >= contrast(luminance(other), luminance(cell)), text.get_text()
+            checked.add(ink)
+    assert checked == {(0.0, 0.0, 0.0), (1.0, 1.0, 1.0)}  # the lightest cells in black, the darkest in white
+    plt.close("all")

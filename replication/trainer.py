@@ -44,7 +44,8 @@ Metric conventions:
 
 Seeds: run ``k`` uses :func:`derive_seed` ``(seed, k)`` for *every* optimizer, so Adam's and
 AMSGrad's run ``k`` start from the same initial weights and see the same mini-batch order (a paired
-comparison). ``keras.utils.set_random_seed`` fixes initialisation and the dropout/flip seed
+comparison). Runs are trained pair by pair (run 0 of every optimizer, then run 1, ...), so a command
+stopped part way leaves complete pairs to compare. ``keras.utils.set_random_seed`` fixes initialisation and the dropout/flip seed
 generators; the batch order of each epoch is :func:`replication.run.epoch_order` ``(seed, epoch)``.
 On CPU the same seed reproduces the same history exactly, interrupted and resumed or not.
 """
@@ -480,8 +481,8 @@ def train_experiment(
             run=k,
             seed=seeds[k],
         )
+        for k in range(n_runs)  # pair by pair: a stop leaves run k of every optimizer, not one optimizer's runs
         for name in optimizers
-        for k in range(n_runs)
     ]
 
     started_at = io.now_iso()

@@ -192,6 +192,15 @@ def test_rerun_skips_finished_runs_byte_identical(trained):
     assert seconds < 0.25 * first_seconds
 
 
+def test_runs_are_trained_pair_by_pair(trained, capsys):
+    # Run k of every optimizer before run k + 1: a command stopped part way leaves whole pairs.
+    out, _ = trained
+    assert _cli_train(out) == 0
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith(f"[train {EXP}")]
+    order = [line.split("] ", 1)[1].split(" (seed")[0] for line in lines]
+    assert order == ["adam run 0", "amsgrad run 0", "adam run 1", "amsgrad run 1"]
+
+
 def test_changed_flag_does_not_reuse_runs(trained, tmp_path):
     out = tmp_path / "out"
     shutil.copytree(trained[0], out)  # leave the shared fixture's files alone

@@ -228,7 +228,9 @@ def _cifarnet_search(data, name) -> str:
     fits = int(cv.sum())
     hours = float((cv * (grid["mean_fit_time"] + grid["mean_score_time"])).sum()) / 3600
     chosen = "; ".join(choice) or f"none (no `results/{name}/best_params.json`)"
+    edges = _alpha_edges(grid, best)
     lines.append(f"Chosen (bold; `best_params.json`, the smallest mean validation loss, McGill §IV-A): {chosen}. "
+                 + (f"{edges} " if edges else "") +
                  f"Cost: {fits} fits, {hours:.1f} h of fitting and scoring on this CPU (the fits' own times in "
                  f"`gridsearch.csv`, summed). "
                  + ("" if not best else
@@ -236,6 +238,23 @@ def _cifarnet_search(data, name) -> str:
                     "`cifar10-cifarnet-searched` below." if differs else
                     "The choice is McGill's: the final runs above are our search's final runs too."))
     return "\n".join(lines)
+
+
+def _alpha_edges(grid, best) -> str:
+    """A sentence for the choices whose α is the largest or smallest α the search tried for that
+    optimizer (the grid says nothing about the α beyond it), or "" if none is."""
+    rates = {o: grid.loc[grid["optimizer"] == o, "learning_rate"] for o in best}
+    said = []
+    for side, pick in (("largest", max), ("smallest", min)):
+        at = [o for o in sorted(best)
+              if rates[o].nunique() > 1 and math.isclose(best[o]["learning_rate"], pick(rates[o]))]
+        if at:
+            whose = " and ".join(NAMES.get(o, o) for o in at)
+            rate = ", ".join(sorted({f"{best[o]['learning_rate']:g}" for o in at}))
+            beyond = "larger" if side == "largest" else "smaller"
+            said.append(f"α {rate} ({whose}) is the {side} α of the grid, so the search says nothing about "
+                        f"whether a {beyond} α would do better still.")
+    return " ".join(said)
 
 
 def _same_point(a, b) -> bool:

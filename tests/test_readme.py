@@ -104,6 +104,26 @@ def test_cifarnet_search_block_names_the_choice_against_mcgills_and_its_cost():
     assert "The choice is McGill's" in same and "searched" not in same
 
 
+def test_cifarnet_search_block_says_when_a_choice_sits_at_the_edge_of_the_alpha_range():
+    edges = _cifar_grid({"adam": (1e-2, 0.99), "amsgrad": (1e-3, 0.999)})
+    text = readme._cifarnet_search({"experiments": {"cifar10-cifarnet": _searched(edges)}}, "cifar10-cifarnet")
+    assert ("α 0.01 (Adam) is the largest α of the grid, so the search says nothing about whether a larger α "
+            "would do better still.") in text
+    assert "α 0.001 (AMSGrad) is the smallest α of the grid" in text and "a smaller α" in text
+    both = readme._cifarnet_search({"experiments": {"cifar10-cifarnet": _searched(_cifar_grid(
+        {"adam": (1e-2, 0.999), "amsgrad": (1e-2, 0.999)}))}}, "cifar10-cifarnet")
+    assert "α 0.01 (Adam and AMSGrad) is the largest α of the grid" in both and "smallest α" not in both
+    # a third α above both: choices at 0.01 are inside the range, nothing is said
+    wider = _cifar_grid({"adam": (1e-2, 0.999), "amsgrad": (1e-2, 0.999)})
+    above = wider[wider["learning_rate"] == 1e-2].assign(learning_rate=1e-1, mean_val_loss=0.3, diverged=False)
+    import pandas as pd
+
+    inside = readme._cifarnet_search({"experiments": {"cifar10-cifarnet": {
+        "gridsearch": pd.concat([wider, above]), "best_params": {o: {"learning_rate": 1e-2, "beta_2": 0.999}
+                                                                for o in ("adam", "amsgrad")}}}}, "cifar10-cifarnet")
+    assert "of the grid" not in inside and "Adam α 0.01, β2 0.999" in inside
+
+
 def test_cifarnet_search_block_bolds_best_params_json_and_nothing_without_it():
     """The bold row is the one ``best_params.json`` names (what the searched runs train at), read,
     not recomputed: a file naming another point moves the bold; without the file nothing is bold."""

@@ -567,7 +567,9 @@ def train_experiment(
             for name in optimizers
         },
         "fit_settings": {**FIT_SETTINGS, **(fit_settings or {})},
-        "run_files": [c.stem for c in configs],
+        # optimizer by optimizer (the CSVs' order, and train.json's before runs were trained pair by pair),
+        # so a call that only reads finished runs back still holds the committed train.json
+        "run_files": [c.stem for c in sorted(configs, key=lambda c: (optimizers.index(c.optimizer), c.run))],
         "trained": trained,
         "skipped": skipped,
         "started_at": started_at,

@@ -199,6 +199,10 @@ def test_runs_are_trained_pair_by_pair(trained, capsys):
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith(f"[train {EXP}")]
     order = [line.split("] ", 1)[1].split(" (seed")[0] for line in lines]
     assert order == ["adam run 0", "amsgrad run 0", "adam run 1", "amsgrad run 1"]
+    # train.json lists the run files optimizer by optimizer, as before pairs were trained together
+    files = json.loads((out / EXP / "train.json").read_text())["run_files"]
+    assert [(f.split("-")[0], f.split("-run")[1][0]) for f in files] == [
+        ("adam", "0"), ("adam", "1"), ("amsgrad", "0"), ("amsgrad", "1")]
 
 
 def test_changed_flag_does_not_reuse_runs(trained, tmp_path):

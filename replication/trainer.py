@@ -481,9 +481,9 @@ def train_experiment(
             run=k,
             seed=seeds[k],
         )
-        for k in range(n_runs)  # pair by pair: a stop leaves run k of every optimizer, not one optimizer's runs
         for name in optimizers
-    ]
+        for k in range(n_runs)
+    ]  # optimizer by optimizer: the order of train.json's run_files and of the CSVs
 
     started_at = io.now_iso()
     bar = Progress(len(configs), f"train {spec.name}") if progress else None
@@ -501,7 +501,8 @@ def train_experiment(
             print(f"train {spec.name}: {line}", file=sys.stderr, flush=True)
     clock = _EpochClock(bar, sum(c.epochs for c in configs if c.stem not in finished)) if bar else None
     trained, skipped = [], []
-    for config in configs:
+    # trained pair by pair (stable sort: run k of every optimizer, then k + 1), so a stop leaves whole pairs
+    for config in sorted(configs, key=lambda c: c.run):
         paths = _run_paths(runs_dir, config)
         label = f"{config.optimizer} run {config.run} (seed {config.seed})"
         if config.stem in finished:
@@ -567,9 +568,7 @@ def train_experiment(
             for name in optimizers
         },
         "fit_settings": {**FIT_SETTINGS, **(fit_settings or {})},
-        # optimizer by optimizer (the CSVs' order, and train.json's before runs were trained pair by pair),
-        # so a call that only reads finished runs back still holds the committed train.json
-        "run_files": [c.stem for c in sorted(configs, key=lambda c: (optimizers.index(c.optimizer), c.run))],
+        "run_files": [c.stem for c in configs],
         "trained": trained,
         "skipped": skipped,
         "started_at": started_at,

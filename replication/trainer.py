@@ -483,7 +483,7 @@ def train_experiment(
         )
         for name in optimizers
         for k in range(n_runs)
-    ]  # optimizer by optimizer: the order of train.json's run_files and of the CSVs
+    ]  # optimizer by optimizer: the order of train.json's run_files (the CSVs are sorted by _sorted)
 
     started_at = io.now_iso()
     bar = Progress(len(configs), f"train {spec.name}") if progress else None
@@ -500,13 +500,11 @@ def train_experiment(
         for line in describe_hyperparameters(hyper, params_path=params_path, best_path=best_path):
             print(f"train {spec.name}: {line}", file=sys.stderr, flush=True)
     clock = _EpochClock(bar, sum(c.epochs for c in configs if c.stem not in finished)) if bar else None
-    trained, skipped = [], []
     # trained pair by pair (stable sort: run k of every optimizer, then k + 1), so a stop leaves whole pairs
     for config in sorted(configs, key=lambda c: c.run):
         paths = _run_paths(runs_dir, config)
         label = f"{config.optimizer} run {config.run} (seed {config.seed})"
         if config.stem in finished:
-            skipped.append(config.stem)
             if bar:
                 bar.skip(label)
             continue
@@ -532,7 +530,6 @@ def train_experiment(
             json_path,
         )
         checkpoint.unlink(missing_ok=True)  # the run is finished: its checkpoint is no longer needed
-        trained.append(config.stem)
         if bar:
             last = history.iloc[-1] if len(history) else None
             if info["diverged"]:
@@ -569,15 +566,16 @@ def train_experiment(
         },
         "fit_settings": {**FIT_SETTINGS, **(fit_settings or {})},
         "run_files": [c.stem for c in configs],
-        "trained": trained,
-        "skipped": skipped,
+        # every run not found finished was trained by now (a failed run raises before this point)
+        "trained": [c.stem for c in configs if c.stem not in finished],
+        "skipped": [c.stem for c in configs if c.stem in finished],
         "started_at": started_at,
         "finished_at": io.now_iso(),
         "provenance": io.provenance(),
     }
     # A call that trained nothing only read finished runs back: its own times and provenance would
     # overwrite those of the calls that trained them, so an otherwise equal train.json is kept.
-    if trained or not io.holds_json(exp_dir / "train.json", meta, ignore=_INVOCATION_KEYS):
+    if meta["trained"] or not io.holds_json(exp_dir / "train.json", meta, ignore=_INVOCATION_KEYS):
         io.write_json_atomic(meta, exp_dir / "train.json")
     return history
 

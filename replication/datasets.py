@@ -36,6 +36,18 @@ import numpy as np
 from .errors import UserError
 
 DATASETS = ("mnist", "fashion-mnist", "cifar10", "digits")
+# How pixels reach the model (``Experiment.input_scale``): "unit" = [0, 1] (pixel / its maximum, our
+# default); "raw" = the stored pixel values themselves, 0..255 (0..16 for digits), never scaled, as
+# McGill's code fed them (their README point 1).
+INPUT_SCALES = ("unit", "raw")
+# Which images are trained and tested on (``Experiment.split``): "official" = the files' own
+# train/test split; "mcgill-random" (MNIST) = McGill's random 60,000/10,000 split of all 70,000
+# images (:func:`mcgill_mnist_split`); "train-batch-5" (CIFAR-10) = the official training set, tested
+# on training images 40,000..49,999, which McGill's loader read as its "test" set.
+SPLITS = ("official", "mcgill-random", "train-batch-5")
+SPLIT_DATASETS = {"mcgill-random": ("mnist",), "train-batch-5": ("cifar10",)}
+# McGill's seed for train_test_split (data/MNIST/load_mnist.py).
+MCGILL_MNIST_SEED = 551
 
 DATA_DIR_ENV = "REPLICATION_DATA_DIR"
 
@@ -71,6 +83,10 @@ class Dataset:
     # True where a test image is the official pixels (cifar10.npz's ``test_exact`` key, e.g. the
     # 1,000 exact images among 9,000 decoded from JPEG copies); None when the file has no such key.
     test_exact: np.ndarray | None = field(default=None, repr=False)
+    # The largest pixel value the stored images can hold (255; digits: 16): x in [0, 1] is pixel / it.
+    pixel_max: float = 255.0
+    input_scale: str = "unit"  # one of INPUT_SCALES (see prepare_dataset)
+    split: str = "official"  # one of SPLITS (see prepare_dataset)
 
     @property
     def input_shape(self) -> tuple:
@@ -138,7 +154,7 @@ def _load_digits() -> Dataset:
     x_train, x_test, y_train, y_test = train_test_split(
         x, y, test_size=0.25, random_state=0, stratify=y
     )
-    return Dataset("digits", x_train, y_train, x_test, y_test, num_classes=10)
+    return Dataset("digits", x_train, y_train, x_test, y_test, num_classes=10, pixel_max=16.0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -359,3 +375,81 @@ def _to_dataset(name, arrays, source, test_exact=None):
         num_classes=10,
         test_exact=test_exact,
     )
+
+
+# --------------------------------------------------------------------------------------------
+# protocol: input scale and split (Experiment.input_scale, Experiment.split)
+
+
+def check_protocol(dataset: str, input_scale: str, split: str) -> str | None:
+    """Why ``input_scale``/``split`` cannot apply to ``dataset``, or None."""
+    if input_scale not in INPUT_SCALES:
+        return f"unknown input_scale {input_scale!r}; choose one of: {', '.join(INPUT_SCALES)}"
+    if split not in SPLITS:
+        return f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}"
+    if split in SPLIT_DATASETS and dataset not in SPLIT_DATASETS[split]:
+        return f"split {split!r} is defined for {', '.join(SPLIT_DATASETS[split])} only, not {dataset}"
+    return None
+
+
+def mcgill_mnist_order(x_train, y_train, x_test, y_test):
+    """All 70,000 MNIST images in the order of scikit-learn's ``fetch_mldata('MNIST original')``,
+    which McGill loaded (data/MNIST/load_mnist.py): the 60,000 official training images, then the
+    10,000 official test images, each part sorted by label. Within a label the official order is
+    kept (a stable sort): mldata.org's file is not to be had any more, and this is the usual
+    reconstruction of it."""
+    parts = []
+    for x, y in ((x_train, y_train), (x_test, y_test)):
+        order = np.argsort(y, kind="stable")
+        parts.append((x[order], y[order]))
+    return np.concatenate([parts[0][0], parts[1][0]]), np.concatenate([parts[0][1], parts[1][1]])
+
+
+def mcgill_split_indices(n: int, n_test: int = 10000, seed: int = MCGILL_MNIST_SEED):
+    """``(train, test)`` indices of ``train_test_split(X, y, test_size=n_test, random_state=seed)``
+    (scikit-learn's ShuffleSplit: one ``RandomState(seed).permutation(n)``, the first ``n_test``
+    indices are the test set, the rest the training set, each in permutation order). Written out
+    rather than called so that the split cannot change with a scikit-learn release."""
+    permutation = np.random.RandomState(seed).permutation(n)
+    return permutation[n_test:], permutation[:n_test]
+
+
+def mcgill_mnist_split(x_train, y_train, x_test, y_test):
+    """McGill's MNIST: all 70,000 images (:func:`mcgill_mnist_order`) split at random into 60,000
+    training and 10,000 test images with their seed 551 (:func:`mcgill_split_indices`)."""
+    x, y = mcgill_mnist_order(x_train, y_train, x_test, y_test)
+    train, test = mcgill_split_indices(len(x), n_test=len(x_test))
+    return x[train], y[train], x[test], y[test]
+
+
+def prepare_dataset(data: Dataset, input_scale: str = "unit", split: str = "official") -> Dataset:
+    """``data`` (as :func:`load_dataset` returns it: unit scale, official split) under an
+    experiment's protocol: raw pixels (``x * pixel_max``, rounded back to the stored integers) and
+    McGill's splits (see :data:`SPLITS`). The defaults return ``data`` itself."""
+    why = check_protocol(data.name, input_scale, split)
+    if why:
+        raise UserError(why)
+    if (input_scale, split) == (data.input_scale, data.split):
+        return data
+    if (data.input_scale, data.split) != ("unit", "official"):
+        raise UserError(f"{data.name} is already prepared ({data.input_scale}, {data.split}); "
+                        "pass the data set as load_dataset returns it")
+    x_train, y_train, x_test, y_test = data.x_train, data.y_train, data.x_test, data.y_test
+    exact = data.test_exact
+    if split == "mcgill-random":
+        x_train, y_train, x_test, y_test = mcgill_mnist_split(x_train, y_train, x_test, y_test)
+        exact = None
+    elif split == "train-batch-5":
+        # McGill's CIFAR loader read data_batch_5 again as its test set (their README point 3):
+        # training images 40,000..49,999, all of them official pixels.
+        if len(x_train) != 50000:
+            raise UserError(f"split 'train-batch-5' needs CIFAR-10's 50,000 training images, got {len(x_train)}")
+        x_test, y_test = x_train[40000:50000], y_train[40000:50000]
+        exact = None
+    if input_scale == "raw":
+        def unscale(x):
+            return np.rint(x * np.float32(data.pixel_max)).astype(np.float32)
+
+        x_train, x_test = unscale(x_train), unscale(x_test)
+    return Dataset(data.name, x_train, y_train, x_test, y_test, num_classes=data.num_classes, test_exact=exact,
+                   pixel_max=data.pixel_max, input_scale=input_scale, split=split)

@@ -13,11 +13,27 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from .datasets import DATASETS
+from .datasets import DATASETS, INPUT_SCALES, SPLITS, check_protocol
 from .errors import UserError
 from .hyperparameters import DECAY_RATE_RANGE, is_decay_rate
 
-SCHEDULES = ("inverse-sqrt", "constant", "linear-decay")  # as replication.optimizers.SCHEDULES
+# as replication.optimizers.SCHEDULES
+SCHEDULES = ("inverse-sqrt", "constant", "linear-decay", "epoch-inverse-sqrt", "time-decay")
+GRIDSEARCH_SCORES = ("loss", "accuracy")  # what picks a grid point: smallest validation loss, or highest accuracy
+GRIDSEARCH_FOLDS = ("stratified", "kfold")  # shuffled StratifiedKFold (ours), or scikit-learn's unshuffled KFold
+# The protocol fields (issue 27: McGill's code ran another protocol than their report describes).
+# Each is left out of to_dict() and of run ids / grid-point keys while at its default, so every
+# result computed before these fields existed keeps its identity.
+PROTOCOL_DEFAULTS = (
+    ("input_scale", "unit"),
+    ("split", "official"),
+    ("decay", 0.0),
+    ("gridsearch_schedule", ""),
+    ("gridsearch_loss", ""),
+    ("gridsearch_score", "loss"),
+    ("gridsearch_folds", "stratified"),
+    ("early_stopping", True),
+)
 OPTIMIZER_NAMES = ("adam", "amsgrad", "adamax")  # replication.optimizers.OPTIMIZERS (no Keras here)
 GRID_KEYS = ("learning_rate", "beta_2", "bias_correction")
 
@@ -84,6 +100,18 @@ class Experiment:
     # same ``--out``): a second set of final runs of the same protocol, kept apart from that
     # experiment's own. "" = this experiment's own search (or its spec values).
     params_from: str = ""
+    # -- the protocol (issue 27); defaults = the protocol McGill's report describes, as we ran it --
+    input_scale: str = "unit"  # "unit": pixels in [0, 1]; "raw": 0..255 as McGill's code fed them
+    split: str = "official"  # "official", "mcgill-random" (MNIST) or "train-batch-5" (CIFAR-10)
+    decay: float = 0.0  # d of the "time-decay" schedule α/(1 + d·k) (Keras 2's `decay`)
+    gridsearch_schedule: str = ""  # the grid search's schedule; "" = `schedule`
+    gridsearch_loss: str = ""  # the loss the grid-search fits minimise; "" = `loss`
+    gridsearch_score: str = "loss"  # "loss": smallest validation loss wins; "accuracy": highest accuracy
+    gridsearch_folds: str = "stratified"  # "stratified" (shuffled, seeded) or "kfold" (unshuffled)
+    early_stopping: bool = True  # grid-search fits stop when the training loss stalls 3 epochs
+    # The experiment (McGill's report's protocol) whose protocol as McGill's code ran it this one is:
+    # its numbers fill the verdict table's "as McGill ran it (our rerun)" column for that row.
+    code_of: str = ""
     description: str = ""
     source: str = ""
 
@@ -98,8 +126,24 @@ class Experiment:
         if (self.loss == "elbo") != (self.model in GENERATIVE_MODELS):
             bad(f"loss {self.loss!r} does not fit model {self.model!r}: the elbo loss is for the "
                 f"generative models ({', '.join(GENERATIVE_MODELS)}) and they take no other")
-        if self.schedule not in SCHEDULES:
-            bad(f"unknown schedule {self.schedule!r}; choose one of: {', '.join(SCHEDULES)}")
+        for field_name in ("schedule", "gridsearch_schedule"):
+            value = getattr(self, field_name)
+            if value not in SCHEDULES and not (field_name == "gridsearch_schedule" and value == ""):
+                bad(f"unknown {field_name} {value!r}; choose one of: {', '.join(SCHEDULES)}")
+        if self.gridsearch_loss not in ("", "categorical", "binary") or (self.gridsearch_loss and self.loss == "elbo"):
+            bad(f"gridsearch_loss {self.gridsearch_loss!r} does not fit: categorical or binary for a classifier, "
+                "or empty for the final runs' loss")
+        if self.gridsearch_score not in GRIDSEARCH_SCORES:
+            bad(f"unknown gridsearch_score {self.gridsearch_score!r}; choose one of: {', '.join(GRIDSEARCH_SCORES)}")
+        if self.gridsearch_folds not in GRIDSEARCH_FOLDS:
+            bad(f"unknown gridsearch_folds {self.gridsearch_folds!r}; choose one of: {', '.join(GRIDSEARCH_FOLDS)}")
+        if not isinstance(self.early_stopping, bool):
+            bad(f"early_stopping must be True or False, got {self.early_stopping!r}")
+        if isinstance(self.decay, bool) or not (isinstance(self.decay, (int, float)) and 0.0 <= self.decay < float("inf")):
+            bad(f"decay must be a finite number >= 0, got {self.decay!r}")
+        why = check_protocol(self.dataset, self.input_scale, self.split)
+        if why:
+            bad(why)
         for field_name in ("epochs", "gridsearch_epochs", "batch_size", "runs"):
             value = getattr(self, field_name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -134,6 +178,21 @@ class Experiment:
         ``flip`` is on (only then, so specs without flips keep their run ids and point keys)."""
         return tuple(self.model_kwargs) + ((("augment_flip", True),) if self.flip else ())
 
+    @property
+    def search_schedule(self) -> str:
+        """The grid search's schedule: ``gridsearch_schedule``, or the final runs' one."""
+        return self.gridsearch_schedule or self.schedule
+
+    @property
+    def search_loss(self) -> str:
+        """The loss the grid-search fits train on: ``gridsearch_loss``, or the final runs' one."""
+        return self.gridsearch_loss or self.loss
+
+    def protocol(self) -> dict:
+        """The protocol fields that differ from their defaults (:data:`PROTOCOL_DEFAULTS`): what
+        joins run ids and grid-point keys, so results of the default protocol keep theirs."""
+        return {key: getattr(self, key) for key, default in PROTOCOL_DEFAULTS if getattr(self, key) != default}
+
     def default_hyperparameters(self, optimizer: str) -> dict:
         """``{"learning_rate": α, "beta_2": β2}`` for ``optimizer`` ("adam", "amsgrad", "adamax").
 
@@ -154,6 +213,9 @@ class Experiment:
         data["published"] = dict(self.published)
         if not self.params_from:  # only where set: other specs' train.json stay as they were
             del data["params_from"]
+        for key, default in (*PROTOCOL_DEFAULTS, ("code_of", "")):  # likewise
+            if data[key] == default:
+                del data[key]
         return data
 
 
@@ -235,6 +297,92 @@ CIFAR10_CIFARNET_SEARCHED = Experiment(
     "(results/cifar10-cifarnet/best_params.json)",
     source=f"{_REDDI} §5; {_MCGILL} §III-D, §IV-A (the search protocol), Appendix 1",
 )
+# McGill's protocol as their code ran it (issue 27; ../shared/mcgill/README.md lists each point with
+# the file of tamirbennatan/Adam-Convergence that shows it): raw pixels, their random MNIST split and
+# their CIFAR "test" set (training batch 5), Keras 2's multiclass log-loss on the softmax output and
+# its running-mean training loss (our `loss` column), ε 1e-7 and bias correction as Keras 2.1's Adam.
+# Final runs at `AWS/experiments/param_config.yml` of 3d93029 (the commit with their figures).
+# The grid search as `AWS/gridsearch/tune_*.py`: Keras 2's decay 0.14, categorical cross-entropy,
+# scored by validation accuracy, scikit-learn's default unshuffled 3-fold KFold, 30 epochs, no early
+# stopping; their grid is ours (DEFAULT_LEARNING_RATES × DEFAULT_BETA_2S).
+_MCGILL_CODE = "McGill's code (tamirbennatan/Adam-Convergence)"
+_MCGILL_CODE_SEARCH = dict(
+    gridsearch_schedule="time-decay",
+    decay=0.14,
+    gridsearch_loss="categorical",
+    gridsearch_score="accuracy",
+    gridsearch_folds="kfold",
+    early_stopping=False,
+    input_scale="raw",
+)
+MNIST_LOGREG_MCGILL_CODE = Experiment(
+    name="mnist-logreg-mcgill-code",
+    dataset="mnist",
+    model="logreg",
+    loss="binary",
+    epochs=50,
+    gridsearch_epochs=30,
+    split="mcgill-random",
+    # logreg_experiments.py: LearningRateScheduler(lambda epoch: .001/np.sqrt(1 + epoch)); the
+    # configured α is overwritten, so α = 0.001 whatever a search chooses.
+    schedule="epoch-inverse-sqrt",
+    learning_rate=0.001,
+    beta_2=(("adam", 0.999), ("amsgrad", 0.999), ("adamax", 0.999)),
+    code_of="mnist-logreg",
+    **_MCGILL_CODE_SEARCH,
+    description="mnist-logreg as McGill's code ran it: raw pixels, random 60k/10k split (seed 551), "
+    "α 0.001/√(1+epoch) set per epoch, β2 0.999 (param_config.yml at 3d93029)",
+    source=f"{_MCGILL_CODE}: AWS/experiments/logreg_experiments.py, models.py, param_config.yml (3d93029); "
+    "data/MNIST/load_mnist.py; AWS/gridsearch/tune_logreg.py",
+)
+_MCGILL_CODE_MLP = dict(
+    dataset="mnist",
+    model="mlp",
+    model_kwargs=(("hidden", (100,)),),
+    loss="binary",
+    epochs=35,  # their FFNN figures end at epoch 34
+    gridsearch_epochs=30,
+    split="mcgill-random",
+    schedule="constant",  # "no learning rate discounting for NN experiments" (best_params/results.txt)
+    code_of="mnist-mlp",
+    **_MCGILL_CODE_SEARCH,
+)
+MNIST_MLP_MCGILL_CODE = Experiment(
+    name="mnist-mlp-mcgill-code",
+    learning_rate=0.001,
+    beta_2=(("adam", 0.99), ("amsgrad", 0.999), ("adamax", 0.999)),
+    **_MCGILL_CODE_MLP,
+    description="mnist-mlp as McGill's code ran it: raw pixels, random split, constant α 0.001, "
+    "β2 0.99 (Adam) / 0.999 (AMSGrad), 35 epochs (param_config.yml at 3d93029)",
+    source=f"{_MCGILL_CODE}: AWS/experiments/ffnn_experiments.py, models.py, param_config.yml (3d93029)",
+)
+MNIST_MLP_MCGILL_CODE_3D52D12 = Experiment(
+    name="mnist-mlp-mcgill-code-3d52d12",
+    learning_rate=0.0001,
+    beta_2=(("adam", 0.99), ("amsgrad", 0.999), ("adamax", 0.999)),
+    **{**_MCGILL_CODE_MLP, "code_of": ""},
+    description="mnist-mlp-mcgill-code at the earlier param_config.yml (3d52d12): constant α 0.0001",
+    source=f"{_MCGILL_CODE}: AWS/experiments/param_config.yml (3d52d12)",
+)
+CIFAR10_CIFARNET_MCGILL_CODE = Experiment(
+    name="cifar10-cifarnet-mcgill-code",
+    dataset="cifar10",
+    model="cifarnet-coded",
+    loss="binary",
+    epochs=30,
+    gridsearch_epochs=15,
+    split="train-batch-5",  # their "test" set is training batch 5 (data/CIFAR/load_cifar.py)
+    schedule="constant",
+    learning_rate=0.001,
+    beta_2=(("adam", 0.99), ("amsgrad", 0.99), ("adamax", 0.999)),
+    code_of="cifar10-cifarnet",
+    **_MCGILL_CODE_SEARCH,
+    description="CifarNet as McGill's code built and ran it (6x6 kernels, one pooling layer, no Dense 192), "
+    "raw pixels, constant α 0.001, β2 0.99; 'test' = training images 40,000..49,999",
+    source=f"{_MCGILL_CODE}: AWS/experiments/cifarnet_experiments.py, models.py, param_config.yml (3d93029); "
+    "data/CIFAR/load_cifar.py",
+)
+
 # Offline demos: 1,347 training images, ~11 steps an epoch, a run takes seconds on a CPU. With
 # 550 steps instead of MNIST's ~23,000, α = 0.001 under α/√t barely moves logistic regression
 # (16% test accuracy after 50 epochs, measured); α = 0.01 reaches ~84% (logreg) / ~95% (mlp).
@@ -371,6 +519,10 @@ EXPERIMENTS = {
         CIFAR10_CIFARNET,
         CIFAR10_CIFARNET_PAPER,
         CIFAR10_CIFARNET_SEARCHED,
+        MNIST_LOGREG_MCGILL_CODE,
+        MNIST_MLP_MCGILL_CODE,
+        MNIST_MLP_MCGILL_CODE_3D52D12,
+        CIFAR10_CIFARNET_MCGILL_CODE,
         DIGITS_LOGREG,
         DIGITS_MLP,
         CIFAR10_SMALLVGG,
@@ -386,6 +538,8 @@ EXPERIMENTS = {
 for _spec in EXPERIMENTS.values():
     if _spec.params_from and _spec.params_from not in EXPERIMENTS:
         raise UserError(f"experiment {_spec.name}: params_from names no experiment ({_spec.params_from!r})")
+    if _spec.code_of and _spec.code_of not in EXPERIMENTS:
+        raise UserError(f"experiment {_spec.name}: code_of names no experiment ({_spec.code_of!r})")
 
 
 def get_experiment(name: str) -> Experiment:

@@ -152,6 +152,32 @@ def build_cifarnet(meta=None, *, input_shape=None, num_classes=None, dropout=0.5
     return keras.Model(inputs, outputs, name="cifarnet")
 
 
+def build_cifarnet_mcgill_code(meta=None, *, input_shape=None, num_classes=None, dropout=0.5,
+                               augment_flip=False) -> keras.Model:
+    """CifarNet as McGill's code built it (``AWS/experiments/models.py`` at commit 3d93029, the one
+    that added their run scripts and result figures), not as their Appendix 1 describes it.
+
+    Layers: Conv2D(64, 6×6, 'same', relu) → MaxPool(2×2) → BatchNormalization → Conv2D(64, 6×6,
+    'same', relu) → Flatten → Dense(384, relu) → Dropout(0.5) → Dense(num_classes, softmax).
+
+    Keras 2's defaults, which Keras 3 keeps: Glorot-uniform kernels, zero biases, stride 1, pooling
+    stride = window with 'valid' padding (32×32 → 16×16), batch norm momentum 0.99 and ε 1e-3. One
+    pooling layer only, so the dense layer sees 16·16·64 = 16,384 inputs (6.3 M weights). The
+    Dense(192) block of Appendix 1 came later (e7d1bb6, 2018-04-18), after their figures.
+    """
+    input_shape, num_classes = _shapes(meta, input_shape, num_classes)
+    inputs, x = _image_input(input_shape, augment_flip)
+    x = layers.Conv2D(64, 6, padding="same", activation="relu", name="conv1")(x)
+    x = layers.MaxPooling2D(pool_size=2, name="pool1")(x)
+    x = layers.BatchNormalization(name="bn1")(x)
+    x = layers.Conv2D(64, 6, padding="same", activation="relu", name="conv2")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(384, activation="relu", name="fc3")(x)
+    x = layers.Dropout(float(dropout), name="dropout3")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", name="softmax")(x)
+    return keras.Model(inputs, outputs, name="cifarnet_mcgill_code")
+
+
 def _negative_power(d, beta):
     """``d ** -beta`` for ``d > 0``: reciprocal square roots for β = 0.5 and 0.75 (fast, with
     cheap gradients), ``exp(-β log d)`` otherwise."""
@@ -407,6 +433,7 @@ MODELS = {
     "mlp": build_mlp,
     "cifarnet": build_cifarnet,
     "cifarnet-paper": build_cifarnet_paper,
+    "cifarnet-coded": build_cifarnet_mcgill_code,
     "cnn": build_cnn,
     "vgg": build_vgg,
     "small-vgg": build_small_vgg,

@@ -43,6 +43,8 @@ __all__ = [
     "AdaMax",
     "InverseSqrtDecay",
     "LinearDecay",
+    "PerEpochInverseSqrt",
+    "TimeDecay",
     "SCHEDULES",
     "ClipValue",
     "OPTIMIZERS",
@@ -322,6 +324,59 @@ class LinearDecay(keras.optimizers.schedules.LearningRateSchedule):
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
+class PerEpochInverseSqrt(keras.optimizers.schedules.LearningRateSchedule):
+    """McGill's coded schedule for logistic regression: α/√(1 + e) during epoch e (from 0), as a
+    Keras ``LearningRateScheduler`` sets it at each epoch's start (their
+    ``AWS/experiments/logreg_experiments.py``).
+
+    Keras calls a schedule with ``optimizer.iterations`` before the increment, k = 0, 1, ...; with
+    ``steps_per_epoch`` = S, update k belongs to epoch e = ⌊k / S⌋, so ``__call__(k)`` returns
+    ``initial_learning_rate / sqrt(1 + floor(k / S))``.
+    """
+
+    def __init__(self, initial_learning_rate, steps_per_epoch, name="PerEpochInverseSqrt"):
+        if float(initial_learning_rate) <= 0:
+            raise ValueError(f"initial_learning_rate must be > 0, got {initial_learning_rate}")
+        if isinstance(steps_per_epoch, bool) or int(steps_per_epoch) != steps_per_epoch or int(steps_per_epoch) <= 0:
+            raise ValueError(f"steps_per_epoch must be a positive integer, got {steps_per_epoch}")
+        self.initial_learning_rate = float(initial_learning_rate)
+        self.steps_per_epoch = int(steps_per_epoch)
+        self.name = name
+
+    def __call__(self, step):
+        epoch = ops.floor(ops.cast(step, "float32") / float(self.steps_per_epoch))
+        return self.initial_learning_rate / ops.sqrt(1.0 + epoch)
+
+    def get_config(self):
+        return {"initial_learning_rate": self.initial_learning_rate, "steps_per_epoch": self.steps_per_epoch,
+                "name": self.name}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class TimeDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """Keras 2's ``decay`` argument of its optimizers, which McGill's grid search set to 0.14
+    (``AWS/gridsearch/tune_*.py``): update k (from 0, the updates made so far) uses
+    α/(1 + d·k). Keras 2.1's Adam computed ``lr * (1 / (1 + decay * iterations))`` before
+    incrementing ``iterations``, so ``__call__(k)`` returns ``initial_learning_rate / (1 + decay * k)``.
+    """
+
+    def __init__(self, initial_learning_rate, decay, name="TimeDecay"):
+        if float(initial_learning_rate) <= 0:
+            raise ValueError(f"initial_learning_rate must be > 0, got {initial_learning_rate}")
+        if not float(decay) >= 0:
+            raise ValueError(f"decay must be >= 0, got {decay}")
+        self.initial_learning_rate = float(initial_learning_rate)
+        self.decay = float(decay)
+        self.name = name
+
+    def __call__(self, step):
+        return self.initial_learning_rate / (1.0 + self.decay * ops.cast(step, "float32"))
+
+    def get_config(self):
+        return {"initial_learning_rate": self.initial_learning_rate, "decay": self.decay, "name": self.name}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
 class ClipValue(keras.constraints.Constraint):
     """Projection onto the box [min_value, max_value] (the synthetic problem's F = [−1, 1]).
 
@@ -344,7 +399,7 @@ class ClipValue(keras.constraints.Constraint):
 
 
 OPTIMIZERS = {"adam": Adam, "amsgrad": AMSGrad, "adamax": AdaMax}
-SCHEDULES = ("inverse-sqrt", "constant", "linear-decay")
+SCHEDULES = ("inverse-sqrt", "constant", "linear-decay", "epoch-inverse-sqrt", "time-decay")
 
 
 def get_optimizer_class(name):
@@ -357,10 +412,20 @@ def get_optimizer_class(name):
         ) from None
 
 
-def make_schedule(learning_rate, schedule="constant", *, total_steps=None):
+def make_schedule(learning_rate, schedule="constant", *, total_steps=None, steps_per_epoch=None, decay=None):
     """The learning rate an optimizer takes for α = ``learning_rate`` under ``schedule``:
-    ``constant`` (the float), ``inverse-sqrt`` (:class:`InverseSqrtDecay`, α/√t) or
-    ``linear-decay`` (:class:`LinearDecay`, to 0 after ``total_steps`` steps, which it requires)."""
+    ``constant`` (the float), ``inverse-sqrt`` (:class:`InverseSqrtDecay`, α/√t),
+    ``linear-decay`` (:class:`LinearDecay`, to 0 after ``total_steps`` steps, which it requires),
+    ``epoch-inverse-sqrt`` (:class:`PerEpochInverseSqrt`, needs ``steps_per_epoch``) or
+    ``time-decay`` (:class:`TimeDecay`, α/(1 + ``decay``·k))."""
+    if schedule == "epoch-inverse-sqrt":
+        if steps_per_epoch is None:
+            raise ValueError("schedule 'epoch-inverse-sqrt' needs steps_per_epoch")
+        return PerEpochInverseSqrt(learning_rate, steps_per_epoch)
+    if schedule == "time-decay":
+        if decay is None:
+            raise ValueError("schedule 'time-decay' needs decay (Keras 2's decay argument)")
+        return TimeDecay(learning_rate, decay)
     if schedule == "inverse-sqrt":
         return InverseSqrtDecay(learning_rate)
     if schedule == "constant":
@@ -372,8 +437,9 @@ def make_schedule(learning_rate, schedule="constant", *, total_steps=None):
     raise ValueError(f"unknown schedule {schedule!r}; choose one of: {', '.join(SCHEDULES)}")
 
 
-def make_optimizer(name, learning_rate, schedule="constant", *, total_steps=None, **kwargs):
+def make_optimizer(name, learning_rate, schedule="constant", *, total_steps=None, steps_per_epoch=None, decay=None,
+                   **kwargs):
     """Instantiate optimizer ``name`` with α = ``learning_rate`` under ``schedule`` (see
     :func:`make_schedule`); other kwargs go to the class."""
-    lr = make_schedule(learning_rate, schedule, total_steps=total_steps)
+    lr = make_schedule(learning_rate, schedule, total_steps=total_steps, steps_per_epoch=steps_per_epoch, decay=decay)
     return get_optimizer_class(name)(learning_rate=lr, **kwargs)

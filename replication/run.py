@@ -76,7 +76,7 @@ ITERATION_COLUMNS = [
 # XLA, JAX runs the step op by op).
 FIT_SETTINGS = {"jit_compile": "auto", "steps_per_execution": 32}
 JIT_MIN_STEPS = 2000
-CONV_MODELS = ("cifarnet", "cifarnet-paper", "cnn", "vgg", "small-vgg")
+CONV_MODELS = ("cifarnet", "cifarnet-paper", "cifarnet-coded", "cnn", "vgg", "small-vgg")
 EVAL_BATCH_SIZE = 2048
 DEFAULT_MAX_POINTS = 200  # iteration points kept per run
 DEFAULT_EPSILON = 1e-7  # Keras's default ε (McGill used Keras); Kingma & Ba use 1e-8
@@ -331,6 +331,8 @@ def train_run(config, data, *, fit_settings=None, max_points=DEFAULT_MAX_POINTS,
         schedule=config.schedule,
         # linear-decay reaches 0 right after the last step of the last epoch (Korzeniowski).
         total_steps=config.epochs * steps_per_epoch,
+        steps_per_epoch=steps_per_epoch,  # epoch-inverse-sqrt: α/√(1 + epoch)
+        decay=getattr(config, "decay", 0.0),  # time-decay: α/(1 + d·k)
         beta_1=config.beta_1,
         beta_2=config.beta_2,
         epsilon=config.epsilon,

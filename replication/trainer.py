@@ -117,9 +117,17 @@ class RunConfig:
     bias_correction: bool
     run: int
     seed: int
+    # The protocol of McGill's code (issue 27); at their defaults they stay out of to_dict, so
+    # runs trained before these fields existed keep their ids.
+    input_scale: str = "unit"
+    split: str = "official"
+    decay: float = 0.0  # the "time-decay" schedule's d
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
+        for key, default in (("input_scale", "unit"), ("split", "official"), ("decay", 0.0)):
+            if d[key] == default:
+                del d[key]
         d["model_kwargs"] = {k: v for k, v in self.model_kwargs}
         # A redefined loss (replication.losses.LOSS_DEFINITIONS) changes the run id: runs trained
         # on the old definition are never read back as finished.
@@ -480,6 +488,9 @@ def train_experiment(
             bias_correction=hyper[name]["bias_correction"],
             run=k,
             seed=seeds[k],
+            input_scale=spec.input_scale,
+            split=spec.split,
+            decay=float(spec.decay) if spec.schedule == "time-decay" else 0.0,
         )
         for name in optimizers
         for k in range(n_runs)
@@ -496,6 +507,10 @@ def train_experiment(
             damaged[config.stem] = why
     if dataset is None and len(finished) < len(configs):
         dataset = _load(spec.dataset, data_dir)  # before anything is printed: a missing file is one line
+    if dataset is not None:
+        from .datasets import prepare_dataset
+
+        dataset = prepare_dataset(dataset, spec.input_scale, spec.split)
     if progress:  # say once what is being run, and where each value comes from
         for line in describe_hyperparameters(hyper, params_path=params_path, best_path=best_path):
             print(f"train {spec.name}: {line}", file=sys.stderr, flush=True)

@@ -9,7 +9,9 @@ from replication.errors import UserError
 from replication.experiments import EXPERIMENTS, Experiment, get_experiment, with_overrides
 
 REDDI_NAMES = ["mnist-logreg", "mnist-mlp", "cifar10-cifarnet", "cifar10-cifarnet-paper", "digits-logreg", "digits-mlp"]
-NAMES = REDDI_NAMES[:4] + ["cifar10-cifarnet-searched"] + REDDI_NAMES[4:] + ["cifar10-smallvgg", "cifar10-vgg", "mnist-logreg-l2", "mnist-mlp-2x1000", "mnist-cnn",
+MCGILL_CODE_NAMES = ["mnist-logreg-mcgill-code", "mnist-mlp-mcgill-code", "mnist-mlp-mcgill-code-3d52d12",
+                     "cifar10-cifarnet-mcgill-code"]
+NAMES = REDDI_NAMES[:4] + ["cifar10-cifarnet-searched"] + MCGILL_CODE_NAMES + REDDI_NAMES[4:] + ["cifar10-smallvgg", "cifar10-vgg", "mnist-logreg-l2", "mnist-mlp-2x1000", "mnist-cnn",
                        "mnist-vae"]
 
 # McGill Table I: (experiment, optimizer) -> (alpha, beta_2)
@@ -160,11 +162,11 @@ def test_cli_table_fits_100_columns_with_the_optimizers_compared(capsys):
     for name in NAMES:
         assert name in out
     row = next(line for line in out.splitlines() if line.startswith("mnist-mlp "))
-    assert "inverse-sqrt" in row and row.endswith("adam vs amsgrad")
+    assert "inverse-sqrt" in row and row.endswith("adam/amsgrad")
     # Pérez's experiments compare Adam with AdaMax, not AMSGrad
     for name in ("mnist-logreg-l2", "mnist-mlp-2x1000", "mnist-cnn"):
         row = next(line for line in out.splitlines() if line.startswith(name + " "))
-        assert row.endswith("adam vs adamax") and "amsgrad" not in row
+        assert row.endswith("adam/adamax") and "amsgrad" not in row
 
 
 def test_cli_details_of_one_experiment(capsys):

@@ -46,7 +46,8 @@ SMALL_VGG_PARAMS = (864 + 9216 + 18432 + 36864 + 73728 + 147456) + 4 * 448 + 524
 
 
 def test_registry():
-    assert list(MODELS) == ["logreg", "mlp", "cifarnet", "cifarnet-paper", "cnn", "vgg", "small-vgg", "vae"]
+    assert list(MODELS) == ["logreg", "mlp", "cifarnet", "cifarnet-paper", "cifarnet-coded", "cnn", "vgg", "small-vgg",
+                            "vae"]
     assert LOSSES == ("categorical", "binary", "elbo")
 
 

@@ -39,8 +39,8 @@ def run(args) -> int:
 
 def format_table(experiments) -> str:
     """A plain-text table, one row per experiment, at most :data:`WIDTH` columns."""
-    header = ["name", "model", "loss", "schedule", "epochs", "runs", "compares"]
-    rows = [[e.name, e.model, e.loss, e.schedule, str(e.epochs), str(e.runs), " vs ".join(e.optimizers)]
+    header = ["name", "model", "loss", "schedule", "epochs", "compares"]
+    rows = [[e.name, e.model, e.loss, e.schedule, str(e.epochs), "/".join(e.optimizers)]
             for e in experiments]
     widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
     lines = []

@@ -40,6 +40,8 @@ __all__ = [
     "SEARCH_OPTIMIZERS",
     "OneHotKerasClassifier",
     "ValidationLoss",
+    "ValidationAccuracy",
+    "accuracy",
     "make_estimator",
     "fit_callbacks",
     "EpochLines",
@@ -62,22 +64,25 @@ class _Scheduled:
     used as is. Module-level subclasses (not a class factory) so they pickle into loky/Dask workers.
     """
 
-    def __init__(self, learning_rate=0.001, schedule="constant", total_steps=None, **kwargs):
+    def __init__(self, learning_rate=0.001, schedule="constant", total_steps=None, decay=None, **kwargs):
         is_schedule = isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule)
         initial = getattr(learning_rate, "initial_learning_rate", None) if is_schedule else float(learning_rate)
         if not is_schedule:
             # linear-decay needs the fit's step count (epochs × steps per epoch): the search routes
             # it as optimizer__total_steps; without it make_schedule raises.
-            learning_rate = make_schedule(learning_rate, schedule, total_steps=total_steps)
+            # time-decay (McGill's code: Keras 2's decay=0.14) takes d as optimizer__decay.
+            learning_rate = make_schedule(learning_rate, schedule, total_steps=total_steps, decay=decay)
         super().__init__(learning_rate=learning_rate, **kwargs)
         self.schedule = schedule
         self.total_steps = total_steps
+        self.decay = decay
         self.initial_learning_rate = initial  # α, whatever the schedule
 
     def get_config(self):
         config = super().get_config()
         config["schedule"] = self.schedule
         config["total_steps"] = self.total_steps
+        config["decay"] = self.decay
         return config
 
 
@@ -229,6 +234,27 @@ def cross_entropy(onehot, proba, loss="categorical"):
     if loss == "binary":
         return float(-np.mean(onehot * np.log(p) + (1.0 - onehot) * np.log1p(-p)))
     raise ValueError(f"unknown loss {loss!r}; choose categorical or binary")
+
+
+def accuracy(onehot, proba):
+    """Share of examples whose largest probability is at their class (categorical accuracy, Keras's
+    argmax: the first of tied maxima); NaN if any probability is not finite (a diverged fit)."""
+    proba = np.asarray(proba, dtype=np.float64)
+    if not np.all(np.isfinite(proba)):
+        return math.nan
+    return float(np.mean(np.argmax(proba, axis=1) == np.argmax(onehot, axis=1)))
+
+
+class ValidationAccuracy:
+    """Scorer ``(estimator, X, y) -> validation accuracy`` (higher is better): what McGill's code's
+    ``GridSearchCV`` maximised (their Keras 2 wrapper's ``score`` is the model's accuracy). NaN for a
+    diverged fit."""
+
+    def __call__(self, estimator, X, y):
+        return accuracy(estimator.target_encoder_.transform(y), predict_proba_eager(estimator.model_, X))
+
+    def __repr__(self):
+        return "ValidationAccuracy()"
 
 
 class ValidationLoss:

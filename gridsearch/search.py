@@ -126,9 +126,23 @@ class SearchSettings:
     halving: bool = False
     epsilon: float = 1e-7
     engine: str = "gridsearchcv"
+    # The experiment's protocol fields that differ from their defaults (Experiment.protocol():
+    # input scale, split, decay, the search's score, folds and early stopping), as sorted pairs;
+    # left out of to_dict() when empty, so points of the default protocol keep their keys.
+    protocol: tuple = ()
+
+    @property
+    def score(self) -> str:
+        """What picks the best point: ``"loss"`` (smallest mean validation loss) or ``"accuracy"``."""
+        return dict(self.protocol).get("gridsearch_score", "loss")
+
+    @property
+    def folds(self) -> str:
+        return dict(self.protocol).get("gridsearch_folds", "stratified")
 
     @classmethod
     def from_spec(cls, spec, *, cv=3, epochs=None, seed=None, halving=False, engine="gridsearchcv"):
+        spec = search_spec(spec)
         return cls(
             experiment=spec.name,
             dataset=spec.dataset,
@@ -144,11 +158,16 @@ class SearchSettings:
             halving=bool(halving),
             epsilon=float(spec.epsilon),
             engine=engine,
+            protocol=tuple(sorted(spec.protocol().items())) if hasattr(spec, "protocol") else (),
         )
 
     def to_dict(self) -> dict:
         data = dataclasses.asdict(self)
         data["model_kwargs"] = [list(p) for p in self.model_kwargs]
+        if self.protocol:
+            data["protocol"] = dict(self.protocol)
+        else:
+            del data["protocol"]
         # A redefined loss changes every point key: points scored under the old one are recomputed.
         data.update(loss_identity(self.loss))
         return data
@@ -159,6 +178,17 @@ class SearchSettings:
         digest = hashlib.sha1(payload.encode()).hexdigest()[:12]
         bc = {None: "default", True: "on", False: "off"}[point.bias_correction]
         return f"{point.optimizer}_lr{point.learning_rate!r}_b2{point.beta_2!r}_bc-{bc}_{digest}"
+
+
+def search_spec(spec):
+    """``spec`` as its grid-search fits run it: the search's schedule and loss
+    (``Experiment.search_schedule``/``search_loss``: McGill's code searched under Keras 2's decay
+    with categorical cross-entropy) in place of the final runs'."""
+    schedule = getattr(spec, "search_schedule", spec.schedule)
+    loss = getattr(spec, "search_loss", spec.loss)
+    if (schedule, loss) == (spec.schedule, spec.loss):
+        return spec
+    return dataclasses.replace(spec, schedule=schedule, loss=loss)
 
 
 # -- engines -------------------------------------------------------------------------------------
@@ -328,8 +358,13 @@ class _EpochsRun:
 
 
 def _cv(settings):
-    from sklearn.model_selection import StratifiedKFold
+    """Our folds: shuffled, seeded ``StratifiedKFold``; or, for McGill's code
+    (``gridsearch_folds="kfold"``), scikit-learn's default for their Keras 2 wrapper, which
+    scikit-learn did not take for a classifier: unshuffled ``KFold`` (consecutive thirds)."""
+    from sklearn.model_selection import KFold, StratifiedKFold
 
+    if settings.folds == "kfold":
+        return KFold(n_splits=settings.cv)
     return StratifiedKFold(n_splits=settings.cv, shuffle=True, random_state=settings.seed)
 
 
@@ -355,7 +390,7 @@ def _search(spec, settings, X, y, optimizer, points, n_jobs, estimator_kwargs, *
     :class:`gridsearch.estimator.EpochLines` for progress lines within each fit."""
     from sklearn.model_selection import GridSearchCV
 
-    from .estimator import ValidationLoss, make_estimator
+    from .estimator import ValidationAccuracy, ValidationLoss, make_estimator
 
     estimator = make_estimator(spec, optimizer, epochs=settings.epochs, seed=settings.seed, epoch_lines=epoch_lines,
                                **estimator_kwargs)
@@ -378,7 +413,8 @@ def _search(spec, settings, X, y, optimizer, points, n_jobs, estimator_kwargs, *
         metric = None
     else:
         search = GridSearchCV(
-            estimator, scoring={"loss": ValidationLoss(settings.loss), "epochs": _EpochsRun()}, **common,
+            estimator, scoring={"loss": ValidationLoss(settings.loss), "epochs": _EpochsRun(),
+                                "accuracy": ValidationAccuracy()}, **common,
         )
         metric = "loss"
     with warnings.catch_warnings():
@@ -391,6 +427,8 @@ def _search(spec, settings, X, y, optimizer, points, n_jobs, estimator_kwargs, *
                 "val_loss": -float(results["split0_test_loss"][index]),
                 "train_loss": -float(results["split0_train_loss"][index]),
                 "epochs_run": int(results["split0_test_epochs"][index]),
+                "val_accuracy": float(results["split0_test_accuracy"][index]),
+                "train_accuracy": float(results["split0_train_accuracy"][index]),
                 "fit_time": float(results["mean_fit_time"][index]),
                 "score_time": float(results["mean_score_time"][index]),
             }
@@ -434,9 +472,14 @@ def run_grid_search(
     """
     import pandas as pd
 
+    spec = search_spec(spec)
     engine = resolve_engine(spec, engine, halving=halving, backend=backend)
     settings = SearchSettings.from_spec(spec, cv=cv, epochs=epochs, seed=seed, halving=halving, engine=engine)
     estimator_kwargs = dict(estimator_kwargs or {})
+    # McGill's code searched without early stopping (Experiment.early_stopping=False).
+    estimator_kwargs.setdefault("early_stopping", bool(getattr(spec, "early_stopping", True)))
+    if spec.schedule == "time-decay" and engine == "gridsearchcv":
+        estimator_kwargs["optimizer__decay"] = float(spec.decay)
     steps_per_epoch = math.ceil(len(X) * (cv - 1) / cv / spec.batch_size)
     if estimator_kwargs.get("jit_compile", "auto") == "auto":
         # XLA costs a few seconds of compilation per fit (every fit builds a new model) and saves
@@ -637,7 +680,15 @@ def _row_from_folds(point, settings, folds):
     results["mean_fit_time"] = [float(np.mean(fit_times))]
     results["std_fit_time"] = [float(np.std(fit_times))]
     results["mean_score_time"] = [float(np.mean([folds[k]["score_time"] for k in range(settings.cv)]))]
-    return _row_from_results(results, 0, point, settings, metric="loss")
+    row = _row_from_results(results, 0, point, settings, metric="loss")
+    if all("val_accuracy" in folds[k] for k in range(settings.cv)):
+        # Validation accuracy (McGill's code's score); folds computed before it was kept lack it.
+        for kind, name in (("val", "val_accuracy"), ("train", "train_accuracy")):
+            values = [float(folds[k][name]) for k in range(settings.cv)]
+            for k, value in enumerate(values):
+                row[f"split{k}_{kind}_accuracy"] = value
+            row[f"mean_{kind}_accuracy"] = float(np.mean(values)) if all(map(math.isfinite, values)) else math.nan
+    return row
 
 
 def order_columns(columns, cv):
@@ -647,17 +698,22 @@ def order_columns(columns, cv):
     for kind in ("test", "train"):
         lead += [f"split{k}_{kind}_score" for k in range(cv)] + [f"mean_{kind}_score", f"std_{kind}_score"]
     lead += ["mean_val_loss", "mean_train_loss"]
+    for kind in ("val", "train"):
+        lead += [f"split{k}_{kind}_accuracy" for k in range(cv)] + [f"mean_{kind}_accuracy"]
     lead += [f"split{k}_epochs_run" for k in range(cv)] + ["mean_epochs_run"]
     lead += ["mean_fit_time", "std_fit_time", "mean_score_time", "iter", "n_resources", "diverged"]
     columns = list(columns)
     return [c for c in lead if c in columns] + [c for c in columns if c not in lead]
 
 
-def select_best(frame):
+def select_best(frame, score="loss"):
     """``{optimizer: {"learning_rate", "beta_2"[, "bias_correction"]}}``: per optimizer the
-    non-diverged point with the smallest mean validation loss (McGill §IV-A). With halving only
-    the candidates that reached the most epochs compete. Optimizers whose every point diverged
-    are left out."""
+    non-diverged point with the smallest mean validation loss (McGill §IV-A), or with
+    ``score="accuracy"`` the highest mean validation accuracy (McGill's code: GridSearchCV scored
+    their Keras 2 wrapper's accuracy), ties going to the first point in scikit-learn's
+    ``ParameterGrid`` order for their grid (β2 outer, α inner), as ``GridSearchCV.best_index_``
+    does. With halving only the candidates that reached the most epochs compete. Optimizers whose
+    every point diverged are left out."""
     best = {}
     for optimizer, group in frame.groupby("optimizer", sort=False):
         group = group[~group["diverged"].astype(bool)]
@@ -665,7 +721,13 @@ def select_best(frame):
             group = group[group["n_resources"] == group["n_resources"].max()]
         if group.empty:
             continue
-        row = group.loc[group["mean_val_loss"].idxmin()]
+        if score == "accuracy":
+            group = group.sort_values(["beta_2", "learning_rate"], kind="stable")
+            if group["mean_val_accuracy"].isna().all():
+                continue
+            row = group.loc[group["mean_val_accuracy"].idxmax()]
+        else:
+            row = group.loc[group["mean_val_loss"].idxmin()]
         choice = {"learning_rate": float(row["learning_rate"]), "beta_2": float(row["beta_2"])}
         if str(row.get("bias_correction", "default")) in ("on", "off"):
             choice["bias_correction"] = row["bias_correction"] == "on"

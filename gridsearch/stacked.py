@@ -47,7 +47,7 @@ from keras import layers, ops
 from replication.hyperparameters import DECAY_RATE_RANGE, is_decay_rate
 from replication.optimizers import AdaMax, Adam, AMSGrad, make_schedule
 
-from .estimator import cross_entropy, fit_callbacks, predict_proba_eager
+from .estimator import accuracy, cross_entropy, fit_callbacks, predict_proba_eager
 
 __all__ = [
     "StackedDense",
@@ -168,7 +168,7 @@ class _PerMember:
     times each member's α.
     """
 
-    def __init__(self, learning_rates, beta_2s, schedule="constant", total_steps=None, **kwargs):
+    def __init__(self, learning_rates, beta_2s, schedule="constant", total_steps=None, decay=None, **kwargs):
         rates = np.asarray(learning_rates, dtype=np.float64).reshape(-1)
         betas = np.asarray(beta_2s, dtype=np.float64).reshape(-1)
         if rates.shape != betas.shape or rates.size == 0:
@@ -177,7 +177,7 @@ class _PerMember:
             raise ValueError(f"learning rates must be positive and finite, got {rates.tolist()}")
         if not all(is_decay_rate(float(b)) for b in betas):
             raise ValueError(f"beta_2 values must be in {DECAY_RATE_RANGE}, got {betas.tolist()}")
-        super().__init__(learning_rate=make_schedule(1.0, schedule, total_steps=total_steps), beta_2=float(betas[0]),
+        super().__init__(learning_rate=make_schedule(1.0, schedule, total_steps=total_steps, decay=decay), beta_2=float(betas[0]),
                          **kwargs)
         self.member_learning_rates = rates
         self.member_beta_2s = betas
@@ -356,6 +356,7 @@ def fit_fold(spec, optimizer, members, x_train, y_train, x_val, y_val, *, epochs
     total_steps = int(epochs) * math.ceil(len(x_train) / int(spec.batch_size))
     opt = STACKED_OPTIMIZERS[optimizer](
         [m[0] for m in members], [m[1] for m in members], schedule=spec.schedule, total_steps=total_steps,
+        decay=float(getattr(spec, "decay", 0.0)),
         beta_1=float(spec.beta_1), epsilon=float(spec.epsilon), **extra,
     )
     model.compile(optimizer=opt, loss=MemberSumLoss(spec.loss), metrics=[MemberLoss(k, spec.loss)],
@@ -376,6 +377,8 @@ def fit_fold(spec, optimizer, members, x_train, y_train, x_val, y_val, *, epochs
             "val_loss": cross_entropy(y_val, val_proba[:, j, :], spec.loss),
             "train_loss": cross_entropy(y_train, train_proba[:, j, :], spec.loss),
             "epochs_run": int(stopper.epochs_run[j]),
+            "val_accuracy": accuracy(y_val, val_proba[:, j, :]),
+            "train_accuracy": accuracy(y_train, train_proba[:, j, :]),
         })
     scored = time.perf_counter()
     for result in results:

@@ -165,7 +165,7 @@ def _ordered(frame):
     return frame[order_columns(frame.columns, cv)]
 
 
-def write_search_outputs(frame, experiment_dir, *, sidecar=None):
+def write_search_outputs(frame, experiment_dir, *, sidecar=None, score="loss"):
     """Write ``gridsearch.csv`` and ``best_params.json`` in ``experiment_dir``; return the best.
 
     Rows of optimizers in ``frame`` replace that optimizer's rows of an existing CSV; other
@@ -185,7 +185,7 @@ def write_search_outputs(frame, experiment_dir, *, sidecar=None):
                 merged = pd.concat([old, frame], ignore_index=True)
     merged = _ordered(merged.reset_index(drop=True))
     write_csv_atomic(merged, csv_path)
-    best = select_best(merged)
+    best = select_best(merged, score=score)
     write_json_atomic(best, experiment_dir / "best_params.json")
     if sidecar is not None:
         write_json_atomic(sidecar, experiment_dir / "gridsearch.json")

@@ -114,7 +114,9 @@ def run(args) -> int:
     experiment_dir = check_writable(out / spec.name)  # probes out, or its nearest existing ancestor
     bias = {None: (None,), "on": (True,), "off": (False,), "both": (True, False)}[args.bias_correction]
     points = make_grid(args.optimizers, args.learning_rates, args.beta2s, bias)
-    data = load_dataset(spec.dataset, args.data_dir)
+    from replication.datasets import prepare_dataset
+
+    data = prepare_dataset(load_dataset(spec.dataset, args.data_dir), spec.input_scale, spec.split)
     epochs = args.epochs or spec.gridsearch_epochs
     settings = SearchSettings.from_spec(spec, cv=args.cv, epochs=epochs, seed=args.seed, halving=args.halving,
                                         engine=engine)
@@ -154,7 +156,9 @@ def run(args) -> int:
                    else "stacked: all points of a fold trained at once (gridsearch/stacked.py)" if engine == "stacked"
                    else "GridSearchCV"),
         "engine": engine,
-        "selection": "smallest mean validation loss over folds; diverged points never selected",
+        "selection": ("highest mean validation accuracy over folds (McGill's code), ties to the first point in "
+                      "ParameterGrid order; diverged points never selected" if settings.score == "accuracy"
+                      else "smallest mean validation loss over folds; diverged points never selected"),
         "n_jobs": args.n_jobs,
         "backend": args.backend,
         # This invocation: points already finished are read back, not recomputed.
@@ -170,7 +174,7 @@ def run(args) -> int:
     if not sidecar["points_computed"] and holds_json(experiment_dir / "gridsearch.json", sidecar,
                                                      ignore=_INVOCATION_KEYS):
         sidecar = None
-    best = write_search_outputs(frame, experiment_dir, sidecar=sidecar)
+    best = write_search_outputs(frame, experiment_dir, sidecar=sidecar, score=settings.score)
     write_table(out)
     for optimizer in dict.fromkeys(args.optimizers):
         if optimizer in best:

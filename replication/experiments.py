@@ -109,6 +109,11 @@ class Experiment:
     gridsearch_score: str = "loss"  # "loss": smallest validation loss wins; "accuracy": highest accuracy
     gridsearch_folds: str = "stratified"  # "stratified" (shuffled, seeded) or "kfold" (unshuffled)
     early_stopping: bool = True  # grid-search fits stop when the training loss stalls 3 epochs
+    # Where the final runs' α and β2 come from: "search" = this experiment's grid search
+    # (best_params.json) when it exists, else the spec; "spec" = always the spec, as McGill's code
+    # trained at its param_config.yml (and logistic regression at a hard-coded 0.001) whatever its
+    # search chose.
+    final_params: str = "search"
     # The experiment (McGill's report's protocol) whose protocol as McGill's code ran it this one is:
     # its numbers fill the verdict table's "as McGill ran it (our rerun)" column for that row.
     code_of: str = ""
@@ -164,6 +169,8 @@ class Experiment:
                 bad(f"unknown optimizer {optimizer!r}; choose one of: {', '.join(OPTIMIZER_NAMES)}")
         if not self.optimizers:
             bad("optimizers must name at least one optimizer")
+        if self.final_params not in ("search", "spec"):
+            bad(f"final_params must be 'search' or 'spec', got {self.final_params!r}")
         if self.params_from == self.name:
             bad("params_from names the experiment itself; leave it empty for its own search")
         for key, values in self.grid:
@@ -213,7 +220,7 @@ class Experiment:
         data["published"] = dict(self.published)
         if not self.params_from:  # only where set: other specs' train.json stay as they were
             del data["params_from"]
-        for key, default in (*PROTOCOL_DEFAULTS, ("code_of", "")):  # likewise
+        for key, default in (*PROTOCOL_DEFAULTS, ("code_of", ""), ("final_params", "search")):  # likewise
             if data[key] == default:
                 del data[key]
         return data
@@ -307,6 +314,7 @@ CIFAR10_CIFARNET_SEARCHED = Experiment(
 # stopping; their grid is ours (DEFAULT_LEARNING_RATES × DEFAULT_BETA_2S).
 _MCGILL_CODE = "McGill's code (tamirbennatan/Adam-Convergence)"
 _MCGILL_CODE_SEARCH = dict(
+    final_params="spec",
     gridsearch_schedule="time-decay",
     decay=0.14,
     gridsearch_loss="categorical",

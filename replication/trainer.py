@@ -453,7 +453,8 @@ def train_experiment(
         params_path, params = params, read_params_file(params)
     # An experiment with ``params_from`` trains at another experiment's search choice.
     best_path = (Path(out_dir) / spec.params_from if spec.params_from else exp_dir) / "best_params.json"
-    best_params = read_params_file(best_path) if best_path.exists() else None
+    # McGill's code trained at its param_config.yml whatever its search chose (final_params="spec").
+    best_params = read_params_file(best_path) if best_path.exists() and spec.final_params == "search" else None
     flags = {"learning_rate": learning_rate, "beta_2": beta_2,
              "bias_correction": None if bias_correction is None else bool(bias_correction)}
     if spec.params_from and best_params is None and params is None and None in (learning_rate, beta_2):

@@ -301,3 +301,19 @@ def test_both_engines_agree_on_the_coded_search():
     assert (frames[0]["schedule"] == "time-decay").all() and (frames[0]["loss"] == "categorical").all()
     assert (frames[0]["mean_epochs_run"] == 4).all()  # no early stopping
     assert frames[0]["mean_val_accuracy"].between(0, 1).all()
+
+
+def test_final_params_spec_ignores_the_searchs_choice(tmp_path):
+    """McGill's code trained at param_config.yml whatever its grid search chose."""
+    import json
+
+    from replication.trainer import train_experiment
+
+    base = with_overrides(get_experiment("digits-logreg"), epochs=1, runs=1)
+    (tmp_path / base.name).mkdir()
+    (tmp_path / base.name / "best_params.json").write_text(json.dumps({"adam": {"learning_rate": 0.5, "beta_2": 0.9}}))
+    searched = train_experiment(base, optimizers=["adam"], out_dir=tmp_path, progress=False)
+    assert (searched["learning_rate"].iloc[0], searched["beta_2"].iloc[0]) == (0.5, 0.9)
+    coded = train_experiment(with_overrides(base, final_params="spec"), optimizers=["adam"], out_dir=tmp_path,
+                             progress=False)
+    assert (coded["learning_rate"].iloc[0], coded["beta_2"].iloc[0]) == (base.learning_rate, 0.99)

@@ -16,7 +16,7 @@ import sys
 from .errors import DISK_FULL, OutputError, UserError, write_failed
 
 # Order = order in `replicate --help`.
-COMMANDS = ("demo", "synthetic", "experiments", "train", "gridsearch", "report")
+COMMANDS = ("demo", "synthetic", "experiments", "train", "gridsearch", "ablation", "report")
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -33,7 +33,7 @@ def _quiet_tensorflow():
 
 
 # Subcommands that run Keras; the others (experiments, report) never import TensorFlow.
-KERAS_COMMANDS = ("demo", "synthetic", "train", "gridsearch")
+KERAS_COMMANDS = ("demo", "synthetic", "train", "gridsearch", "ablation")
 
 
 def _import_keras_silently():

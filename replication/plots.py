@@ -376,3 +376,35 @@ def plot_gridsearch(grid, out_dir) -> list[Path]:
         fig.suptitle(f"{experiment}: grid search")
         written += save_figure(fig, Path(str(out_dir).format(experiment=experiment)) / f"{experiment}-gridsearch")
     return written
+
+
+# McGill's per-run figures (results/images/<model>_multi_<quantity>.png of their repository): one
+# quantity a figure, a thin line per run, a thick line for the mean, epoch counted from 0.
+MCGILL_QUANTITIES = (("loss", "trainloss", "Training Loss"), ("test_loss", "testloss", "Test Loss"),
+                     ("accuracy", "train_acc", "Training Accuracy"), ("test_accuracy", "test_acc", "Test Accuracy"))
+
+
+def plot_mcgill_form(history, model, out_dir, note="") -> list[Path]:
+    """Our runs drawn as McGill drew theirs: ``<out_dir>/<model>_multi_<quantity>.{png,svg}`` for
+    ``model`` in logreg/ffnn/cifar, thin line per run, thick mean over runs, x = epoch − 1 (their
+    epochs count from 0). ``note`` goes under the title (what was run)."""
+    written = []
+    for metric, stem, label in MCGILL_QUANTITIES:
+        if metric not in history.columns:
+            continue
+        fig, ax = plt.subplots(figsize=(6.0, 4.0))
+        for optimizer, frame in history.groupby("optimizer", sort=True):
+            color = color_for(optimizer)
+            for _run, r in frame.groupby("run"):
+                r = r.sort_values("epoch")
+                ax.plot(r["epoch"] - 1, r[metric], color=color, lw=0.8, alpha=0.6)
+            mean = frame.groupby("epoch")[metric].mean()
+            ax.plot(mean.index - 1, mean.values, color=color, lw=2.6, label=LABELS.get(optimizer, optimizer))
+        ax.set_xlabel("epoch (from 0, as McGill's figures)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend(title="optimizer", fontsize=8)
+        ax.set_title(f"{model}: {label.lower()} per run, mean bold" + (f"\n{note}" if note else ""), fontsize=9)
+        fig.tight_layout()
+        written += save_figure(fig, Path(out_dir) / f"{model}_multi_{stem}")
+    return written

@@ -146,16 +146,16 @@ def _verdicts(data, comparison) -> str:
     claims = {"synthetic, online (α/√t)": "AMSGrad converges on the synthetic problem, Adam does not (online)",
               "synthetic, stochastic (α/√t)": "AMSGrad converges on the synthetic problem, Adam does not (stochastic)"}
     rows = []
-    for _claim, name, what, verdict, detail, mcgill in claim_verdicts(data, comparison):
+    for _claim, name, what, verdict, detail, mcgill, coded in claim_verdicts(data, comparison):
         if name is None and what in claims:
-            rows.append([claims[what], f"**{verdict}** — {detail}", "reproduced"])
+            rows.append([claims[what], f"**{verdict}** — {detail}", coded, "reproduced"])
         elif name is None:
-            rows.append(["Adam converges to the worst point on the §3 family", f"**{verdict}** — {detail}",
+            rows.append(["Adam converges to the worst point on the §3 family", f"**{verdict}** — {detail}", coded,
                          "— (not run)"])
         elif not name.startswith("digits"):
-            rows.append([f"AMSGrad reaches lower train/test loss on {what}", f"**{verdict}** — {detail}",
+            rows.append([f"AMSGrad reaches lower train/test loss on {what}", f"**{verdict}** — {detail}", coded,
                          mcgill.replace(" (§V)", "")])
-    return "\n".join(_table(["claim of Reddi et al.", "ours", "McGill"], rows))
+    return "\n".join(_table(["claim of Reddi et al.", "ours", "as McGill ran it (our rerun)", "McGill"], rows))
 
 
 def _table_one(data) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import plots, results, verdicts
+from . import mcgill, plots, results, verdicts
 from .errors import UserError
 from .experiments import EXPERIMENTS
 from .stats import ALPHA, POWER
@@ -122,6 +122,7 @@ def write_figures(data: dict) -> dict:
         shared += plots.plot_iterations_overview(pd.concat(all_iterations, ignore_index=True),
                                                  out / "figures" / "networks-iterations")
     figures["_all"] = [p for p in shared if p.suffix == ".png"]
+    figures["_mcgill"] = [p for p in mcgill.write_figures(data) if p.suffix == ".png"]
     return figures
 
 
@@ -370,24 +371,50 @@ def _claims_section(data, comparison) -> list[str]:
              "How each verdict is reached (`replication/verdicts.py`, the one place these rules live):", ""]
     lines += [f"- {verdicts.RULES[key]}" for key in ("loss", "synthetic", "section3")]
     lines += ["", f"Synthetic α search criterion, fixed before the runs: {results.SEARCH_CRITERION}", ""]
-    rows = [[claim, f"{what} (`{name}`)" if name else what, f"**{verdict}**", detail, mcgill]
-            for claim, name, what, verdict, detail, mcgill in claim_verdicts(data, comparison)]
-    return lines + _table(["Claim", "Experiment", "Our verdict", "Our numbers", "McGill study"], rows)
+    lines += ["The column *as McGill ran it* is our rerun of the protocol McGill's code ran (the "
+              "`*-mcgill-code` experiments, see the section on McGill's code below), with Holm's adjustment "
+              "over those experiments' loss tests alone; — where it has not been run.", ""]
+    rows = [[claim, f"{what} (`{name}`)" if name else what, f"**{verdict}**", detail, coded, mcgill]
+            for claim, name, what, verdict, detail, mcgill, coded in claim_verdicts(data, comparison)]
+    return lines + _table(["Claim", "Experiment", "Our verdict", "Our numbers", "As McGill ran it (our rerun)",
+                           "McGill study"], rows)
+
+
+def coded_experiments(data) -> dict:
+    """{experiment of a verdict row: its as-coded experiment} for the coded experiments with runs."""
+    return {EXPERIMENTS[name].code_of: name for name in data["experiments"]
+            if name in EXPERIMENTS and EXPERIMENTS[name].code_of and data["experiments"][name]["history"] is not None}
+
+
+def coded_comparison(data):
+    """Adam vs AMSGrad of the as-coded experiments, Holm-adjusted over their own loss tests."""
+    coded = list(coded_experiments(data).values())
+    if not coded:
+        return pd.DataFrame()
+    history = pd.concat([data["experiments"][name]["history"] for name in coded], ignore_index=True)
+    return verdicts.add_holm(results.compare_final(history), coded)
 
 
 def claim_verdicts(data, comparison):
     """Each row of the verdict table, for REPORT.md and the README alike: ``(claim, experiment name
-    or None, what was run, verdict, detail, McGill's conclusion)``."""
+    or None, what was run, verdict, detail, McGill's conclusion, as McGill ran it)``; the last is our
+    verdict on the row's as-coded experiment (``Experiment.code_of``), or — where none has runs."""
     for setting in ("online", "stochastic"):
         verdict, detail = verdicts.synthetic_verdict(data["synthetic"], setting)
-        yield SYNTHETIC_CLAIM, None, f"synthetic, {setting} (α/√t)", verdict, detail, SYNTHETIC_MCGILL
+        yield SYNTHETIC_CLAIM, None, f"synthetic, {setting} (α/√t)", verdict, detail, SYNTHETIC_MCGILL, "—"
     verdict, detail = verdicts.section3_verdict(data["synthetic"])
-    yield SECTION3_CLAIM, None, "§3 family, β1 = 0, β2 = 1/(1 + C²)", verdict, detail, SECTION3_MCGILL
+    yield SECTION3_CLAIM, None, "§3 family, β1 = 0, β2 = 1/(1 + C²)", verdict, detail, SECTION3_MCGILL, "—"
     claimed = _claimed_experiments(data)
+    coded = coded_experiments(data)
+    coded_comp = coded_comparison(data) if coded else None
     for name, what, mcgill, _paper in LOSS_CLAIMS:
         if name in claimed:
             verdict, detail = verdicts.loss_verdict(comparison if comparison is not None else pd.DataFrame(), name)
-            yield LOSS_CLAIM, name, what, verdict, detail, mcgill
+            as_coded = "—"
+            if name in coded:
+                coded_verdict, coded_detail = verdicts.loss_verdict(coded_comp, coded[name])
+                as_coded = f"**{coded_verdict}** (`{coded[name]}`) — {coded_detail}"
+            yield LOSS_CLAIM, name, what, verdict, detail, mcgill, as_coded
 
 
 def _x_range(row) -> str:
@@ -527,6 +554,7 @@ def build_report(data: dict, figures: dict | None = None) -> str:
         lines += _comparison_section(results.compare_final(history, a="adam", b="adamax"), a="adam", b="adamax",
                                      note="Pérez compares the two on MNIST (his Table 1).")
     lines += _cifar_section(data)
+    lines += mcgill.section(data, figures)
     lines += _published_section(data, history)
     lines += _figures_section(data, figures)
     return "\n".join(lines).rstrip() + "\n"

@@ -317,3 +317,127 @@ def test_final_params_spec_ignores_the_searchs_choice(tmp_path):
     coded = train_experiment(with_overrides(base, final_params="spec"), optimizers=["adam"], out_dir=tmp_path,
                              progress=False)
     assert (coded["learning_rate"].iloc[0], coded["beta_2"].iloc[0]) == (base.learning_rate, 0.99)
+
+
+# -- the ablation ----------------------------------------------------------------------------------
+def test_ablation_switches_one_factor_at_a_time():
+    from replication.ablation import FACTORS, plan_ablation
+
+    steps = plan_ablation("mnist-logreg")
+    assert [s.factor for s in steps] == ["ours"] + [f for f, _ in FACTORS]
+    coded = get_experiment("mnist-logreg-mcgill-code")
+    assert steps[0].spec == get_experiment("mnist-logreg") and steps[-1].spec == coded
+    for previous, step in zip(steps[1:-1], steps[2:-1]):
+        fields = dict(FACTORS)[step.factor]
+        changed = {f.name for f in dataclasses.fields(step.spec)
+                   if getattr(step.spec, f.name) != getattr(previous.spec, f.name)} - {"name", "params_from"}
+        if step.factor == "grid-schedule":  # the search keeps our schedule until this step
+            assert changed == set(fields)
+        else:
+            assert changed == set(fields), step.factor
+        assert all(getattr(step.spec, f) == getattr(coded, f) for f in fields)
+    by_factor = {s.factor: s for s in steps}
+    assert by_factor["raw-pixels"].spec.search_schedule == "inverse-sqrt"
+    assert by_factor["final-schedule"].spec.params_from == "mnist-logreg-1-raw-pixels"  # same search: reused
+    assert by_factor["final-schedule"].spec.search_schedule == "inverse-sqrt"
+    assert by_factor["grid-schedule"].spec.params_from == "" and by_factor["split"].spec.protocol() == {
+        k: v for k, v in coded.protocol().items()}
+    assert [s.computed for s in steps] == [False, True, True, True, True, True, False]
+
+
+@pytest.mark.slow
+def test_ablation_runs_and_assembles_on_digits(tmp_path):
+    from replication.ablation import run_ablation
+    from replication.trainer import train_experiment
+
+    import gridsearch.search as search_module
+
+    small = dict(epochs=2, gridsearch_epochs=2, runs=2)
+    base = with_overrides(get_experiment("digits-logreg"), **small)
+    coded = with_overrides(get_experiment("digits-logreg"), name="digits-logreg-coded", final_params="spec",
+                           **{k: v for k, v in get_experiment("mnist-logreg-mcgill-code").protocol().items()
+                              if k != "split"}, schedule="epoch-inverse-sqrt", **small)
+    for spec in (base, coded):
+        train_experiment(spec, out_dir=tmp_path, progress=False)
+    saved = search_module.DEFAULT_LEARNING_RATES
+    search_module.DEFAULT_LEARNING_RATES = (0.01, 0.1)  # a small grid: 2 α × 5 β2
+    try:
+        frame = run_ablation(base, coded=coded, out=tmp_path, progress=False)
+    finally:
+        search_module.DEFAULT_LEARNING_RATES = saved
+    assert sorted(set(frame["step"])) == list(range(7)) and len(frame) == 14
+    by_step = frame.set_index(["step", "optimizer"])
+    assert by_step.loc[(2, "adam"), "learning_rate"] == by_step.loc[(1, "adam"), "learning_rate"]
+    assert by_step.loc[(6, "adam"), "learning_rate"] == coded.learning_rate
+    assert (frame["runs"] == 2).all() and (frame["epochs"] == 2).all()
+    assert set(frame.loc[frame["step"] >= 2, "schedule"]) == {"epoch-inverse-sqrt"}
+    written = pd.read_csv(tmp_path / "mcgill-code" / "ablation-digits-logreg.csv")
+    assert len(written) == 14
+
+
+# -- their figures beside ours ---------------------------------------------------------------------
+def _history(experiment, losses_by_run, optimizer="adam"):
+    rows = []
+    for run, losses in enumerate(losses_by_run):
+        for epoch, loss in enumerate(losses, start=1):
+            rows.append({"experiment": experiment, "optimizer": optimizer, "run": run, "epoch": epoch, "loss": loss,
+                         "test_loss": loss + 0.1, "accuracy": 1 - loss, "test_accuracy": 0.9 - loss})
+    return pd.DataFrame(rows)
+
+
+def test_readings_compare_at_the_same_epoch_counted_from_zero():
+    from replication.mcgill import compare_with_figures, version_distance
+
+    history = _history("mnist-mlp-mcgill-code", [[1.0, 0.5, 0.2], [1.2, 0.7, 0.4]])
+    older = _history("mnist-mlp-mcgill-code-3d52d12", [[2.0, 1.5, 1.2], [2.2, 1.7, 1.4]])
+    readings = pd.DataFrame([
+        {"figure": "f", "model": "ffnn", "quantity": "train_loss", "optimizer": "adam", "curve": "mean", "epoch": 0,
+         "value": 1.05, "precision": 0.01, "note": ""},
+        {"figure": "f", "model": "ffnn", "quantity": "test_accuracy", "optimizer": "adam", "curve": "run_max",
+         "epoch": 2, "value": 0.7, "precision": 0.01, "note": ""},
+    ])
+    comparison = compare_with_figures({"mnist-mlp-mcgill-code": history, "mnist-mlp-mcgill-code-3d52d12": older},
+                                      readings)
+    assert comparison["ours"].tolist() == pytest.approx([1.1, 0.9 - 0.2])  # epoch 0 = our epoch 1
+    assert comparison["diff"].tolist() == pytest.approx([0.05, 0.0])
+    assert comparison["ours_3d52d12"].iloc[0] == pytest.approx(2.1)
+    distance = version_distance(comparison)
+    assert distance["ours"] == pytest.approx(0.05) and distance["ours_3d52d12"] == pytest.approx(1.05)
+
+
+def test_plateau_runs_finds_a_plateau_and_its_end():
+    from replication.mcgill import plateau_runs
+
+    flat = [1.6, 0.9, 0.8, 0.79, 0.78, 0.78, 0.77, 0.45, 0.3, 0.29]  # a plateau, then a drop at epoch 7
+    smooth = [1.6, 1.0, 0.7, 0.5, 0.4, 0.33, 0.3, 0.28, 0.27, 0.26]
+    found = plateau_runs(_history("x", [flat, smooth]))
+    assert found["plateau_ends"].tolist() == [[7], []]
+
+
+def test_verdict_table_has_the_as_coded_column():
+    from replication.report import claim_verdicts
+
+    rng = np.random.default_rng(0)
+
+    def history(name, amsgrad_shift):
+        rows = []
+        for optimizer, shift in (("adam", 0.0), ("amsgrad", amsgrad_shift)):
+            for run in range(5):
+                loss = 0.3 + shift + 0.001 * rng.standard_normal()
+                rows.append({"experiment": name, "optimizer": optimizer, "bias_correction": True, "run": run,
+                             "seed": run, "epoch": 3, "loss": loss, "test_loss": loss, "accuracy": 0.9,
+                             "test_accuracy": 0.9, "diverged": False})
+        return pd.DataFrame(rows)
+
+    entry = dict(iterations=None, gridsearch=None, best_params=None, train=None)
+    data = {"out": "x", "synthetic": None, "experiments": {
+        "mnist-logreg": {**entry, "history": history("mnist-logreg", +0.05)},
+        "mnist-logreg-mcgill-code": {**entry, "history": history("mnist-logreg-mcgill-code", -0.05)}}}
+    from replication import results, verdicts
+
+    comparison = verdicts.add_holm(results.compare_final(data["experiments"]["mnist-logreg"]["history"]),
+                                   ["mnist-logreg"])
+    rows = {row[1]: row for row in claim_verdicts(data, comparison)}
+    assert rows["mnist-logreg"][3] == "not supported"
+    assert rows["mnist-logreg"][6].startswith("**supported** (`mnist-logreg-mcgill-code`)")
+    assert rows["mnist-mlp"][6] == "—" and rows[None][6] == "—"

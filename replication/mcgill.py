@@ -273,3 +273,64 @@ def section(data, figures=None) -> list[str]:
     else:
         lines += ["No `mcgill-code/ablation-*.csv` yet (run `replicate ablation mnist-logreg`).", ""]
     return lines
+
+
+# ----------------------------------------------------------------------------------- README
+# Each difference (DIFFERENCES' first column) -> the ablation factor that measures it, if any.
+DIFFERENCE_FACTORS = {"input scale": "raw-pixels", "MNIST split": "split", "final-run schedule": "final-schedule",
+                      "search schedule": "grid-schedule", "search loss, score, folds": "grid-score",
+                      "final-run α, β2": "as-coded"}
+
+
+def factor_effects(out) -> dict:
+    """{factor: "what switching it changed"} from ``mcgill-code/ablation-*.csv``: per base, the α
+    the final runs used, the mean final test loss (Adam / AMSGrad) and the paired AMSGrad − Adam
+    test-loss difference, before → after the step."""
+    effects = {}
+    for path in sorted((Path(out) / "mcgill-code").glob("ablation-*.csv")):
+        frame = pd.read_csv(path)
+        steps = sorted(set(frame["step"]))
+        for before, after in zip(steps, steps[1:]):
+            a, b = frame[frame["step"] == before].set_index("optimizer"), frame[frame["step"] == after].set_index("optimizer")
+            if after != before + 1 or not {"adam", "amsgrad"} <= set(a.index) & set(b.index):
+                continue
+            factor = b["factor"].iloc[0]
+
+            def pair(g, column, digits=3):
+                return "/".join(_f(float(g.loc[o, column]), digits) for o in ("adam", "amsgrad"))
+
+            text = (f"{b['base'].iloc[0].replace('mnist-', '')}: α {pair(a, 'learning_rate', 2)} → {pair(b, 'learning_rate', 2)}, "
+                    f"test loss {pair(a, 'test_loss_mean')} → {pair(b, 'test_loss_mean')}, "
+                    f"Δ test loss {_f(a['test_loss_diff'].iloc[0], 2)} → {_f(b['test_loss_diff'].iloc[0], 2)}")
+            effects.setdefault(factor, []).append(text)
+    return {factor: "; ".join(texts) for factor, texts in effects.items()}
+
+
+def readme_block(data) -> str:
+    """The README's table of differences between McGill's report and their code, each with what it
+    changes in our numbers (the ablation's step, or the as-coded CifarNet's runs)."""
+    out = Path(data["out"])
+    effects = factor_effects(out)
+    cifar = (data["experiments"].get("cifar10-cifarnet-mcgill-code") or {}).get("history")
+    if cifar is not None:
+        finals = cifar[cifar["epoch"] == cifar.groupby(["optimizer", "run"])["epoch"].transform("max")]
+        runs = finals.groupby("optimizer")["test_accuracy"].agg(["mean", "count"])
+        cifar_text = ("`cifar10-cifarnet-mcgill-code`: 'test' accuracy "
+                      + " / ".join(f"{runs.loc[o, 'mean']:.3f} ({int(runs.loc[o, 'count'])} runs)" for o in runs.index)
+                      + " (Adam / AMSGrad) on images it trains on")
+    else:
+        cifar_text = "`cifar10-cifarnet-mcgill-code` (runs in progress)"
+    rows = []
+    for point, report, code, where in DIFFERENCES:
+        factor = DIFFERENCE_FACTORS.get(point)
+        if factor:
+            change = effects.get(factor, "ablation step not run yet")
+        elif point in ("CIFAR test set", "CifarNet"):
+            change = cifar_text
+        elif point == "training loss":
+            change = "none: our `loss` column is that running mean too"
+        else:
+            change = effects.get("as-coded", "ablation step not run yet") if point == "FFNN epochs" else "—"
+        rows.append([point, report, code, f"`{where}`", change])
+    return "\n".join(_table(["point", "their report", "their code", "where", "what it changes in our numbers"],
+                            rows)).rstrip()

@@ -15,7 +15,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from . import results, verdicts
+from . import mcgill, results, verdicts
 from .errors import UserError
 from .experiments import EXPERIMENTS
 from .report import CIFAR_PROVENANCE, KORZENIOWSKI_CIFARNET, _claimed_experiments, _table, claim_verdicts, pm_values
@@ -54,6 +54,7 @@ def readme_blocks(data: dict) -> dict:
         "cifarnet-search": _cifarnet_search(data, "cifar10-cifarnet"),
         "cifarnet-searched": _cifarnet(data, comparison, "cifar10-cifarnet-searched"),
         "beyond-mcgill": _beyond(data),
+        "mcgill-code": mcgill.readme_block(data),
     }
 
 

@@ -159,6 +159,7 @@ def assemble_ablation(base, out="results", *, coded=None) -> pd.DataFrame:
     AMSGrad − Adam difference of each loss with its paired-t p-value. Written to
     ``<out>/mcgill-code/ablation-<base>.csv``; steps without results yet are left out."""
     from . import io, results
+    from .mcgill import plateau_runs
 
     out = Path(out)
     rows = []
@@ -172,12 +173,15 @@ def assemble_ablation(base, out="results", *, coded=None) -> pd.DataFrame:
         hyper = io.read_json(folder / "train.json")["hyperparameters"]
         finals = results.final_epoch(history)
         comparison = results.compare_final(history).set_index("metric")
+        plateaus = plateau_runs(history).groupby("optimizer")["plateau_ends"].apply(lambda ends: sum(1 for e in ends if e))
         for optimizer, group in finals.groupby("optimizer", sort=True):
             row = {"base": base, "step": step.index, "factor": step.factor, "change": LABELS[step.factor],
                    "folder": step.folder.as_posix(), "optimizer": optimizer,
                    "learning_rate": hyper[optimizer]["learning_rate"], "beta_2": hyper[optimizer]["beta_2"],
                    "schedule": hyper[optimizer]["schedule"], "runs": len(group),
-                   "epochs": int(group["epoch"].max())}
+                   "epochs": int(group["epoch"].max()),
+                   # runs whose training loss sits on a plateau, then drops (replication.mcgill.plateau_runs)
+                   "plateau_runs": int(plateaus.get(optimizer, 0))}
             for metric in ("loss", "test_loss", "test_accuracy"):
                 row[f"{metric}_mean"] = float(group[metric].mean())
                 row[f"{metric}_std"] = float(group[metric].std(ddof=1)) if len(group) > 1 else float("nan")

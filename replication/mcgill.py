@@ -195,7 +195,9 @@ def _ablation_rows(out) -> list[list[str]]:
                          " / ".join(cell(o, "test_accuracy_mean") for o in ("adam", "amsgrad")),
                          f"{_f(first['train_loss_diff'], 3)} (p {_f(first['train_loss_p'], 2)})",
                          f"{_f(first['test_loss_diff'], 3)} (p {_f(first['test_loss_p'], 2)})",
-                         f"{int(first['runs'])} × {int(first['epochs'])}"])
+                         f"{int(first['runs'])} × {int(first['epochs'])}",
+                         " / ".join(f"{int(g.loc[o, 'plateau_runs'])}" if o in g.index and "plateau_runs" in g.columns
+                                    else "—" for o in ("adam", "amsgrad"))])
     return rows
 
 
@@ -269,7 +271,8 @@ def section(data, figures=None) -> list[str]:
               "p (not Holm-adjusted).", ""]
     if rows:
         lines += _table(["base", "step", "change", "α, β2 used", "train loss", "test loss", "test acc.",
-                         "Δ train loss", "Δ test loss", "runs × epochs"], rows)
+                         "Δ train loss", "Δ test loss", "runs × epochs",
+                         "runs with plateaus"], rows)
     else:
         lines += ["No `mcgill-code/ablation-*.csv` yet (run `replicate ablation mnist-logreg`).", ""]
     return lines

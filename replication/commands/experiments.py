@@ -68,10 +68,20 @@ def format_details(e) -> str:
         ("runs", f"{e.runs} per optimizer"),
         ("compares", " vs ".join(e.optimizers)),
         ("defaults", f"{hyper} (`replicate train` uses <out>/{e.name}/best_params.json instead "
-                     "when the grid search wrote one)"),
+                     "when the grid search wrote one)" if e.final_params == "search" else
+                     f"{hyper} (always: final_params='spec', as McGill's code trained at param_config.yml "
+                     "whatever its search chose)"),
         ("β1, ε", f"{e.beta_1:g}, {e.epsilon:g}"),
         ("flip", "left-right flips during training" if e.flip else "no augmentation"),
     ]
+    protocol = e.protocol()
+    if protocol or e.code_of:
+        fields.append(("protocol", ", ".join(f"{k}={v}" for k, v in protocol.items()) or "the default"))
+        fields.append(("search", f"schedule {e.search_schedule}, loss {e.search_loss}, best by validation "
+                                 f"{e.gridsearch_score}, {e.gridsearch_folds} folds, early stopping "
+                                 f"{'on' if e.early_stopping else 'off'}"))
+    if e.code_of:
+        fields.append(("code of", f"{e.code_of} (its protocol as McGill's code ran it)"))
     if spec["published"]:
         fields.append(("published", ", ".join(f"{k} {100 * v:.2f} %" for k, v in spec["published"].items())))
     if spec["grid"]:

@@ -441,3 +441,13 @@ def test_verdict_table_has_the_as_coded_column():
     assert rows["mnist-logreg"][3] == "not supported"
     assert rows["mnist-logreg"][6].startswith("**supported** (`mnist-logreg-mcgill-code`)")
     assert rows["mnist-mlp"][6] == "—" and rows[None][6] == "—"
+
+
+def test_ablation_cli_assembles_nothing_from_an_empty_folder(tmp_path, capsys):
+    from replication.cli import main
+
+    assert main(["ablation", "mnist-logreg", "--assemble-only", "--out", str(tmp_path)]) == 0
+    assert "no step has results yet" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as stop:
+        main(["ablation", "cifar10-cifarnet", "--out", str(tmp_path)])
+    assert stop.value.code == 2

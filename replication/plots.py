@@ -326,13 +326,17 @@ def _ink_on(rgba) -> str:
     return "k" if 0.2126 * r + 0.7152 * g + 0.0722 * b > 0.179 else "w"
 
 
-def plot_gridsearch(grid, out_dir) -> list[Path]:
+def plot_gridsearch(grid, out_dir, scores=None) -> list[Path]:
     """Grid-search heatmaps: per experiment one panel per optimizer (and bias-correction setting),
-    α across, β2 down, colour = mean validation log-loss (lower is better, shared scale), diverged
-    cells marked ×, the chosen point boxed. Files ``<out_dir>/<experiment>-gridsearch.{png,svg}``."""
+    α across, β2 down, colour = mean validation log-loss (lower is better, shared scale), or mean
+    validation accuracy for an experiment whose search picks by accuracy (``scores``:
+    {experiment: "accuracy"}; McGill's code), diverged cells marked ×, the chosen point boxed
+    (for accuracy the first maximum with β2 outer, α inner, as GridSearchCV). Files
+    ``<out_dir>/<experiment>-gridsearch.{png,svg}``."""
     written = []
-    value = "mean_val_loss"
     for experiment, frame in grid.groupby("experiment", sort=False):
+        accuracy = (scores or {}).get(experiment) == "accuracy" and "mean_val_accuracy" in frame.columns
+        value = "mean_val_accuracy" if accuracy else "mean_val_loss"
         keys = ["optimizer"] + (["bias_correction"] if "bias_correction" in frame.columns
                                 and frame["bias_correction"].nunique() > 1 else [])
         panels = list(frame.groupby(keys, sort=False))
@@ -355,7 +359,7 @@ def plot_gridsearch(grid, out_dir) -> list[Path]:
                     dead[i, j] = True
                 else:
                     table[i, j] = row[value]
-            image = ax.imshow(table, cmap="viridis_r", vmin=vmin, vmax=vmax, aspect="auto", origin="lower")
+            image = ax.imshow(table, cmap="viridis" if accuracy else "viridis_r", vmin=vmin, vmax=vmax, aspect="auto", origin="lower")
             for i in range(len(betas)):
                 for j in range(len(rates)):
                     if dead[i, j]:
@@ -364,7 +368,8 @@ def plot_gridsearch(grid, out_dir) -> list[Path]:
                         ax.text(j, i, f"{table[i, j]:.3g}", ha="center", va="center", fontsize=8,
                                 color=_ink_on(image.cmap(image.norm(table[i, j]))))
             if np.isfinite(table).any():
-                i, j = np.unravel_index(np.nanargmin(table), table.shape)
+                # rows are β2 (outer), columns α (inner): argmax's first maximum is GridSearchCV's tie rule
+                i, j = np.unravel_index(np.nanargmax(table) if accuracy else np.nanargmin(table), table.shape)
                 ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec=color_for(opt, bc), lw=2.5))
             ax.set_xticks(range(len(rates)), [f"{r:g}" for r in rates], rotation=45)
             ax.set_yticks(range(len(betas)), [f"{b:g}" for b in betas])
@@ -372,7 +377,8 @@ def plot_gridsearch(grid, out_dir) -> list[Path]:
             if ax is axes[0][0]:  # the panels share β2: one label, clear of the neighbour's ticks
                 ax.set_ylabel("β2")
             ax.set_title(_label(opt, bc), color=color_for(opt, bc))
-        fig.colorbar(image, ax=list(axes[0]), label="mean validation log-loss (× = diverged)")
+        fig.colorbar(image, ax=list(axes[0]), label=("mean validation accuracy (× = diverged)" if accuracy
+                                                      else "mean validation log-loss (× = diverged)"))
         fig.suptitle(f"{experiment}: grid search")
         written += save_figure(fig, Path(str(out_dir).format(experiment=experiment)) / f"{experiment}-gridsearch")
     return written

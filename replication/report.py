@@ -108,7 +108,8 @@ def write_figures(data: dict) -> dict:
             paths += plots.plot_iterations(entry["iterations"], folder)
             all_iterations.append(entry["iterations"])
         if entry["gridsearch"] is not None and not entry["gridsearch"].empty:
-            paths += plots.plot_gridsearch(entry["gridsearch"], folder)
+            scores = {name: EXPERIMENTS[name].gridsearch_score} if name in EXPERIMENTS else None
+            paths += plots.plot_gridsearch(entry["gridsearch"], folder, scores=scores)
         figures[name] = [p for p in paths if p.suffix == ".png"]
     shared = []
     if data["synthetic"] is not None:

@@ -51,7 +51,10 @@ LABELS = {
     "grid-score": "+ search by accuracy, categorical CE, unshuffled KFold, no early stopping",
     "split": "+ McGill's random 60k/10k split (seed 551)",
     "as-coded": "+ param_config.yml's α, β2 and epochs (= the coded experiment)",
+    "control-unit-pixels": "control: step 2 on pixels in [0, 1] (same α, β2 and schedule)",
 }
+# Controls: a step with one of its switches undone, to tell which switch an effect needs.
+CONTROLS = {"final-schedule": ("control-unit-pixels", {"input_scale": "unit"})}
 BASES = {"mnist-logreg": "mnist-logreg-mcgill-code", "mnist-mlp": "mnist-mlp-mcgill-code"}
 ABLATION_DIR = Path("mcgill-code") / "ablation"
 
@@ -63,6 +66,7 @@ class Step:
     spec: object  # an Experiment
     folder: Path  # relative to the results folder: where its history.csv and best_params.json are
     computed: bool  # trained by run_ablation (steps 1-5), or read from a committed experiment
+    control: bool = False  # a control of step ``index`` (not on the path from ours to the code)
 
 
 def _search_view(spec):
@@ -100,10 +104,16 @@ def plan_ablation(base, coded=None) -> list[Step]:
             step_changes["gridsearch_schedule"] = ours.search_schedule
         name = f"{ours.name}-{index}-{factor}"
         spec = with_overrides(ours, name=name, code_of="", **step_changes)
-        previous = steps[-1]
+        previous = next(s for s in reversed(steps) if not s.control)
         if previous.computed and _search_view(previous.spec) == _search_view(spec):
             spec = dataclasses.replace(spec, params_from=previous.spec.name)  # same search: reuse its choice
         steps.append(Step(index, factor, spec, ABLATION_DIR / name, True))
+        if factor in CONTROLS:
+            control, undo = CONTROLS[factor]
+            name = f"{ours.name}-{index}c-{control.removeprefix('control-')}"
+            source = spec.params_from or spec.name  # the same α and β2 as the step it controls
+            steps.append(Step(index, control, with_overrides(spec, name=name, params_from=source, **undo),
+                              ABLATION_DIR / name, True, control=True))
     return steps
 
 
@@ -175,7 +185,8 @@ def assemble_ablation(base, out="results", *, coded=None) -> pd.DataFrame:
         comparison = results.compare_final(history).set_index("metric")
         plateaus = plateau_runs(history).groupby("optimizer")["plateau_ends"].apply(lambda ends: sum(1 for e in ends if e))
         for optimizer, group in finals.groupby("optimizer", sort=True):
-            row = {"base": base, "step": step.index, "factor": step.factor, "change": LABELS[step.factor],
+            row = {"base": base, "step": step.index, "control": step.control, "factor": step.factor,
+                   "change": LABELS[step.factor],
                    "folder": step.folder.as_posix(), "optimizer": optimizer,
                    "learning_rate": hyper[optimizer]["learning_rate"], "beta_2": hyper[optimizer]["beta_2"],
                    "schedule": hyper[optimizer]["schedule"], "runs": len(group),

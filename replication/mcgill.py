@@ -181,14 +181,16 @@ def _ablation_rows(out) -> list[list[str]]:
     rows = []
     for path in sorted((Path(out) / "mcgill-code").glob("ablation-*.csv")):
         frame = pd.read_csv(path)
-        for (base, step), group in frame.groupby(["base", "step"], sort=False):
+        if "control" not in frame.columns:
+            frame["control"] = False
+        for (base, step, control), group in frame.groupby(["base", "step", "control"], sort=False):
             g = group.set_index("optimizer")
             first = group.iloc[0]
 
             def cell(optimizer, column, digits=4):
                 return _f(float(g.loc[optimizer, column]), digits) if optimizer in g.index else "—"
 
-            rows.append([f"`{base}`", int(step), first["change"],
+            rows.append([f"`{base}`", f"{int(step)}{'c' if control else ''}", first["change"],
                          " / ".join(f"{cell(o, 'learning_rate', 3)}, {cell(o, 'beta_2', 4)}" for o in ("adam", "amsgrad")),
                          " / ".join(cell(o, "loss_mean") for o in ("adam", "amsgrad")),
                          " / ".join(cell(o, "test_loss_mean") for o in ("adam", "amsgrad")),
@@ -287,12 +289,13 @@ def _plateau_story(out) -> list[str]:
     frame = pd.read_csv(path)
     if "plateau_runs" not in frame.columns:
         return []
-    counts = frame.groupby(["step", "factor"], sort=True).apply(
+    counts = frame.groupby(["step", "factor"], sort=False).apply(
         lambda g: {r.optimizer: (int(r.plateau_runs), int(r.runs)) for r in g.itertuples()}, include_groups=False)
     text = []
     for (step, factor), by_optimizer in counts.items():
         text.append(f"step {step} ({factor}) " + ", ".join(f"{o} {n}/{m}" for o, (n, m) in sorted(by_optimizer.items())))
-    first = next(((step, factor) for (step, factor), v in counts.items() if any(n for n, _ in v.values())), None)
+    first = next(((step, factor) for (step, factor), v in counts.items()
+                  if any(n for n, _ in v.values()) and not factor.startswith("control")), None)
     lines = ["**Where the plateaus of their logistic-regression figures come from.** Runs of `mnist-logreg` whose "
              "training loss sits on a plateau and then drops, per ablation step: " + "; ".join(text) + "."]
     if first is not None:
@@ -319,6 +322,8 @@ def factor_effects(out) -> dict:
     effects = {}
     for path in sorted((Path(out) / "mcgill-code").glob("ablation-*.csv")):
         frame = pd.read_csv(path)
+        if "control" in frame.columns:
+            frame = frame[~frame["control"].astype(bool)]
         steps = sorted(set(frame["step"]))
         for before, after in zip(steps, steps[1:]):
             a, b = frame[frame["step"] == before].set_index("optimizer"), frame[frame["step"] == after].set_index("optimizer")

@@ -323,8 +323,14 @@ def test_final_params_spec_ignores_the_searchs_choice(tmp_path):
 def test_ablation_switches_one_factor_at_a_time():
     from replication.ablation import FACTORS, plan_ablation
 
-    steps = plan_ablation("mnist-logreg")
+    everything = plan_ablation("mnist-logreg")
+    steps = [s for s in everything if not s.control]
     assert [s.factor for s in steps] == ["ours"] + [f for f, _ in FACTORS]
+    control = next(s for s in everything if s.control)  # step 2 with pixels in [0, 1], at step 1's choice
+    assert (control.factor, control.spec.params_from, control.spec.input_scale) == (
+        "control-unit-pixels", "mnist-logreg-1-raw-pixels", "unit")
+    assert dataclasses.replace(control.spec, name="x", input_scale="raw") == dataclasses.replace(
+        steps[2].spec, name="x")
     coded = get_experiment("mnist-logreg-mcgill-code")
     assert steps[0].spec == get_experiment("mnist-logreg") and steps[-1].spec == coded
     for previous, step in zip(steps[1:-1], steps[2:-1]):
@@ -365,14 +371,15 @@ def test_ablation_runs_and_assembles_on_digits(tmp_path):
         frame = run_ablation(base, coded=coded, out=tmp_path, progress=False)
     finally:
         search_module.DEFAULT_LEARNING_RATES = saved
-    assert sorted(set(frame["step"])) == list(range(7)) and len(frame) == 14
-    by_step = frame.set_index(["step", "optimizer"])
+    assert sorted(set(frame["step"])) == list(range(7)) and len(frame) == 16  # 7 steps and step 2's control
+    assert frame.loc[frame["control"], "factor"].unique().tolist() == ["control-unit-pixels"]
+    by_step = frame[~frame["control"]].set_index(["step", "optimizer"])
     assert by_step.loc[(2, "adam"), "learning_rate"] == by_step.loc[(1, "adam"), "learning_rate"]
     assert by_step.loc[(6, "adam"), "learning_rate"] == coded.learning_rate
     assert (frame["runs"] == 2).all() and (frame["epochs"] == 2).all()
     assert set(frame.loc[frame["step"] >= 2, "schedule"]) == {"epoch-inverse-sqrt"}
     written = pd.read_csv(tmp_path / "mcgill-code" / "ablation-digits-logreg.csv")
-    assert len(written) == 14
+    assert len(written) == 16
 
 
 # -- their figures beside ours ---------------------------------------------------------------------

@@ -141,7 +141,7 @@ def write_figures(data) -> list[Path]:
             continue
         history = entry["history"]
         runs = history.groupby("optimizer")["run"].nunique().to_dict()
-        note = f"ours, `{experiment}` (" + ", ".join(f"{k} {v} runs" for k, v in sorted(runs.items())) + ")"
+        note = f"ours, {experiment} (" + ", ".join(f"{k} {v} runs" for k, v in sorted(runs.items())) + ")"
         written += plot_mcgill_form(history, FIGURE_STEMS[model], Path(data["out"]) / FIGURE_DIR, note=note)
     return written
 

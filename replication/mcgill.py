@@ -316,7 +316,7 @@ DIFFERENCE_FACTORS = {"input scale": "raw-pixels", "MNIST split": "split", "fina
 
 
 def factor_effects(out) -> dict:
-    """{factor: "what switching it changed"} from ``mcgill-code/ablation-*.csv``: per base, the α
+    """{factor: [(base, "what switching it changed"), ...]} from ``mcgill-code/ablation-*.csv``: per base, the α
     the final runs used, the mean final test loss (Adam / AMSGrad) and the paired AMSGrad − Adam
     test-loss difference, before → after the step."""
     effects = {}
@@ -337,8 +337,8 @@ def factor_effects(out) -> dict:
             text = (f"{b['base'].iloc[0].replace('mnist-', '')}: α {pair(a, 'learning_rate', 2)} → {pair(b, 'learning_rate', 2)}, "
                     f"test loss {pair(a, 'test_loss_mean')} → {pair(b, 'test_loss_mean')}, "
                     f"Δ test loss {_f(a['test_loss_diff'].iloc[0], 2)} → {_f(b['test_loss_diff'].iloc[0], 2)}")
-            effects.setdefault(factor, []).append(text)
-    return {factor: "; ".join(texts) for factor, texts in effects.items()}
+            effects.setdefault(factor, []).append((b["base"].iloc[0], text))
+    return effects
 
 
 def readme_block(data) -> str:
@@ -346,6 +346,10 @@ def readme_block(data) -> str:
     changes in our numbers (the ablation's step, or the as-coded CifarNet's runs)."""
     out = Path(data["out"])
     effects = factor_effects(out)
+
+    def effect(factor, base=None):
+        texts = [text for b, text in effects.get(factor, []) if base is None or b == base]
+        return "; ".join(texts) or f"ablation step not run yet{f' for {base}' if base else ''}"
     cifar = (data["experiments"].get("cifar10-cifarnet-mcgill-code") or {}).get("history")
     if cifar is not None:
         finals = cifar[cifar["epoch"] == cifar.groupby(["optimizer", "run"])["epoch"].transform("max")]
@@ -359,13 +363,13 @@ def readme_block(data) -> str:
     for point, report, code, where in DIFFERENCES:
         factor = DIFFERENCE_FACTORS.get(point)
         if factor:
-            change = effects.get(factor, "ablation step not run yet")
+            change = effect(factor)
         elif point in ("CIFAR test set", "CifarNet"):
             change = cifar_text
         elif point == "training loss":
             change = "none: our `loss` column is that running mean too"
         else:
-            change = effects.get("as-coded", "ablation step not run yet") if point == "FFNN epochs" else "—"
+            change = effect("as-coded", "mnist-mlp") if point == "FFNN epochs" else "—"
         rows.append([point, report, code, f"`{where}`", change])
     return "\n".join(_table(["point", "their report", "their code", "where", "what it changes in our numbers"],
                             rows)).rstrip()

@@ -301,6 +301,12 @@ def _plateau_story(out) -> list[str]:
     if first is not None:
         lines[0] += (f" They first appear at step {first[0]} ({LABELS_FOR_REPORT.get(first[1], first[1])}), "
                      "with every earlier switch still on; our protocol (step 0) shows none.")
+        control = counts.get((first[0], "control-unit-pixels"))
+        if control is not None:
+            found = sum(n for n, _ in control.values())
+            lines[0] += (f" The control that runs step {first[0]} on pixels in [0, 1] (same α, β2 and schedule) has "
+                         f"{found} such run{'s' if found != 1 else ''}: "
+                         + ("the plateaus need the raw pixels." if found == 0 else "raw pixels alone do not explain them."))
     return lines + [""]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import os
 import sys
 
@@ -34,6 +35,26 @@ def _quiet_tensorflow():
 
 # Subcommands that run Keras; the others (experiments, report) never import TensorFlow.
 KERAS_COMMANDS = ("demo", "synthetic", "train", "gridsearch", "ablation")
+
+
+# KERAS_BACKEND values Keras 3 knows, and the module each needs.
+BACKEND_MODULES = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch", "numpy": "numpy",
+                   "openvino": "openvino"}
+
+
+def check_backend(environ=os.environ) -> None:
+    """A UserError naming the problem when ``$KERAS_BACKEND`` is no Keras backend (a typo such as
+    ``jxa``) or one whose package is not installed (``torch`` here): Keras would raise a
+    ValueError or ImportError traceback at import."""
+    name = environ.get("KERAS_BACKEND")
+    if not name:
+        return
+    if name not in BACKEND_MODULES:
+        raise UserError(f"KERAS_BACKEND={name!r} is not a Keras backend; use tensorflow or jax "
+                        "(both installed by requirements.txt), or unset it")
+    if importlib.util.find_spec(BACKEND_MODULES[name]) is None:
+        raise UserError(f"KERAS_BACKEND={name} needs the {BACKEND_MODULES[name]} package, which is not installed; "
+                        "use tensorflow or jax (both installed by requirements.txt)")
 
 
 def _import_keras_silently():
@@ -93,6 +114,11 @@ def _main(argv) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command in KERAS_COMMANDS:
+        try:
+            check_backend()
+        except UserError as exc:
+            sys.stderr.write(f"replicate {args.command}: error: {exc}\n")
+            return 2
         _import_keras_silently()
     try:
         return int(args.func(args) or 0)

@@ -84,3 +84,49 @@ def test_beta2_zero_is_accepted_by_gridsearch_and_train(tmp_path):
     assert (hyper["beta_2"], hyper["source"]["beta_2"]) == (0.0, "best_params.json")
     assert _exit_code(["train", EXP, "--optimizers", "adam", "--runs", "1", "--epochs", "1", "--beta2", "0",
                        "--out", str(out)]) == 0
+
+
+# Issue 26 §4: bad input that used to end in a traceback is one line and exit 2.
+@pytest.mark.parametrize("argv, message", [
+    (["gridsearch", "digits-logreg", "--seed", "-1"], "--seed: must be >= 0"),
+    (["gridsearch", "digits-logreg", "--seed", "4294967296"], "--seed: must be below 2**32"),
+    (["gridsearch", "digits-logreg", "--cv", "1"], "--cv: cross-validation needs at least 2 folds"),
+])
+def test_out_of_range_seeds_and_folds_are_usage_errors(argv, message, capsys, tmp_path):
+    with pytest.raises(SystemExit) as stop:
+        cli.main([*argv, "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_more_folds_than_the_rarest_class_is_one_line(capsys, tmp_path):
+    argv = ["gridsearch", "digits-logreg", "--cv", "100000", "--learning-rates", "0.1", "--beta2s", "0.99",
+            "--epochs", "1", "--out", str(tmp_path)]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--cv 100000 folds cannot be made: the rarest class has 131 training examples" in err
+    assert not (tmp_path / "digits-logreg").exists()
+
+
+@pytest.mark.parametrize("backend, message", [("jxa", "is not a Keras backend"),
+                                              ("no-such", "is not a Keras backend")])
+def test_a_keras_backend_typo_is_one_line(backend, message, monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("KERAS_BACKEND", backend)
+    assert cli.main(["train", "digits-logreg", "--runs", "1", "--epochs", "1", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_backend_whose_package_is_missing_is_named():
+    from replication.cli import check_backend
+    from replication.errors import UserError
+
+    import importlib.util
+
+    missing = next((name for name in ("torch", "openvino") if importlib.util.find_spec(name) is None), None)
+    if missing is None:
+        pytest.skip("torch and openvino are both installed")
+    with pytest.raises(UserError, match=f"needs the {missing} package, which is not installed"):
+        check_backend({"KERAS_BACKEND": missing})
+    check_backend({"KERAS_BACKEND": "jax"})  # installed by requirements.txt: no error
+    check_backend({})

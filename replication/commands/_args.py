@@ -26,6 +26,14 @@ def nonnegative_int(text):
     return value
 
 
+def seed(text):
+    """A seed: an integer in [0, 2**32), the range NumPy's and scikit-learn's seeding takes."""
+    value = nonnegative_int(text)
+    if value >= 2**32:
+        raise argparse.ArgumentTypeError(f"must be below 2**32 = {2**32}, got {value}")
+    return value
+
+
 def positive_float(text):
     try:
         value = float(text)

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from ..errors import UserError
-from ._args import add_out, positive_int
+from ._args import add_out, positive_int, seed
 
 HELP = "grid-search (α, β2) per optimizer with 3-fold cross-validation (McGill §IV-A)"
 
@@ -42,10 +42,10 @@ def add_parser(subparsers):
                         help="β2 grid (default: McGill's 0.99 0.9925 0.995 0.9975 0.999)")
     parser.add_argument("--bias-correction", choices=("on", "off", "both"), default=None,
                         help="also search/fix bias correction (default: not searched, the optimizer's default: on)")
-    parser.add_argument("--cv", type=positive_int, default=3, help="cross-validation folds (default: 3)")
+    parser.add_argument("--cv", type=_folds, default=3, help="cross-validation folds (default: 3)")
     parser.add_argument("--epochs", type=positive_int, default=None,
                         help="epochs per fit (default: the experiment's grid-search epochs)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the folds and of each fit (default: 0)")
+    parser.add_argument("--seed", type=seed, default=0, help="seed of the folds and of each fit (default: 0)")
     parser.add_argument("--n-jobs", type=int, default=1,
                         help="parallel fits of the gridsearchcv engine (loky: processes; TensorFlow threads per fit = cores / "
                              "n-jobs; -1 = all cores); the stacked engine runs one process on all cores")
@@ -117,6 +117,7 @@ def run(args) -> int:
     from replication.datasets import prepare_dataset
 
     data = prepare_dataset(load_dataset(spec.dataset, args.data_dir), spec.input_scale, spec.split)
+    check_folds(args.cv, data.y_train, stratified=spec.gridsearch_folds == "stratified")
     epochs = args.epochs or spec.gridsearch_epochs
     settings = SearchSettings.from_spec(spec, cv=args.cv, epochs=epochs, seed=args.seed, halving=args.halving,
                                         engine=engine)
@@ -198,6 +199,25 @@ ENGINE_TEXT = {
     "stacked": "stacked (every grid point of a fold trained at once as one Keras model)",
     "gridsearchcv": "gridsearchcv (scikit-learn GridSearchCV over scikeras KerasClassifier)",
 }
+
+
+def _folds(text):
+    value = positive_int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"cross-validation needs at least 2 folds, got {value}")
+    return value
+
+
+def check_folds(cv, y, *, stratified=True):
+    """One line (UserError) when ``cv`` folds cannot be made of the training labels ``y``: more folds
+    than examples, or, for stratified folds, than the examples of the rarest class."""
+    import numpy as np
+
+    counts = np.unique(np.asarray(y), return_counts=True)[1]
+    limit = int(counts.min()) if stratified else int(len(y))
+    if cv > limit:
+        what = f"the rarest class has {limit} training examples" if stratified else f"there are {limit} examples"
+        raise UserError(f"--cv {cv} folds cannot be made: {what}; use at most --cv {limit}")
 
 
 def describe_search(args, engine, n_points, epochs) -> str:

@@ -25,7 +25,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from replication.io import code_version, read_csv, read_json, write_csv_atomic, write_json_atomic, write_text_atomic
+from replication.io import (code_version, holds_json, read_csv, read_json, write_csv_atomic, write_json_atomic,
+                            write_text_atomic)
 
 __all__ = ["PointStore", "check_point_record", "check_fold_record", "write_search_outputs", "write_table",
            "collect_table"]
@@ -165,6 +166,11 @@ def _ordered(frame):
     return frame[order_columns(frame.columns, cv)]
 
 
+# gridsearch.json keys that describe the call rather than its points (provenance() is spread in).
+SIDECAR_INVOCATION_KEYS = ("started_at", "finished_at", "wall_seconds", "points_computed", "points_reused",
+                           "versions", "device", "written_at")
+
+
 def write_search_outputs(frame, experiment_dir, *, sidecar=None, score="loss"):
     """Write ``gridsearch.csv`` and ``best_params.json`` in ``experiment_dir``; return the best.
 
@@ -187,8 +193,12 @@ def write_search_outputs(frame, experiment_dir, *, sidecar=None, score="loss"):
     write_csv_atomic(merged, csv_path)
     best = select_best(merged, score=score)
     write_json_atomic(best, experiment_dir / "best_params.json")
-    if sidecar is not None:
-        write_json_atomic(sidecar, experiment_dir / "gridsearch.json")
+    # A call that computed no point only read finished ones back: its times and provenance would
+    # overwrite those of the calls that computed them, so an otherwise equal gridsearch.json is kept.
+    path = experiment_dir / "gridsearch.json"
+    if sidecar is not None and (sidecar.get("points_computed", 1)
+                                or not holds_json(path, sidecar, ignore=SIDECAR_INVOCATION_KEYS)):
+        write_json_atomic(sidecar, path)
     return best
 
 

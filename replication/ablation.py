@@ -158,9 +158,7 @@ def search(spec, data, folder, *, progress=True):
                             store=PointStore(Path(folder) / "gridsearch_points"), progress=bar)
     sidecar = {"experiment": spec.to_dict(), "settings": settings.to_dict(), "engine": engine,
                "points_computed": len(points) - frame.attrs["points_reused"], **provenance()}
-    existing = Path(folder) / "gridsearch.json"
-    return write_search_outputs(frame, folder, score=settings.score,
-                                sidecar=None if existing.exists() and not sidecar["points_computed"] else sidecar)
+    return write_search_outputs(frame, folder, score=settings.score, sidecar=sidecar)
 
 
 def assemble_ablation(base, out="results", *, coded=None) -> pd.DataFrame:

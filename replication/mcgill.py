@@ -73,6 +73,18 @@ DIFFERENCES = (
 )
 
 
+def load_ablations(out) -> dict:
+    """{base: frame} of every ``mcgill-code/ablation-<base>.csv`` under ``out`` (``control`` False
+    where a file predates controls)."""
+    frames = {}
+    for path in sorted((Path(out) / "mcgill-code").glob("ablation-*.csv")):
+        frame = pd.read_csv(path)
+        if "control" not in frame.columns:
+            frame["control"] = False
+        frames[path.stem.removeprefix("ablation-")] = frame
+    return frames
+
+
 def load_readings(out) -> pd.DataFrame | None:
     path = Path(out) / READINGS
     return pd.read_csv(path) if path.is_file() else None
@@ -148,13 +160,15 @@ def write_figures(data) -> list[Path]:
 
 # ----------------------------------------------------------------------------------- report
 def _f(x, digits=4) -> str:
-    return "—" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.{digits}g}"
+    from .report import _fmt  # report imports this module: import at call time
+
+    return _fmt(x, digits)
 
 
 def _table(header, rows) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return lines + [""]
+    from .report import _table as table
+
+    return table(header, rows)
 
 
 def _table_one_rows(data) -> list[list[str]]:
@@ -177,12 +191,9 @@ def _table_one_rows(data) -> list[list[str]]:
     return rows
 
 
-def _ablation_rows(out) -> list[list[str]]:
+def _ablation_rows(ablations) -> list[list[str]]:
     rows = []
-    for path in sorted((Path(out) / "mcgill-code").glob("ablation-*.csv")):
-        frame = pd.read_csv(path)
-        if "control" not in frame.columns:
-            frame["control"] = False
+    for frame in ablations.values():
         for (base, step, control), group in frame.groupby(["base", "step", "control"], sort=False):
             g = group.set_index("optimizer")
             first = group.iloc[0]
@@ -265,14 +276,15 @@ def section(data, figures=None) -> list[str]:
     if figures and figures.get("_mcgill"):
         for path in figures["_mcgill"]:
             lines += [f"![{path.stem}]({os.path.relpath(path, out)})", ""]
-    rows = _ablation_rows(out)
+    ablations = load_ablations(out)
+    rows = _ablation_rows(ablations)
     lines += ["### From our protocol to their code's, one factor at a time", "",
               "`replicate ablation BASE`: each step switches one more factor to the code's value (steps 1-5: "
               "a new grid search where the search changed, and 5 × 2 final runs; step 0 and the last step are "
               "the committed experiments). Cells: Adam / AMSGrad; Δ = AMSGrad − Adam per seed pair, paired t-test "
               "p (not Holm-adjusted).", ""]
     if rows:
-        lines += _plateau_story(out)
+        lines += _plateau_story(ablations)
         lines += _table(["base", "step", "change", "α, β2 used", "train loss", "test loss", "test acc.",
                          "Δ train loss", "Δ test loss", "runs × epochs",
                          "runs with plateaus"], rows)
@@ -281,13 +293,10 @@ def section(data, figures=None) -> list[str]:
     return lines
 
 
-def _plateau_story(out) -> list[str]:
+def _plateau_story(ablations) -> list[str]:
     """Which ablation step makes the plateaus of McGill's logistic-regression figures appear."""
-    path = Path(out) / "mcgill-code" / "ablation-mnist-logreg.csv"
-    if not path.is_file():
-        return []
-    frame = pd.read_csv(path)
-    if "plateau_runs" not in frame.columns:
+    frame = ablations.get("mnist-logreg")
+    if frame is None or "plateau_runs" not in frame.columns:
         return []
     counts = frame.groupby(["step", "factor"], sort=False).apply(
         lambda g: {r.optimizer: (int(r.plateau_runs), int(r.runs)) for r in g.itertuples()}, include_groups=False)
@@ -321,15 +330,13 @@ DIFFERENCE_FACTORS = {"input scale": "raw-pixels", "MNIST split": "split", "fina
                       "final-run α, β2": "as-coded"}
 
 
-def factor_effects(out) -> dict:
+def factor_effects(ablations) -> dict:
     """{factor: [(base, "what switching it changed"), ...]} from ``mcgill-code/ablation-*.csv``: per base, the α
     the final runs used, the mean final test loss (Adam / AMSGrad) and the paired AMSGrad − Adam
-    test-loss difference, before → after the step."""
+    test-loss difference, before → after the step. ``ablations``: :func:`load_ablations`."""
     effects = {}
-    for path in sorted((Path(out) / "mcgill-code").glob("ablation-*.csv")):
-        frame = pd.read_csv(path)
-        if "control" in frame.columns:
-            frame = frame[~frame["control"].astype(bool)]
+    for frame in ablations.values():
+        frame = frame[~frame["control"].astype(bool)]
         steps = sorted(set(frame["step"]))
         for before, after in zip(steps, steps[1:]):
             a, b = frame[frame["step"] == before].set_index("optimizer"), frame[frame["step"] == after].set_index("optimizer")
@@ -351,7 +358,7 @@ def readme_block(data) -> str:
     """The README's table of differences between McGill's report and their code, each with what it
     changes in our numbers (the ablation's step, or the as-coded CifarNet's runs)."""
     out = Path(data["out"])
-    effects = factor_effects(out)
+    effects = factor_effects(load_ablations(out))
 
     def effect(factor, base=None):
         texts = [text for b, text in effects.get(factor, []) if base is None or b == base]

@@ -64,7 +64,7 @@ import pandas as pd
 
 from . import io
 from .errors import UserError
-from .experiments import loss_identity
+from .experiments import PROTOCOL_DEFAULTS, loss_identity
 from .hyperparameters import DECAY_RATE_RANGE, is_decay_rate
 from .optimizers import OPTIMIZERS
 from .progress import Progress, format_seconds, warn
@@ -97,6 +97,9 @@ __all__ = [
     "compile_model",
 ]
 
+_PROTOCOL_DEFAULTS = dict(PROTOCOL_DEFAULTS)
+
+
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
     """Everything that determines one run's numbers (its identity) plus where it belongs."""
@@ -119,14 +122,14 @@ class RunConfig:
     seed: int
     # The protocol of McGill's code (issue 27); at their defaults they stay out of to_dict, so
     # runs trained before these fields existed keep their ids.
-    input_scale: str = "unit"
-    split: str = "official"
-    decay: float = 0.0  # the "time-decay" schedule's d
+    input_scale: str = _PROTOCOL_DEFAULTS["input_scale"]
+    split: str = _PROTOCOL_DEFAULTS["split"]
+    decay: float = _PROTOCOL_DEFAULTS["decay"]  # the "time-decay" schedule's d
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
-        for key, default in (("input_scale", "unit"), ("split", "official"), ("decay", 0.0)):
-            if d[key] == default:
+        for key in ("input_scale", "split", "decay"):
+            if d[key] == _PROTOCOL_DEFAULTS[key]:
                 del d[key]
         d["model_kwargs"] = {k: v for k, v in self.model_kwargs}
         # A redefined loss (replication.losses.LOSS_DEFINITIONS) changes the run id: runs trained

@@ -337,10 +337,7 @@ def test_ablation_switches_one_factor_at_a_time():
         fields = dict(FACTORS)[step.factor]
         changed = {f.name for f in dataclasses.fields(step.spec)
                    if getattr(step.spec, f.name) != getattr(previous.spec, f.name)} - {"name", "params_from"}
-        if step.factor == "grid-schedule":  # the search keeps our schedule until this step
-            assert changed == set(fields)
-        else:
-            assert changed == set(fields), step.factor
+        assert changed == set(fields), step.factor  # grid-schedule too: the search keeps ours until then
         assert all(getattr(step.spec, f) == getattr(coded, f) for f in fields)
     by_factor = {s.factor: s for s in steps}
     assert by_factor["raw-pixels"].spec.search_schedule == "inverse-sqrt"

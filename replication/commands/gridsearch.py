@@ -101,7 +101,7 @@ def run(args) -> int:
     from gridsearch.search import SearchSettings, make_grid, resolve_engine, run_grid_search
     from gridsearch.store import PointStore, write_search_outputs, write_table
     from replication.datasets import load_dataset
-    from replication.io import check_writable, holds_json, now_iso, provenance
+    from replication.io import check_writable, now_iso, provenance
     from replication.progress import Progress
 
     try:
@@ -170,11 +170,6 @@ def run(args) -> int:
         "points_reused": frame.attrs["points_reused"],
         **provenance(),
     }
-    # A call that computed no point only read finished ones back: its times and provenance would
-    # overwrite those of the calls that computed them, so an otherwise equal gridsearch.json is kept.
-    if not sidecar["points_computed"] and holds_json(experiment_dir / "gridsearch.json", sidecar,
-                                                     ignore=_INVOCATION_KEYS):
-        sidecar = None
     best = write_search_outputs(frame, experiment_dir, sidecar=sidecar, score=settings.score)
     write_table(out)
     for optimizer in dict.fromkeys(args.optimizers):
@@ -189,10 +184,6 @@ def run(args) -> int:
           f"{experiment_dir / 'best_params.json'}, {Path(out) / 'gridsearch_table.md'}")
     return 0
 
-
-# gridsearch.json keys that describe the call rather than its points (provenance() is spread in).
-_INVOCATION_KEYS = ("started_at", "finished_at", "wall_seconds", "points_computed", "points_reused",
-                    "versions", "device", "written_at")
 
 
 ENGINE_TEXT = {

@@ -26,6 +26,7 @@ from keras import ops
 from scikeras.utils.transformers import ClassifierLabelEncoder
 from scikeras.wrappers import KerasClassifier
 
+from replication import stops
 from replication.optimizers import AdaMax, Adam, AMSGrad, make_schedule
 from replication.progress import format_seconds
 
@@ -164,8 +165,9 @@ class EpochLines(keras.callbacks.Callback):
 def fit_callbacks(early_stopping=True, epoch_lines=None):
     """The callbacks of every grid-search fit: stop after a non-finite epoch loss (diverged) and,
     with ``early_stopping``, McGill's rule as Keras's ``EarlyStopping`` on the training loss;
-    ``epoch_lines`` (an :class:`EpochLines`) last, so it sees each epoch's final state."""
-    callbacks = [StopOnNonFiniteLoss()]
+    ``epoch_lines`` (an :class:`EpochLines`) last, so it sees each epoch's final state. A Ctrl-C
+    or SIGTERM stops the search after the current batch (:mod:`replication.stops`)."""
+    callbacks = [StopOnNonFiniteLoss(), stops.keras_callback()]
     if early_stopping:
         callbacks.append(
             keras.callbacks.EarlyStopping(monitor="loss", patience=EARLY_STOPPING_PATIENCE, min_delta=0.0)

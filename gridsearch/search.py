@@ -29,6 +29,7 @@ import warnings
 
 import numpy as np
 
+from replication import stops
 from replication.experiments import loss_identity
 from replication.hyperparameters import DECAY_RATE_RANGE, is_decay_rate
 from replication.progress import warn
@@ -550,6 +551,7 @@ def run_grid_search(
                 # epochs is ~10 min here), not a point's three folds.
                 size = max(1, n_parallel)
                 for start in range(0, len(pending), size):
+                    stops.check()  # between chunks: a stop requested while workers ran them
                     chunk = pending[start : start + size]
                     _search_by_fold(spec, settings, X, y, optimizer, chunk, jobs, estimator_kwargs,
                                     store=store, force=force, progress=progress, finish=finish)

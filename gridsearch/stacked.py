@@ -44,6 +44,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from replication import stops
 from replication.hyperparameters import DECAY_RATE_RANGE, is_decay_rate
 from replication.optimizers import AdaMax, Adam, AMSGrad, make_schedule
 
@@ -365,7 +366,7 @@ def fit_fold(spec, optimizer, members, x_train, y_train, x_val, y_val, *, epochs
     # As OneHotKerasClassifier: seed again right before fit, so the batch order is the same.
     keras.utils.set_random_seed(int(seed))
     model.fit(x_train, y_train, batch_size=int(spec.batch_size), epochs=int(epochs), shuffle=True,
-              verbose=0, callbacks=[stopper, *callbacks])
+              verbose=0, callbacks=[stopper, stops.keras_callback(), *callbacks])
     stopper.restore_stopped()
     fitted = time.perf_counter()
 

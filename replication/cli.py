@@ -14,6 +14,7 @@ import importlib.util
 import os
 import sys
 
+from . import stops
 from .errors import DISK_FULL, OutputError, UserError, write_failed
 
 # Order = order in `replicate --help`.
@@ -89,10 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     """Run one subcommand; the exit code. 0: done; 1: a result could not be written (disk full,
     permissions: :class:`OutputError`); 2: bad input (:class:`UserError`, usage); 130: Ctrl-C;
-    141: stdout or stderr was closed by its reader (`replicate experiments | head -1`)."""
+    143: SIGTERM; 141: stdout or stderr was closed by its reader (`replicate experiments | head -1`).
+    Commands that train stop at the next safe point (:mod:`replication.stops`)."""
     try:
         try:
             return _main(argv)
+        except KeyboardInterrupt:  # Ctrl-C before a command started (while parsing its arguments)
+            sys.stderr.write("replicate: interrupted\n")
+            return 130
         finally:
             # Output to a pipe is buffered: flush it here, so that a reader that went away shows
             # up as the BrokenPipeError handled below, not at interpreter exit ("Exception ignored").
@@ -111,15 +116,38 @@ def main(argv=None) -> int:
 
 def _main(argv) -> int:
     _quiet_tensorflow()
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command in KERAS_COMMANDS:
-        try:
-            check_backend()
-        except UserError as exc:
-            sys.stderr.write(f"replicate {args.command}: error: {exc}\n")
-            return 2
-        _import_keras_silently()
+    with stops.handling():  # from here Ctrl-C and SIGTERM only request a stop
+        args = build_parser().parse_args(argv)
+        if args.command in KERAS_COMMANDS and stops.requested() is None:
+            return _keras_command(args)
+        signum = stops.requested()
+    if signum is not None:  # during start-up
+        return _stopped(args.command, signum)
+    return _run(args)  # no Keras: Python's own Ctrl-C (KeyboardInterrupt) stops it anywhere
+
+
+def _keras_command(args) -> int:
+    """Run a command that trains, within :func:`stops.handling`: it stops at a safe point."""
+    try:
+        check_backend()
+    except UserError as exc:
+        sys.stderr.write(f"replicate {args.command}: error: {exc}\n")
+        return 2
+    _import_keras_silently()
+    code = _run(args)
+    signum = stops.requested()
+    if signum is not None and code == 0:  # the request came after the last safe point
+        return _stopped(args.command, signum)
+    return code
+
+
+def _stopped(command, signum) -> int:
+    sys.stderr.write(f"replicate {command}: stopped ({stops.describe(signum)}); "
+                     "rerun the same command to resume\n")
+    return stops.exit_code(signum)
+
+
+def _run(args) -> int:
     try:
         return int(args.func(args) or 0)
     except UserError as exc:
@@ -135,6 +163,8 @@ def _main(argv) -> int:
             raise
         sys.stderr.write(f"replicate {args.command}: error: {write_failed(exc.filename, exc)}\n")
         return 1
+    except stops.Stopped as exc:
+        return _stopped(args.command, exc.signum)
     except KeyboardInterrupt:
         sys.stderr.write(f"replicate {args.command}: interrupted; rerun the same command to resume\n")
         return 130

@@ -23,15 +23,19 @@ mix two versions in one history, and its sidecar names only the last.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import os
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from . import io
+from . import io, stops
+from .errors import write_failed
 from .backend import auto_jit_compile
 from .optimizers import make_optimizer
 
@@ -80,7 +84,7 @@ CONV_MODELS = ("cifarnet", "cifarnet-paper", "cifarnet-coded", "cnn", "vgg", "sm
 EVAL_BATCH_SIZE = 2048
 DEFAULT_MAX_POINTS = 200  # iteration points kept per run
 DEFAULT_EPSILON = 1e-7  # Keras's default ε (McGill used Keras); Kingma & Ba use 1e-8
-CHECKPOINT_FORMAT = 2  # 2: records the code that wrote it
+CHECKPOINT_FORMAT = 3  # 2: records the code that wrote it; 3: history in a journal beside it
 
 
 def compile_model(model, optimizer, loss, *, jit_compile=True, steps_per_execution=32, metrics=None):
@@ -137,6 +141,7 @@ def _make_recorder(steps_per_epoch, exact=None):
             self._epoch = 0
             self._t0 = 0.0
             self._d_prev = None
+            self.journal_bytes, self.journal_hash = 0, hashlib.sha256()  # see _append_journal
 
         def on_epoch_begin(self, epoch, logs=None):
             self._epoch = epoch
@@ -188,15 +193,10 @@ def _make_recorder(steps_per_epoch, exact=None):
                 self.diverged = True
                 self.model.stop_training = True
 
-        # -- checkpoint state (JSON-able parts + the Γ array) --
-        def state(self):
-            return {"blocks": self.blocks, "epochs": self.epochs, "diverged": self.diverged}
-
-        def restore(self, state, d_prev):
-            self.blocks = [tuple(b) for b in state["blocks"]]
-            self.epochs = [tuple(e) for e in state["epochs"]]
-            self.diverged = bool(state["diverged"])
-            self._d_prev = d_prev
+        # -- checkpoint state: restored epochs and Γ array, the journal's verified length --
+        def restore(self, epochs, blocks, d_prev, journal):
+            self.epochs, self.blocks, self._d_prev = list(epochs), list(blocks), d_prev
+            self.journal_bytes, self.journal_hash = journal
 
     return _Recorder()
 
@@ -236,62 +236,179 @@ def _thin_blocks(blocks, n_train, batch_size, steps_per_epoch, max_points, epoch
 
 
 # -- checkpoints --------------------------------------------------------------------------------------
+# A run's checkpoint is two files: ``<stem>.checkpoint.npz`` (model and optimizer variables, the Γ
+# diagnostic's last inverse step sizes, and a JSON ``meta``: config, code, epochs done, and the length
+# and sha256 of the journal it goes with) and ``<stem>.checkpoint.jsonl``, the journal: one line per
+# finished epoch (its logs and iteration points), appended. Both stay the same size from epoch to
+# epoch but for one journal line, so the bytes written grow linearly with the epochs, not squared.
+# The journal is appended (and synced) before the ``.npz`` is replaced atomically: a kill in between
+# leaves a line past the recorded length, which the next save cuts off.
+def journal_path(checkpoint) -> Path:
+    return Path(checkpoint).with_suffix(".jsonl")
+
+
+def remove_checkpoint(checkpoint) -> None:
+    """Delete a run's checkpoint and its journal (the run finished, or is retrained)."""
+    for path in (Path(checkpoint), journal_path(checkpoint)):
+        path.unlink(missing_ok=True)
+
+
+class CheckpointDamaged(Exception):
+    """A checkpoint of this run that does not verify; the message says what is wrong."""
+
+
 def _config_key(config) -> str:
     return json.dumps(config.to_dict(), sort_keys=True, default=str)
+
+
+def _append_journal(path, recorder, epoch) -> dict:
+    """Append epoch ``epoch``'s line to the journal after its first ``recorder.journal_bytes``
+    bytes; the journal's new length and sha256."""
+    _logs_epoch, logs, iterations, seconds = recorder.epochs[epoch]
+    line = {"epoch": epoch, "logs": logs, "iterations": iterations, "seconds": seconds,
+            "blocks": [list(b[1:]) for b in recorder.blocks if b[0] == epoch]}
+    data = (json.dumps(line) + "\n").encode("utf-8")
+    target = journal_path(path)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(target, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            os.ftruncate(fd, recorder.journal_bytes)
+            os.lseek(fd, recorder.journal_bytes, os.SEEK_SET)
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise write_failed(target, exc) from None
+    recorder.journal_bytes += len(data)
+    recorder.journal_hash.update(data)
+    return {"journal_bytes": recorder.journal_bytes, "journal_sha256": recorder.journal_hash.hexdigest()}
 
 
 def _save_checkpoint(path, model, recorder, config, epochs_done):
     from keras import ops
 
+    journal = _append_journal(path, recorder, epochs_done - 1)
     arrays = {f"model_{i}": ops.convert_to_numpy(v) for i, v in enumerate(model.variables)}
     arrays.update({f"optimizer_{i}": ops.convert_to_numpy(v) for i, v in enumerate(model.optimizer.variables)})
     if recorder._d_prev is not None:
         arrays["gamma_d_prev"] = recorder._d_prev
     meta = {"format": CHECKPOINT_FORMAT, "config": _config_key(config), "epochs_done": int(epochs_done),
-            "code": io.code_version()["source_sha256"],
-            "recorder": recorder.state(), "model_variables": len(model.variables),
-            "optimizer_variables": len(model.optimizer.variables)}
+            "code": io.code_version()["source_sha256"], **journal,
+            "model_variables": len(model.variables), "optimizer_variables": len(model.optimizer.variables)}
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
     io.write_npz_atomic(arrays, path)
 
 
+def _read_meta(data) -> dict:
+    meta = json.loads(bytes(data["meta"]).decode("utf-8"))
+    if not isinstance(meta, dict):
+        raise CheckpointDamaged("its meta entry is not a JSON object")
+    return meta
+
+
+def _read_arrays(data, meta, model, optimizer):
+    """The checkpoint's model and optimizer arrays, checked against the model (count, shape) and
+    for non-finite values (a diverged run is never checkpointed)."""
+    names = ([f"model_{i}" for i in range(int(meta["model_variables"]))],
+             [f"optimizer_{i}" for i in range(int(meta["optimizer_variables"]))])
+    arrays = [[data[name] for name in group] for group in names]
+    variables = (model.variables, optimizer.variables)
+    for group, targets in zip(arrays, variables):
+        if len(group) != len(targets):
+            raise CheckpointDamaged(f"it holds {len(group)} arrays where the model has {len(targets)}")
+        for variable, array in zip(targets, group):
+            if tuple(variable.shape) != array.shape:
+                raise CheckpointDamaged(f"an array of shape {array.shape} where {tuple(variable.shape)} belongs")
+            if array.dtype.kind == "f" and not np.isfinite(array).all():
+                raise CheckpointDamaged("its weights hold NaN or infinite values")
+    return arrays
+
+
+def _read_journal(path, meta, epochs):
+    """The journal's first ``meta['journal_bytes']`` bytes, checked against the recorded sha256
+    and against the epochs done: ``(epoch rows, blocks, hasher)`` for the recorder."""
+    size = int(meta["journal_bytes"])
+    with open(journal_path(path), "rb") as handle:
+        data = handle.read(size)
+    hasher = hashlib.sha256(data)
+    if len(data) != size or hasher.hexdigest() != meta["journal_sha256"]:
+        raise CheckpointDamaged("its history journal is missing, cut short or changed")
+    lines = [json.loads(line) for line in data.decode("utf-8").splitlines()]
+    if [line["epoch"] for line in lines] != list(range(epochs)):
+        raise CheckpointDamaged(f"its journal holds epochs {[line['epoch'] + 1 for line in lines]}, "
+                                f"not 1..{epochs}")
+    rows = [(line["epoch"], line["logs"], int(line["iterations"]), float(line["seconds"])) for line in lines]
+    blocks = [(line["epoch"], int(last), float(loss)) for line in lines for last, loss in line["blocks"]]
+    return rows, blocks, (size, hasher)
+
+
+def _verified_state(path, model, config, on_note):
+    """Read and check a checkpoint; None when it belongs to another config or other code (the
+    latter said through ``on_note``); :class:`CheckpointDamaged` (or a read error) when damaged."""
+    with np.load(path, allow_pickle=False) as data:
+        meta = _read_meta(data)
+        if meta.get("config") != _config_key(config):
+            return None
+        code = io.code_version()["source_sha256"]
+        if meta.get("format") != CHECKPOINT_FORMAT or meta.get("code") != code:
+            if on_note is not None:
+                written = str(meta.get("code") or "code that did not record itself")[:12]
+                on_note(f"its checkpoint (after epoch {meta.get('epochs_done')}) was written by other code "
+                        f"(source {written}, now {code[:12]}); starting the run over, so that all its "
+                        f"epochs come from one version")
+            return None
+        epochs = int(meta["epochs_done"])
+        if not 1 <= epochs < config.epochs:
+            raise CheckpointDamaged(f"it claims {epochs} epochs done of {config.epochs}")
+        optimizer = model.optimizer
+        if not optimizer.built:
+            optimizer.build(model.trainable_variables)
+        arrays = _read_arrays(data, meta, model, optimizer)
+        d_prev = data["gamma_d_prev"] if "gamma_d_prev" in data else None
+    return epochs, arrays, d_prev, _read_journal(path, meta, epochs)
+
+
+def _set_aside(path, reason, on_note):
+    """Rename a damaged checkpoint and its journal to ``*.damaged`` (kept for a look, never read)
+    and say why in one line."""
+    for source in (Path(path), journal_path(path)):
+        if source.exists():
+            try:
+                os.replace(source, source.with_name(source.name + ".damaged"))
+            except OSError:
+                source.unlink(missing_ok=True)
+    if on_note is not None:
+        on_note(f"its checkpoint does not verify ({reason}); set aside as {Path(path).name}.damaged, "
+                "starting the run over")
+
+
 def _load_checkpoint(path, model, recorder, config, on_note=None):
     """Restore ``path`` into ``model`` (compiled, optimizer built here) and ``recorder``; return the
-    number of finished epochs, or 0 if there is no usable checkpoint for this config and this code
-    (``on_note(text)`` is told why when the config matches but the code does not)."""
+    number of finished epochs, or 0 if there is no usable checkpoint for this config and this code.
+    A damaged one (unreadable, cut short, failing a CRC or the journal's sha256, arrays that do not
+    fit the model or are not finite, epochs that do not add up) is set aside with a note."""
     path = Path(path)
     if not path.exists():
         return 0
     try:
-        with np.load(path, allow_pickle=False) as data:
-            meta = json.loads(bytes(data["meta"]).decode("utf-8"))
-            if meta.get("config") != _config_key(config):
-                return 0
-            code = io.code_version()["source_sha256"]
-            if meta.get("format") != CHECKPOINT_FORMAT or meta.get("code") != code:
-                if on_note is not None:
-                    written = str(meta.get("code") or "code that did not record itself")[:12]
-                    on_note(f"its checkpoint (after epoch {meta.get('epochs_done')}) was written by other code "
-                            f"(source {written}, now {code[:12]}); starting the run over, so that all its "
-                            f"epochs come from one version")
-                return 0
-            model_arrays = [data[f"model_{i}"] for i in range(meta["model_variables"])]
-            optimizer_arrays = [data[f"optimizer_{i}"] for i in range(meta["optimizer_variables"])]
-            d_prev = data["gamma_d_prev"] if "gamma_d_prev" in data else None
-    except (OSError, ValueError, KeyError):
-        return 0  # unreadable (e.g. cut short by a full disk): start the run afresh
-    optimizer = model.optimizer
-    if not optimizer.built:
-        optimizer.build(model.trainable_variables)
-    if len(model_arrays) != len(model.variables) or len(optimizer_arrays) != len(optimizer.variables):
+        state = _verified_state(path, model, config, on_note)
+    except CheckpointDamaged as exc:
+        _set_aside(path, str(exc), on_note)
         return 0
-    pairs = list(zip(model.variables, model_arrays)) + list(zip(optimizer.variables, optimizer_arrays))
-    if any(tuple(v.shape) != a.shape for v, a in pairs):
+    except (OSError, ValueError, KeyError, TypeError, IndexError, EOFError, zipfile.BadZipFile) as exc:
+        # OSError includes a missing journal; ValueError a bad zip member, JSON or number;
+        # KeyError/TypeError a missing or malformed entry; BadZipFile a truncated file or bad CRC.
+        _set_aside(path, f"{type(exc).__name__}: {exc}".splitlines()[0][:160], on_note)
         return 0
-    for variable, array in pairs:
+    if state is None:
+        return 0
+    epochs, (model_arrays, optimizer_arrays), d_prev, (rows, blocks, journal) = state
+    for variable, array in zip(model.variables + model.optimizer.variables, model_arrays + optimizer_arrays):
         variable.assign(array)
-    recorder.restore(meta["recorder"], d_prev)
-    return int(meta["epochs_done"])
+    recorder.restore(rows, blocks, d_prev, journal)
+    return epochs
 
 
 # -- one run ------------------------------------------------------------------------------------------
@@ -312,6 +429,7 @@ def train_run(config, data, *, fit_settings=None, max_points=DEFAULT_MAX_POINTS,
     from .losses import get_loss, get_metrics
     from .models import build_model, make_targets
 
+    stops.check()
     started_at = io.now_iso()
     t0 = time.perf_counter()
 
@@ -350,6 +468,7 @@ def train_run(config, data, *, fit_settings=None, max_points=DEFAULT_MAX_POINTS,
     exact = None if mask is None or elbo else (data.x_test[mask], y_test[mask])
     recorder = _make_recorder(steps_per_epoch, exact)
     resumed_from = _load_checkpoint(checkpoint, model, recorder, config, on_note) if checkpoint else 0
+    stop_check = stops.keras_callback()
     for epoch in range(resumed_from, config.epochs):
         if recorder.diverged:
             break
@@ -363,7 +482,7 @@ def train_run(config, data, *, fit_settings=None, max_points=DEFAULT_MAX_POINTS,
             shuffle=False,  # the order is epoch_order's
             validation_data=(data.x_test, y_test),
             validation_batch_size=EVAL_BATCH_SIZE,
-            callbacks=[recorder, *callbacks],
+            callbacks=[recorder, stop_check, *callbacks],
             verbose=0,
         )
         if len(recorder.epochs) < epoch + 1:  # stopped inside the epoch (a non-finite loss)
@@ -372,6 +491,7 @@ def train_run(config, data, *, fit_settings=None, max_points=DEFAULT_MAX_POINTS,
             on_epoch(epoch + 1, config.epochs, recorder.epochs[-1][3])
         if checkpoint and epoch + 1 < config.epochs and not recorder.diverged:
             _save_checkpoint(checkpoint, model, recorder, config, epoch + 1)
+        stops.check()  # a stop requested during the epoch: it is saved, stop here
 
     base = {
         "experiment": config.experiment,

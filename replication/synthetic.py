@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 from keras import ops
 
+from . import stops
 from .backend import check_dtype
 from .errors import UserError
 from .optimizers import ClipValue, make_optimizer
@@ -275,6 +276,7 @@ def run_synthetic(config: SyntheticConfig, progress: Callable[[int], None] | Non
             store.append(ops.convert_to_numpy(buf))
         steps_out.extend(t - 1 + every * np.arange(1, records + 1))
         t += count
+        stops.check()  # Ctrl-C or SIGTERM: stop between blocks (nothing of this unit is kept)
         if progress is not None:
             progress(t - 1)
 

@@ -78,6 +78,7 @@ from .run import (  # noqa: F401 - one run lives in replication.run; re-exported
     HISTORY_COLUMNS,
     ITERATION_COLUMNS,
     JIT_MIN_STEPS,
+    remove_checkpoint,
     _thin_blocks,
     compile_model,
     train_run,
@@ -531,7 +532,7 @@ def train_experiment(
             warn(bar, f"{config.optimizer} run {config.run}: {damaged[config.stem]}; retraining")
         checkpoint = _checkpoint_path(runs_dir, config)
         if force:
-            checkpoint.unlink(missing_ok=True)
+            remove_checkpoint(checkpoint)
         history, iterations, info = train_run(
             config, dataset, fit_settings=fit_settings, max_points=max_points, callbacks=callbacks,
             checkpoint=checkpoint, on_epoch=clock.for_run(label) if clock else None,
@@ -548,7 +549,7 @@ def train_experiment(
              "provenance": io.provenance()},
             json_path,
         )
-        checkpoint.unlink(missing_ok=True)  # the run is finished: its checkpoint is no longer needed
+        remove_checkpoint(checkpoint)  # the run is finished: its checkpoint is no longer needed
         if bar:
             last = history.iloc[-1] if len(history) else None
             if info["diverged"]:

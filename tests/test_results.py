@@ -351,3 +351,31 @@ def test_source_fingerprint_changes_with_the_code_only(tmp_path):
     (tmp_path / "gridsearch" / "sub" / "m.py").write_text("y = 2\n")
     (tmp_path / "gridsearch" / "sub" / "m.py").rename(tmp_path / "gridsearch" / "sub" / "n.py")
     assert io.source_fingerprint(tmp_path) != first  # a moved file is other code
+
+
+def test_source_fingerprint_leaves_out_reporting_and_command_line_code(tmp_path):
+    """Editing the report, figures, CLI text or progress lines keeps a half-finished run's checkpoint
+    (issue 25): only code that computes numbers is fingerprinted. Every module of the real tree is
+    classified, and the classification is checked on a copy of it."""
+    import shutil
+    from pathlib import Path
+
+    from replication import io
+
+    ROOT = Path(__file__).resolve().parents[1]
+    shutil.copytree(ROOT / "replication", tmp_path / "replication")
+    shutil.copytree(ROOT / "gridsearch", tmp_path / "gridsearch")
+    first = io.source_fingerprint(tmp_path)
+    assert first == io.source_fingerprint(ROOT)
+    for relative in ("replication/report.py", "replication/plots.py", "replication/commands/train.py",
+                     "replication/cli.py", "replication/progress.py"):
+        with open(tmp_path / relative, "a") as handle:
+            handle.write("# edited\n")
+        assert io.source_fingerprint(tmp_path) == first, relative
+    for relative in ("replication/optimizers.py", "replication/run.py", "replication/losses.py",
+                     "replication/datasets.py", "gridsearch/search.py", "replication/experiments.py"):
+        assert io.computing(relative), relative
+        with open(tmp_path / relative, "a") as handle:
+            handle.write("# edited\n")
+        assert io.source_fingerprint(tmp_path) != first, relative
+        first = io.source_fingerprint(tmp_path)

@@ -239,11 +239,17 @@ def _read_npz(path):
 
 def _read_test_exact(path, n_test):
     """The optional ``test_exact`` mask of an npz (bool, one per test image), else None. Other
-    extra keys are ignored."""
-    with np.load(path, allow_pickle=False) as f:
-        if "test_exact" not in f.files:
-            return None
-        mask = np.asarray(f["test_exact"])
+    extra keys are ignored. An entry that cannot be read (an object array, which would need
+    pickle; a zip member failing its CRC) is a UserError naming the file, as a bad mask is."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            if "test_exact" not in f.files:
+                return None
+            mask = np.asarray(f["test_exact"])
+    except Exception as exc:  # ValueError (object array), BadZipFile (CRC), EOFError, OSError, ...
+        detail = " ".join(str(exc).split()) or type(exc).__name__
+        raise UserError(f"{path}: its test_exact entry cannot be read ({detail}); it must be a bool array "
+                        f"of shape ({n_test},): re-download the file, or fix or remove the key") from None
     if mask.shape != (n_test,) or mask.dtype != np.bool_:
         raise UserError(f"{path}: test_exact must be a bool array of shape ({n_test},), got {mask.dtype} "
                         f"{mask.shape}; fix or remove the key")

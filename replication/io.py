@@ -121,12 +121,27 @@ def _reading(path, todo):
         raise UserError(f"cannot read {path} ({exc.strerror or exc}); make it a readable file") from None
 
 
+def _unique_keys(path):
+    """A ``json`` object hook refusing a key that appears twice in one object: ``json`` would keep
+    the last value silently, and which of the two was meant cannot be known."""
+    def hook(pairs):
+        obj = dict(pairs)
+        if len(obj) < len(pairs):
+            keys = [key for key, _ in pairs]
+            twice = next(key for i, key in enumerate(keys) if key in keys[:i])
+            raise UserError(f"{path}: key {twice!r} appears more than once in one JSON object; keep one and rerun")
+        return obj
+
+    return hook
+
+
 def read_json(path):
-    """Load JSON; a malformed, unreadable or non-UTF-8 file is a :class:`UserError` naming it."""
+    """Load JSON; a malformed, unreadable or non-UTF-8 file, or one with a key twice in one object,
+    is a :class:`UserError` naming it."""
     with _reading(path, "save it as UTF-8, or delete it if a command wrote it and rerun that command"):
         with open(path, encoding="utf-8") as handle:
             try:
-                return json.load(handle)
+                return json.load(handle, object_pairs_hook=_unique_keys(path))
             except json.JSONDecodeError as exc:
                 raise UserError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}); "
                                 "fix or delete it") from None

@@ -144,7 +144,42 @@ def load_history(where, out=None) -> pd.DataFrame:
     frame = _read(path)
     frame = _fill_defaults(frame, path)
     frame = _coerce(frame, HISTORY_DTYPES, path, required=("optimizer", "run", "epoch", "loss"))
+    _check_history(frame, path)
     return _ordered(frame, HISTORY_DTYPES)
+
+
+# What one optimizer's runs share (the trainer writes one configuration per optimizer, seeds aside):
+# runs that differ in one of these are different experiments, and a mean over them would mix them.
+_SHARED_COLUMNS = ("learning_rate", "schedule", "beta_1", "beta_2", "epsilon", "batch_size", "loss_function")
+
+
+def _describe_key(names, values) -> str:
+    return ", ".join(f"{name} {value}" for name, value in zip(names, values))
+
+
+def _check_history(frame, path):
+    """A :class:`UserError` naming ``path`` when its rows cannot be averaged as they stand: a key
+    (:data:`RUN_KEY` + epoch) on more than one row, one run with two seeds, or the runs of one
+    optimizer with different hyperparameters (:data:`_SHARED_COLUMNS`)."""
+    rebuild = "rebuild it by rerunning the `replicate train` command that wrote it (finished runs are skipped)"
+    key = [*RUN_KEY, "epoch"]
+    twice = frame.duplicated(key, keep=False)
+    if twice.any():
+        first = tuple(frame.loc[twice, key].iloc[0])
+        count = int(frame.loc[twice].groupby(key, dropna=False, sort=False).size().iloc[0])
+        raise UserError(f"{path} has duplicated rows: {_describe_key(key, first)} is on {count} rows; "
+                        f"one row per run and epoch is expected: {rebuild}")
+    checks = [(RUN_KEY, "seed", "one run")] + [(RUN_KEY[:3], c, "the runs of one optimizer") for c in _SHARED_COLUMNS]
+    for group, column, what in checks:
+        if column not in frame.columns:
+            continue
+        counts = frame.groupby(group, dropna=False)[column].nunique(dropna=False)
+        if (counts > 1).any():
+            where = counts.index[counts > 1][0]
+            values = sorted(map(str, frame.set_index(group).loc[[where], column].unique()))
+            raise UserError(f"{path}: {what} ({_describe_key(group, where)}) has different {column} values "
+                            f"({', '.join(values)}), so its mean would mix configurations; {rebuild}, or keep "
+                            "each configuration in its own --out folder")
 
 
 def load_iterations(where, out=None) -> pd.DataFrame:

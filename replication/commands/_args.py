@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..hyperparameters import DECAY_RATE_RANGE, is_decay_rate
+from ..hyperparameters import (DECAY_RATE_RANGE, EPSILON_RANGE, LEARNING_RATE_RANGE, MAX_EPOCHS, MAX_RUNS,
+                               is_decay_rate, is_epsilon, is_learning_rate)
 
 
 def positive_int(text):
@@ -23,6 +24,22 @@ def nonnegative_int(text):
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def epochs(text):
+    """A number of epochs: a positive integer up to :data:`~replication.hyperparameters.MAX_EPOCHS`."""
+    value = positive_int(text)
+    if value > MAX_EPOCHS:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_EPOCHS} epochs, got {value}")
+    return value
+
+
+def runs(text):
+    """A number of runs per optimizer: a positive integer up to :data:`~replication.hyperparameters.MAX_RUNS`."""
+    value = positive_int(text)
+    if value > MAX_RUNS:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_RUNS} runs per optimizer, got {value}")
     return value
 
 
@@ -63,6 +80,26 @@ def beta(text):
     if not is_decay_rate(value):
         raise argparse.ArgumentTypeError(f"must be in {DECAY_RATE_RANGE}, got {text}")
     return value
+
+
+def _bounded_float(text, check, bounds):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not check(value):
+        raise argparse.ArgumentTypeError(f"must be in {bounds}, got {text}")
+    return value
+
+
+def learning_rate(text):
+    """A step size α: :func:`replication.hyperparameters.is_learning_rate`."""
+    return _bounded_float(text, is_learning_rate, LEARNING_RATE_RANGE)
+
+
+def epsilon(text):
+    """An ε: :func:`replication.hyperparameters.is_epsilon`."""
+    return _bounded_float(text, is_epsilon, EPSILON_RANGE)
 
 
 def on_off(text):

@@ -16,7 +16,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ._args import add_out, positive_int
+from ._args import add_out, positive_int, runs
 
 DEMO_OUT = "demo"  # ignored by git (.gitignore): the committed results/ stay as they are
 
@@ -33,7 +33,7 @@ def add_parser(sub):
     # The committed synthetic run's length: the stochastic setting needs it (README).
     p.add_argument("--steps", type=positive_int, default=10_000_000,
                    help="synthetic steps (default 10000000, as the committed results)")
-    p.add_argument("--runs", type=positive_int, default=5, help="final runs per optimizer")
+    p.add_argument("--runs", type=runs, default=5, help="final runs per optimizer")
     p.add_argument("--force", action="store_true",
                    help="recompute everything, even finished synthetic runs, grid points and runs")
     add_out(p, default=DEMO_OUT)

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from ..errors import UserError
+from . import _args
 from ._args import add_out, positive_int, seed
 
 HELP = "grid-search (α, β2) per optimizer with 3-fold cross-validation (McGill §IV-A)"
@@ -43,7 +44,7 @@ def add_parser(subparsers):
     parser.add_argument("--bias-correction", choices=("on", "off", "both"), default=None,
                         help="also search/fix bias correction (default: not searched, the optimizer's default: on)")
     parser.add_argument("--cv", type=_folds, default=3, help="cross-validation folds (default: 3)")
-    parser.add_argument("--epochs", type=positive_int, default=None,
+    parser.add_argument("--epochs", type=_args.epochs, default=None,
                         help="epochs per fit (default: the experiment's grid-search epochs)")
     parser.add_argument("--seed", type=seed, default=0, help="seed of the folds and of each fit (default: 0)")
     parser.add_argument("--n-jobs", type=int, default=1,
@@ -70,7 +71,11 @@ def add_parser(subparsers):
 
 def _check(args):
     from gridsearch.search import validate_grid
+    from replication.hyperparameters import LEARNING_RATE_RANGE, is_learning_rate
 
+    for value in args.learning_rates:  # the grid's own check takes any positive α, even 1e308
+        if not is_learning_rate(value):
+            raise UserError(f"learning rate must be in {LEARNING_RATE_RANGE}, got {value:g}; fix --learning-rates")
     try:
         validate_grid(args.optimizers, args.learning_rates, args.beta2s)
     except ValueError as exc:

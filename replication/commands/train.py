@@ -23,21 +23,21 @@ def add_parser(subparsers):
         "Finished runs are skipped (rerun to resume); --force retrains them.",
     )
     p.add_argument("experiment", metavar="EXPERIMENT", help="experiment name (see `replicate experiments`)")
-    p.add_argument("--runs", type=_args.positive_int, default=None,
+    p.add_argument("--runs", type=_args.runs, default=None,
                    help="runs per optimizer (default: the spec's, 5)")
     p.add_argument("--optimizers", nargs="+", default=None, metavar="NAME",
                    help="optimizers to train (adam, amsgrad, adamax; default: the spec's, "
                    "adam amsgrad for most, adam adamax for Pérez's)")
-    p.add_argument("--epochs", type=_args.positive_int, default=None, help="epochs per run (default: spec)")
-    p.add_argument("--learning-rate", type=_args.positive_float, default=None, metavar="A",
-                   help="alpha for every optimizer (overrides params/best_params/spec)")
+    p.add_argument("--epochs", type=_args.epochs, default=None, help="epochs per run (default: spec)")
+    p.add_argument("--learning-rate", type=_args.learning_rate, default=None, metavar="A",
+                   help="alpha in (0, 10] for every optimizer (overrides params/best_params/spec)")
     p.add_argument("--beta2", type=_args.beta, default=None, metavar="B",
                    help="beta_2 for every optimizer (overrides params/best_params/spec)")
     p.add_argument("--schedule", choices=_SCHEDULES, default=None,
                    help="learning-rate schedule: alpha/sqrt(t), constant, or linear-decay (alpha "
                    "decreased linearly to 0 at the last step, Korzeniowski) (default: spec)")
-    p.add_argument("--epsilon", type=_args.nonnegative_float, default=None, metavar="E",
-                   help="epsilon for every optimizer (default: the spec's, 1e-7 or the source's)")
+    p.add_argument("--epsilon", type=_args.epsilon, default=None, metavar="E",
+                   help="epsilon in (0, 1] for every optimizer (default: the spec's, 1e-7 or the source's)")
     p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
                    help="left-right flip augmentation during training, for image data "
                    "(default: the spec's; on for Korzeniowski's CIFAR-10 experiments)")
@@ -49,7 +49,8 @@ def add_parser(subparsers):
                    help="base seed; run k's seed is derived from it and k (default: 0)")
     p.add_argument("--data-dir", default=None, metavar="D", help="folder holding the data set files")
     p.add_argument("--params", default=None, metavar="FILE",
-                   help='JSON {"adam": {"learning_rate": .., "beta_2": ..}, "amsgrad": {..}}')
+                   help='JSON {"adam": {"learning_rate": .., "beta_2": ..}, "amsgrad": {..}}, or one flat '
+                   '{"learning_rate": .., "beta_2": ..} for every optimizer')
     p.add_argument("--force", action="store_true", help="retrain runs that are already finished")
     _args.add_out(p)
     p.set_defaults(func=run)
@@ -61,6 +62,8 @@ def run(args) -> int:
     from ..trainer import train_experiment
 
     experiment = get_experiment(args.experiment)  # UserError if unknown, before loading TF data
+    if args.params is not None:
+        check_params_file(args.params)
     history = train_experiment(
         experiment,
         optimizers=args.optimizers,
@@ -90,6 +93,20 @@ def run(args) -> int:
     print(f"{experiment.name}: final epoch, mean over runs -> {args.out}/{experiment.name}/history.csv")
     print(summary.to_string(float_format=lambda v: f"{v:.4f}"))
     return 0
+
+
+def check_params_file(path):
+    """A :class:`UserError` naming ``path`` and its first problem when it is not a params file as
+    :func:`replication.hyperparameters.params_problem` defines one: a key twice, an unknown key,
+    ``true`` or ``"0.05"`` for a number, a value out of its range."""
+    from ..errors import UserError
+    from ..hyperparameters import params_problem
+    from ..io import read_json
+    from ..optimizers import OPTIMIZERS
+
+    problem = params_problem(read_json(path), tuple(OPTIMIZERS))
+    if problem:
+        raise UserError(f"--params {path}: {problem}")
 
 
 def run_demo(name, *, out, data_dir=None, runs=5, force=False):

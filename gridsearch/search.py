@@ -14,6 +14,9 @@ the 25-point grid below) and kept the point with the smallest validation loss. H
   loky backend or, for a cluster, its Dask backend;
 * ``halving=True`` swaps in ``HalvingGridSearchCV`` with epochs as the resource (the principled
   form of McGill's abridged 15-epoch CifarNet search); its unit of work is one optimizer's search.
+* several processes running one search into one folder share it (issue 26 §3): each unit of work
+  is claimed before it is computed (:mod:`gridsearch.folds`, :mod:`replication.claims`), one
+  claimed elsewhere is waited for at the end, and ``gridsearch.csv`` is merged under a lock.
 """
 from __future__ import annotations
 
@@ -29,10 +32,12 @@ import warnings
 
 import numpy as np
 
-from replication import stops
+from replication import claims, stops
 from replication.experiments import loss_identity
 from replication.hyperparameters import DECAY_RATE_RANGE, is_decay_rate
 from replication.progress import warn
+
+from .folds import FoldWork, finish_later, written_since
 
 __all__ = [
     "DEFAULT_LEARNING_RATES",
@@ -505,6 +510,8 @@ def run_grid_search(
         # differ by a sample at most, rarely by a step). The stacked engine counts each fold's own.
         longest = max(math.ceil(len(train) / spec.batch_size) for train, _ in _cv(settings).split(X, y))
         estimator_kwargs["optimizer__total_steps"] = longest * settings.epochs
+    # With force, only what another process sharing the folder stores from now on is read back.
+    since = time.time() if force else None
     rows = {}
     for point in points:
         record = None if (force or store is None) else store.load(
@@ -534,7 +541,7 @@ def run_grid_search(
                 progress.note(message, eta=True) if counted else progress.update(message, n=settings.cv)
 
     if todo and engine == "stacked":
-        _run_stacked(spec, settings, X, y, todo, store=store, force=force, progress=progress,
+        _run_stacked(spec, settings, X, y, todo, store=store, since=since, progress=progress,
                      estimator_kwargs=estimator_kwargs, finish=finish)
     elif todo:
         with _joblib_backend(backend, n_jobs, scheduler, dask_processes) as n_parallel:
@@ -542,10 +549,12 @@ def run_grid_search(
             by_optimizer = {}
             for point in todo:
                 by_optimizer.setdefault(point.optimizer, []).append(point)
-            for optimizer, pending in by_optimizer.items():
-                if halving:
-                    finish(_search(spec, settings, X, y, optimizer, pending, jobs, estimator_kwargs, halving=True))
-                    continue
+            if halving:
+                _share_halving(by_optimizer, settings, store=store, since=since, progress=progress, finish=finish,
+                               search=lambda optimizer, pending: _search(spec, settings, X, y, optimizer, pending,
+                                                                         jobs, estimator_kwargs, halving=True))
+            later = []  # chunks with a fold that another process claimed (issue 26 §3)
+            for optimizer, pending in ({} if halving else by_optimizer).items():
                 # As many points per GridSearchCV as parallel fits, one fold at a time, each fold
                 # persisted: an interruption loses at most the fits in flight (a CifarNet fit of 15
                 # epochs is ~10 min here), not a point's three folds.
@@ -553,28 +562,13 @@ def run_grid_search(
                 for start in range(0, len(pending), size):
                     stops.check()  # between chunks: a stop requested while workers ran them
                     chunk = pending[start : start + size]
-                    _search_by_fold(spec, settings, X, y, optimizer, chunk, jobs, estimator_kwargs,
-                                    store=store, force=force, progress=progress, finish=finish)
+                    later += _search_by_fold(spec, settings, X, y, optimizer, chunk, jobs, estimator_kwargs,
+                                             store=store, since=since, progress=progress, finish=finish)
+            finish_later(later, finish, _row_from_folds)
     frame = pd.DataFrame([rows[p] for p in points])
     frame = frame[order_columns(frame.columns, settings.cv)]
     frame.attrs["points_reused"] = len(points) - len(todo)  # read back from the store, not computed
     return frame
-
-
-def _missing_on_fold(chunk, k, results, settings, *, store, force, progress):
-    """Read back the stored fold-``k`` results of ``chunk`` into ``results``; return the points
-    that still lack fold ``k`` (progress counts the others as skipped)."""
-    for point in chunk:
-        stored = None if (force or store is None) else store.load_fold(
-            settings, point, k,
-            on_damaged=lambda why, point=point: warn(progress, f"{point.label()} fold {k + 1}/{settings.cv}: "
-                                                                f"{why}; recomputing"))
-        if stored is not None:
-            results[point][k] = stored
-    missing = [p for p in chunk if k not in results[p]]
-    if progress is not None and len(missing) < len(chunk):
-        progress.skip(n=len(chunk) - len(missing))
-    return missing
 
 
 def _epoch_lines(progress, optimizer, fold, cv, fits):
@@ -590,26 +584,47 @@ def _epoch_lines(progress, optimizer, fold, cv, fits):
                       interval=EPOCH_LINE_SECONDS)
 
 
-def _search_by_fold(spec, settings, X, y, optimizer, chunk, jobs, estimator_kwargs, *, store, force, progress,
+def _search_by_fold(spec, settings, X, y, optimizer, chunk, jobs, estimator_kwargs, *, store, since, progress,
                     finish):
-    """GridSearchCV over ``chunk`` fold by fold: each (point, fold) result is stored as it
-    finishes and read back on a rerun; a point's row is written once all its folds are."""
-    results = {point: {} for point in chunk}
-    for k, split in enumerate(_cv(settings).split(X, y)):
-        missing = _missing_on_fold(chunk, k, results, settings, store=store, force=force, progress=progress)
-        if not missing:
-            continue
-        fold = _search(spec, settings, X, y, optimizer, missing, jobs, estimator_kwargs, split=split,
+    """GridSearchCV over ``chunk`` fold by fold (:class:`gridsearch.folds.FoldWork`): each (point,
+    fold) result is stored as it finishes and read back on a rerun; a point's row is written once all
+    its folds are. Returns ``[]``, or ``[work]`` to finish later when another process claimed a fold."""
+    splits = list(_cv(settings).split(X, y))
+
+    def compute(k, missing):
+        fold = _search(spec, settings, X, y, optimizer, missing, jobs, estimator_kwargs, split=splits[k],
                        epoch_lines=_epoch_lines(progress, optimizer, k, settings.cv, len(missing)))
         for point in missing:
-            results[point][k] = fold[point]
             if store is not None:
                 store.save_fold(settings, point, k, fold[point])
             if progress is not None:
                 loss = fold[point]["val_loss"]
                 progress.update(f"{point.label()} fold {k + 1}/{settings.cv} done (validation loss "
                                 f"{'diverged' if not math.isfinite(loss) else f'{loss:.4f}'})")
-    finish({point: _row_from_folds(point, settings, results[point]) for point in chunk}, counted=True)
+        return fold
+
+    work = FoldWork(chunk, settings, store=store, since=since, progress=progress, compute=compute, name=optimizer)
+    if not work.run():
+        return [work]
+    finish(work.rows(_row_from_folds), counted=True)
+    return []
+
+
+def _share_halving(by_optimizer, settings, *, store, since, progress, finish, search):
+    """Halving's unit of work, an optimizer's whole grid (``search(optimizer, points)`` → rows),
+    claimed on its points' records (issue 26 §3): one claimed by another process is waited for
+    after the others, then read back, or searched here if its claimant stopped first."""
+    def stored(optimizer):
+        rows = {point: store.load(settings, point) if written_since(store.path(settings, point), since) else None
+                for point in by_optimizer[optimizer]}
+        return rows if None not in rows.values() else None
+
+    claims.share(
+        list(by_optimizer), label=lambda optimizer: f"{optimizer}'s halving search",
+        lock_paths=lambda optimizer: [store.point_lock(settings, p) for p in by_optimizer[optimizer]] if store else [],
+        is_done=lambda optimizer: store is not None and stored(optimizer) is not None,
+        work=lambda optimizer: finish(search(optimizer, by_optimizer[optimizer])),
+        found_done=lambda optimizer: finish(stored(optimizer)), say=lambda text: warn(progress, text))
 
 
 # Parameters (weights) of all members of one stacked model, at most: bounds its memory (weights,
@@ -625,7 +640,7 @@ def _members_per_model(spec, input_shape, num_classes):
     return max(1, STACKED_MAX_PARAMETERS // per_member)
 
 
-def _run_stacked(spec, settings, X, y, todo, *, store, force, progress, estimator_kwargs, finish):
+def _run_stacked(spec, settings, X, y, todo, *, store, since, progress, estimator_kwargs, finish):
     """The stacked engine's loop: per (optimizer, bias correction) group of unfinished points and
     per fold, one :func:`gridsearch.stacked.fit_fold` over the points that lack that fold. A fold is
     the unit of work (persisted as it finishes); a point's row is written once all its folds are."""
@@ -640,32 +655,36 @@ def _run_stacked(spec, settings, X, y, todo, *, store, force, progress, estimato
         groups.setdefault((point.optimizer, point.bias_correction), []).append(point)
     fit_kwargs = {key: estimator_kwargs[key] for key in ("jit_compile", "steps_per_execution", "early_stopping")
                   if key in estimator_kwargs}
+    later = []  # chunks with a fold that another process claimed (issue 26 §3)
     for (optimizer, bias_correction), pending in groups.items():
+        label = optimizer if bias_correction is None else f"{optimizer} bias-correction={'on' if bias_correction else 'off'}"
+
+        def compute(k, missing, optimizer=optimizer, bias_correction=bias_correction, label=label):
+            train, val = folds[k]
+            fold = fit_fold(
+                spec, optimizer, [(p.learning_rate, p.beta_2) for p in missing],
+                X[train], onehot[train], X[val], onehot[val],
+                epochs=settings.epochs, seed=settings.seed, bias_correction=bias_correction, **fit_kwargs,
+            )
+            for point, result in zip(missing, fold):
+                if store is not None:
+                    store.save_fold(settings, point, k, result)
+            if progress is not None:
+                finite = [r["val_loss"] for r in fold if math.isfinite(r["val_loss"])]
+                span = f"val loss {min(finite):.4f}–{max(finite):.4f}" if finite else "all diverged"
+                epochs_run = max(r["epochs_run"] for r in fold)
+                progress.update(f"{label} fold {k + 1}/{settings.cv}: {len(missing)} points at once, "
+                                f"{epochs_run} epoch{'s' if epochs_run != 1 else ''}, {span}", n=len(missing))
+            return dict(zip(missing, fold))
+
         for start in range(0, len(pending), size):
-            chunk = pending[start : start + size]
-            results = {point: {} for point in chunk}
-            for k, (train, val) in enumerate(folds):
-                missing = _missing_on_fold(chunk, k, results, settings, store=store, force=force,
-                                           progress=progress)
-                if not missing:
-                    continue
-                fold = fit_fold(
-                    spec, optimizer, [(p.learning_rate, p.beta_2) for p in missing],
-                    X[train], onehot[train], X[val], onehot[val],
-                    epochs=settings.epochs, seed=settings.seed, bias_correction=bias_correction, **fit_kwargs,
-                )
-                for point, result in zip(missing, fold):
-                    results[point][k] = result
-                    if store is not None:
-                        store.save_fold(settings, point, k, result)
-                if progress is not None:
-                    finite = [r["val_loss"] for r in fold if math.isfinite(r["val_loss"])]
-                    span = f"val loss {min(finite):.4f}–{max(finite):.4f}" if finite else "all diverged"
-                    epochs_run = max(r["epochs_run"] for r in fold)
-                    label = optimizer if bias_correction is None else f"{optimizer} bias-correction={'on' if bias_correction else 'off'}"
-                    progress.update(f"{label} fold {k + 1}/{settings.cv}: {len(missing)} points at once, "
-                                    f"{epochs_run} epoch{'s' if epochs_run != 1 else ''}, {span}", n=len(missing))
-            finish({point: _row_from_folds(point, settings, results[point]) for point in chunk}, counted=True)
+            work = FoldWork(pending[start : start + size], settings, store=store, since=since, progress=progress,
+                            compute=compute, name=label)
+            if work.run():
+                finish(work.rows(_row_from_folds), counted=True)
+            else:
+                later.append(work)
+    finish_later(later, finish, _row_from_folds)
 
 
 def _row_from_folds(point, settings, folds):

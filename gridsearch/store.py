@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from replication.claims import merging
 from replication.io import (code_version, holds_json, read_csv, read_json, write_csv_atomic, write_json_atomic,
                             write_text_atomic)
 
@@ -93,6 +94,14 @@ class PointStore:
         for fold in range(settings.cv):
             self.fold_path(settings, point, fold).unlink(missing_ok=True)
 
+    # Claims (replication.claims): a fold, or halving's whole grid of points, is claimed on lock
+    # files beside its records before it is computed, so processes sharing a folder compute it once.
+    def fold_lock(self, settings, point, fold) -> Path:
+        return self.fold_path(settings, point, fold).with_suffix(".lock")
+
+    def point_lock(self, settings, point) -> Path:
+        return self.path(settings, point).with_suffix(".lock")
+
 
 def _read_record(path):
     try:
@@ -138,8 +147,45 @@ def check_point_record(record, key, point, settings) -> str | None:
         return "has a diverged flag that its scores contradict"
     if not row["diverged"] and not all(math.isfinite(row[name]) for name in scores):
         return "lacks a score of a point that did not diverge"
+    why = _contradicted_means(row, cv)
+    if why:
+        return why
     if not all(math.isfinite(row[name]) and row[name] >= 0 for name in times):
         return "holds an impossible fit or score time"
+    return None
+
+
+def _agree(value, want) -> bool:
+    if not _is_number(value):
+        return False
+    if math.isnan(want) or math.isnan(value):
+        return math.isnan(want) and math.isnan(value)
+    return math.isclose(value, want, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def _contradicted_means(row, cv) -> str | None:
+    """Why a point's means (the numbers that choose the best point) disagree with its own fold
+    scores, or None: a record edited by hand, or damaged without ceasing to parse (issue 26 §5).
+    The means are recomputed as :func:`gridsearch.search._row_from_results` computes them; a
+    non-finite fold score makes its mean NaN."""
+    def mean_std(values):
+        if not all(_is_number(v) and math.isfinite(v) for v in values):
+            return math.nan, math.nan
+        mean = math.fsum(values) / len(values)
+        return mean, math.sqrt(math.fsum((v - mean) ** 2 for v in values) / len(values))
+
+    for kind in ("test", "train"):
+        mean, std = mean_std([row[f"split{k}_{kind}_score"] for k in range(cv)])
+        if not (_agree(row[f"mean_{kind}_score"], mean) and _agree(row[f"std_{kind}_score"], std)):
+            return f"has a mean_{kind}_score or std_{kind}_score that its fold scores contradict"
+    for loss, score in (("mean_val_loss", "mean_test_score"), ("mean_train_loss", "mean_train_score")):
+        if not _agree(row[loss], -row[score]):
+            return f"has a {loss} that its fold scores contradict"
+    for kind in ("val", "train"):
+        splits = [f"split{k}_{kind}_accuracy" for k in range(cv)]
+        if f"mean_{kind}_accuracy" in row and all(name in row for name in splits):
+            if not _agree(row[f"mean_{kind}_accuracy"], mean_std([row[name] for name in splits])[0]):
+                return f"has a mean_{kind}_accuracy that its fold accuracies contradict"
     return None
 
 
@@ -178,9 +224,15 @@ def write_search_outputs(frame, experiment_dir, *, sidecar=None, score="loss"):
     optimizers' rows (an earlier ``--optimizers`` run) are kept, and best params are chosen over
     the merged table, so searching optimizers one command at a time gives the same files.
     """
+    experiment_dir = Path(experiment_dir)
+    # Under the lock of gridsearch.csv, read inside it: processes sharing the folder merge in turn.
+    with merging(experiment_dir / "gridsearch.csv"):
+        return _merge_search_outputs(frame, experiment_dir, sidecar, score)
+
+
+def _merge_search_outputs(frame, experiment_dir, sidecar, score):
     from .search import select_best
 
-    experiment_dir = Path(experiment_dir)
     csv_path = experiment_dir / "gridsearch.csv"
     merged = frame
     if csv_path.exists():
@@ -239,8 +291,10 @@ def _markdown(frame):
 
 
 def write_table(out):
-    """Write ``<out>/gridsearch_table.csv`` and ``.md`` across every searched experiment."""
-    frame = collect_table(out)
-    write_csv_atomic(frame, Path(out) / "gridsearch_table.csv")
-    write_text_atomic(_markdown(frame), Path(out) / "gridsearch_table.md")
+    """Write ``<out>/gridsearch_table.csv`` and ``.md`` across every searched experiment (read and
+    written under the lock of the CSV: a search of another experiment may be writing it too)."""
+    with merging(Path(out) / "gridsearch_table.csv"):
+        frame = collect_table(out)
+        write_csv_atomic(frame, Path(out) / "gridsearch_table.csv")
+        write_text_atomic(_markdown(frame), Path(out) / "gridsearch_table.md")
     return frame

@@ -354,10 +354,36 @@ def run_synthetic_grid(
     skip: Callable[[SyntheticConfig], bool] | None = None,
     on_done: Callable[[SyntheticConfig, pd.DataFrame, float], None] | None = None,
 ) -> list[SyntheticConfig]:
-    """Build one :class:`SyntheticConfig` per (setting, optimizer) — per C too for the §3
-    family — and run those ``skip`` does not reject, calling ``on_done(config, frame, seconds)``
-    after each. The online and cyclic settings are deterministic, so they run with the first
-    seed only. β1/β2 left as None take :func:`default_betas` of each setting."""
+    """Run the configs of :func:`synthetic_configs` that ``skip`` does not reject, calling
+    ``on_done(config, frame, seconds)`` after each; return all of them."""
+    configs = synthetic_configs(settings, optimizers, learning_rates, seeds, steps, schedule, beta_1, beta_2,
+                                bias_correction, record_every, C)
+    for config in configs:
+        if skip is not None and skip(config):
+            continue
+        start = time.perf_counter()
+        frame = run_synthetic(config)
+        if on_done is not None:
+            on_done(config, frame, time.perf_counter() - start)
+    return configs
+
+
+def synthetic_configs(
+    settings: Sequence[str],
+    optimizers: Sequence[str],
+    learning_rates: Sequence[float],
+    seeds: Sequence[int],
+    steps: int,
+    schedule: str = "inverse-sqrt",
+    beta_1: float | None = None,
+    beta_2: float | None = None,
+    bias_correction: bool = True,
+    record_every: int | None = None,
+    C: float | Sequence[float] = 3.0,
+) -> list[SyntheticConfig]:
+    """One :class:`SyntheticConfig` per (setting, optimizer) — per C too for the §3 family. The
+    online and cyclic settings are deterministic, so they run with the first seed only. β1/β2
+    left as None take :func:`default_betas` of each setting."""
     if record_every is None:
         record_every = max(1, steps // DEFAULT_RECORDS)
     Cs = [float(C)] if np.isscalar(C) else [float(c) for c in C]
@@ -375,13 +401,6 @@ def run_synthetic_grid(
                 )
                 configs.append(cyclic_config(c_value, **kwargs) if setting == "cyclic"
                                else SyntheticConfig(setting=setting, **kwargs))
-    for config in configs:
-        if skip is not None and skip(config):
-            continue
-        start = time.perf_counter()
-        frame = run_synthetic(config)
-        if on_done is not None:
-            on_done(config, frame, time.perf_counter() - start)
     return configs
 
 

@@ -24,7 +24,10 @@ deleted when the run finishes); ``history.csv``/``iterations.csv`` are rebuilt f
 requested optimizers × runs in a fixed order, so rerunning the same command skips everything and
 rewrites them byte for byte (and leaves ``train.json`` as it is). A run is skipped only if its files
 still match its sidecar (:func:`check_run_files`); one cut short or edited is retrained, with a line
-saying which and why.
+saying which and why. Several processes running the command on one ``--out`` share the runs: each
+is claimed before it is trained (``runs/<stem>.lock``, :mod:`replication.claims`), a run claimed
+elsewhere is waited for at the end, and ``history.csv``/``iterations.csv``/``train.json`` are
+written under the lock of ``history.csv``.
 
 Metric conventions:
 
@@ -62,7 +65,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import io
+from . import claims, io
 from .errors import UserError
 from .experiments import PROTOCOL_DEFAULTS, loss_identity
 from .hyperparameters import DECAY_RATE_RANGE, is_decay_rate
@@ -327,6 +330,23 @@ def _check_run(paths, config):
     return why is None, why
 
 
+def _label(config) -> str:
+    return f"{config.optimizer} run {config.run} (seed {config.seed})"
+
+
+def _finished_since(runs_dir, config, since=None) -> bool:
+    """Whether the run of ``config`` is finished, its files intact; with ``since`` (a ``time.time()``)
+    only if it finished since then: under ``--force`` a run that another process retrained during
+    this call is finished, the one this call was asked to redo is not."""
+    paths = _run_paths(runs_dir, config)
+    if not _check_run(paths, config)[0]:
+        return False
+    try:
+        return since is None or paths[2].stat().st_mtime >= since
+    except OSError:
+        return False
+
+
 def _name(path) -> str:
     return f"{path.parent.name}/{path.name}"  # runs/<stem>.csv: what the progress lines name
 
@@ -501,7 +521,7 @@ def train_experiment(
         for k in range(n_runs)
     ]  # optimizer by optimizer: the order of train.json's run_files (the CSVs are sorted by _sorted)
 
-    started_at = io.now_iso()
+    started_at, since = io.now_iso(), time.time()
     bar = Progress(len(configs), f"train {spec.name}") if progress else None
     finished, damaged = set(), {}
     for config in configs if not force else ():
@@ -521,13 +541,14 @@ def train_experiment(
             print(f"train {spec.name}: {line}", file=sys.stderr, flush=True)
     clock = _EpochClock(bar, sum(c.epochs for c in configs if c.stem not in finished)) if bar else None
     # trained pair by pair (stable sort: run k of every optimizer, then k + 1), so a stop leaves whole pairs
-    for config in sorted(configs, key=lambda c: c.run):
+    in_pairs = sorted(configs, key=lambda c: c.run)
+    for config in in_pairs:
+        if config.stem in finished and bar:
+            bar.skip(_label(config))
+
+    def train_one(config):
         paths = _run_paths(runs_dir, config)
-        label = f"{config.optimizer} run {config.run} (seed {config.seed})"
-        if config.stem in finished:
-            if bar:
-                bar.skip(label)
-            continue
+        label = _label(config)
         if config.stem in damaged:
             warn(bar, f"{config.optimizer} run {config.run}: {damaged[config.stem]}; retraining")
         checkpoint = _checkpoint_path(runs_dir, config)
@@ -562,41 +583,48 @@ def train_experiment(
                 text = f"test acc {last['test_accuracy']:.4f}, train loss {last['loss']:.4f}"
             bar.update(f"{label}: {text} in {info['seconds']:.1f}s")
 
-    history = pd.concat([_read_csv(_run_paths(runs_dir, c)[0]) for c in configs], ignore_index=True)
-    iterations = pd.concat([_read_csv(_run_paths(runs_dir, c)[1]) for c in configs], ignore_index=True)
-    order = {name: i for i, name in enumerate(sorted(optimizers))}
-    columns = HISTORY_COLUMNS + (ELBO_COLUMNS if spec.loss == "elbo" else [])
-    columns += [c for c in EXACT_COLUMNS if c in history.columns]
-    history = _sorted(history.reindex(columns=columns), order, "epoch")
-    iterations = _sorted(iterations[ITERATION_COLUMNS], order, "iteration")
-    io.write_csv_atomic(history, exp_dir / "history.csv")
-    io.write_csv_atomic(iterations, exp_dir / "iterations.csv")
-    meta = {
-        "experiment": spec.to_dict(),
-        "optimizers": optimizers,
-        "runs": n_runs,
-        "seed": int(seed),
-        "seeds": {str(k): v for k, v in seeds.items()},
-        "hyperparameters": {
-            name: {**{k: v for k, v in hyper[name].items() if k != "source"},
-                   "beta_1": float(spec.beta_1), "epsilon": float(spec.epsilon),
-                   "schedule": spec.schedule,
-                   "source": hyper[name]["source"]}
-            for name in optimizers
-        },
-        "fit_settings": {**FIT_SETTINGS, **(fit_settings or {})},
-        "run_files": [c.stem for c in configs],
-        # every run not found finished was trained by now (a failed run raises before this point)
-        "trained": [c.stem for c in configs if c.stem not in finished],
-        "skipped": [c.stem for c in configs if c.stem in finished],
-        "started_at": started_at,
-        "finished_at": io.now_iso(),
-        "provenance": io.provenance(),
-    }
-    # A call that trained nothing only read finished runs back: its own times and provenance would
-    # overwrite those of the calls that trained them, so an otherwise equal train.json is kept.
-    if meta["trained"] or not io.holds_json(exp_dir / "train.json", meta, ignore=_INVOCATION_KEYS):
-        io.write_json_atomic(meta, exp_dir / "train.json")
+    # Several processes on one --out share the runs: each run is claimed before it is trained.
+    trained = {c.stem for c in claims.share(
+        [c for c in in_pairs if c.stem not in finished], lock_paths=lambda c: [runs_dir / f"{c.stem}.lock"],
+        is_done=lambda c: _finished_since(runs_dir, c, since if force else None), work=train_one,
+        say=lambda text: warn(bar, text), label=_label,
+        found_done=lambda c: bar.skip(f"{_label(c)}: trained by another process") if bar else None)}
+    with claims.merging(exp_dir / "history.csv"):  # read the run files and write inside the lock
+        history = pd.concat([_read_csv(_run_paths(runs_dir, c)[0]) for c in configs], ignore_index=True)
+        iterations = pd.concat([_read_csv(_run_paths(runs_dir, c)[1]) for c in configs], ignore_index=True)
+        order = {name: i for i, name in enumerate(sorted(optimizers))}
+        columns = HISTORY_COLUMNS + (ELBO_COLUMNS if spec.loss == "elbo" else [])
+        columns += [c for c in EXACT_COLUMNS if c in history.columns]
+        history = _sorted(history.reindex(columns=columns), order, "epoch")
+        iterations = _sorted(iterations[ITERATION_COLUMNS], order, "iteration")
+        io.write_csv_atomic(history, exp_dir / "history.csv")
+        io.write_csv_atomic(iterations, exp_dir / "iterations.csv")
+        meta = {
+            "experiment": spec.to_dict(),
+            "optimizers": optimizers,
+            "runs": n_runs,
+            "seed": int(seed),
+            "seeds": {str(k): v for k, v in seeds.items()},
+            "hyperparameters": {
+                name: {**{k: v for k, v in hyper[name].items() if k != "source"},
+                       "beta_1": float(spec.beta_1), "epsilon": float(spec.epsilon),
+                       "schedule": spec.schedule,
+                       "source": hyper[name]["source"]}
+                for name in optimizers
+            },
+            "fit_settings": {**FIT_SETTINGS, **(fit_settings or {})},
+            "run_files": [c.stem for c in configs],
+            # every run was finished by now (a failed run raises before this point): here or by another process
+            "trained": [c.stem for c in configs if c.stem in trained],
+            "skipped": [c.stem for c in configs if c.stem not in trained],
+            "started_at": started_at,
+            "finished_at": io.now_iso(),
+            "provenance": io.provenance(),
+        }
+        # A call that trained nothing only read finished runs back: its own times and provenance would
+        # overwrite those of the calls that trained them, so an otherwise equal train.json is kept.
+        if meta["trained"] or not io.holds_json(exp_dir / "train.json", meta, ignore=_INVOCATION_KEYS):
+            io.write_json_atomic(meta, exp_dir / "train.json")
     return history
 
 

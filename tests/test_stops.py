@@ -199,9 +199,18 @@ def test_the_stop_handler_only_records_the_request():
                 pytest.fail("Stopped was caught as an Exception")
         assert isinstance(caught.value, KeyboardInterrupt) and stops.exit_code(caught.value.signum) == 130
     assert stops.requested() is None and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with stops.handling():  # SIGTERM alike (a scheduler's stop), exit code 143
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(1000):
+            pass
+        with pytest.raises(stops.Stopped) as caught:
+            stops.check()
+        assert stops.exit_code(caught.value.signum) == 143
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
 
-@pytest.mark.parametrize("signum,code,name", [(signal.SIGINT, 130, "Ctrl-C"), (signal.SIGTERM, 143, "SIGTERM")])
+@pytest.mark.parametrize("signum,code,name", [(signal.SIGINT, 130, "Ctrl-C"),
+                                              pytest.param(signal.SIGTERM, 143, "SIGTERM", marks=pytest.mark.slow)])
 def test_a_signal_during_training_stops_at_the_next_batch_and_the_rerun_resumes(tmp_path, capsys, monkeypatch,
                                                                                  signum, code, name):
     """`replicate train` gets the signal in the middle of epoch 2 of run 1: one line, its exit code,

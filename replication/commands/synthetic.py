@@ -161,7 +161,7 @@ def _sweep_label(config) -> str:
 def run(args) -> int:
     import pandas as pd
 
-    from .. import io, results, synthetic
+    from .. import claims, io, results, synthetic
     from ..errors import UserError
     from ..progress import Progress
 
@@ -170,83 +170,134 @@ def run(args) -> int:
     # Checked, not made: the first finished sweep makes the folder (none if the first is interrupted).
     out = io.check_writable(Path(args.out) / "synthetic")
     csv_path, json_path = out / "trajectories.csv", out / "trajectories.json"
-    existing = results.load_synthetic(csv_path) if csv_path.exists() else None
-    if existing is not None:
-        existing = existing[synthetic.COLUMNS]
     settings = ["online", "stochastic"] if args.setting == "all" else [args.setting]
     record_every = args.record_every or max(1, args.steps // synthetic.DEFAULT_RECORDS)
-
-    state = {"frame": existing, "computed": 0}
-    sidecar = io.read_json(json_path) if json_path.exists() else {}
-    sweeps = dict(sidecar.get("sweeps", {}))
-
-    def done_already(config):
-        if args.force:
-            return False
-        rows = _rows_of(config, existing)
-        if rows is None or rows.empty:
-            return False
-        label = f"{_sweep_label(config)} {config.optimizer}"
-        complete, why = check_sweep(config, rows, sweeps.get(label))
-        if complete:
-            progress.skip(label)
-        elif why:
-            progress.note(f"{label}: {why}; recomputing")
-        return complete
-
-    def on_done(config, frame, seconds):
-        previous = state["frame"]
-        if previous is not None:
-            previous = previous.drop(index=_rows_of(config, previous).index)
-            frame = pd.concat([previous, frame], ignore_index=True)
-        frame = frame.sort_values(synthetic.KEY + ["step"], kind="stable").reset_index(drop=True)
-        io.write_csv_atomic(frame[synthetic.COLUMNS], csv_path, float_format="%.8g")
-        state["frame"], state["computed"] = frame, state["computed"] + 1
-        label = f"{_sweep_label(config)} {config.optimizer}"
-        rows = _rows_of(config, frame)
-        # Runs of this sweep at other α, kept in the CSV, keep their digests.
-        runs = {**sweeps.get(label, {}).get("runs", {}), **{
-            _run_key(lr, seed): digest_rows(run) for (lr, seed), run in rows.groupby(["learning_rate", "seed"])}}
-        sweeps[label] = {
-            "config": config.__dict__, "seconds": round(seconds, 2), "argv": ["replicate"] + sys.argv[1:],
-            "runs": runs, **io.provenance(),
-        }
-        # Beside the rows at once: rows whose digests are not on disk would pass for older ones.
-        _write_sidecar(json_path, sweeps, started, time.perf_counter() - t0)
-        rate = config.steps * len(config.columns) / seconds
-        progress.update(
-            f"{_sweep_label(config)} {config.optimizer}: {len(config.columns)} runs x {config.steps} steps "
-            f"in {seconds:.1f}s ({rate / 1e6:.1f} M steps/s)"
-        )
-
-    n_cs = len(args.C) if "cyclic" in settings else 1
-    progress = Progress(len(settings) * len(args.optimizers) * n_cs, "synthetic")
-    started = io.now_iso()
-    t0 = time.perf_counter()
-    configs = synthetic.run_synthetic_grid(
+    configs = synthetic.synthetic_configs(
         settings, args.optimizers, args.learning_rates, args.seeds, args.steps,
         schedule=args.schedule, beta_1=args.beta1, beta_2=args.beta2,
         bias_correction=args.bias_correction, record_every=record_every, C=args.C,
-        skip=done_already, on_done=on_done,
     )
-    # The α search and figures from the rows as the CSV stores them (8 digits), not as computed, so
-    # a later call that reads every sweep back redraws them byte for byte the same.
-    frame = results.load_synthetic(csv_path)[synthetic.COLUMNS] if state["computed"] else state["frame"]
-    # A call that computed no sweep only read finished ones back: the sidecar keeps the times and
-    # argv of the calls that computed them (rewriting it said 0.07 s for a 24 s run).
-    if state["computed"] or not json_path.exists():
-        _write_sidecar(json_path, sweeps, started, time.perf_counter() - t0)
-    wanted = pd.concat([_rows_of(c, frame) for c in configs])
-    search = results.search_learning_rate(frame)
-    search_path = io.write_csv_atomic(search, out / "alpha_search.csv", float_format="%.8g")
+    progress = Progress(len(configs), "synthetic")
+    started, t0 = io.now_iso(), time.perf_counter()
+    todo = _plan(configs, csv_path, json_path, progress, force=args.force)
+    # Several processes on one --out share the sweeps: each is claimed before it is computed and
+    # merged into trajectories.csv/.json as they are then, under their lock (issue 26 §3).
+    computed = claims.share(
+        todo, lock_paths=lambda config: [_claim_path(out, config)], label=_label,
+        is_done=lambda config: _done_now(config, csv_path, json_path, started if args.force else None),
+        work=lambda config: _compute(config, csv_path, json_path, progress, lambda: (started, time.perf_counter() - t0)),
+        say=progress.note, found_done=lambda config: progress.skip(f"{_label(config)}: computed by another process"))
+    with claims.merging(csv_path):
+        # The α search and figures from the rows as the CSV stores them (8 digits), not as computed,
+        # so a later call that reads every sweep back redraws them byte for byte the same.
+        frame, sweeps = _read_sweeps(csv_path, json_path)
+        # A call that computed no sweep only read finished ones back: the sidecar keeps the times and
+        # argv of the calls that computed them (rewriting it said 0.07 s for a 24 s run).
+        if computed or not json_path.exists():
+            _write_sidecar(json_path, sweeps, started, time.perf_counter() - t0)
+        wanted = pd.concat([_rows_of(c, frame) for c in configs])
+        search = results.search_learning_rate(frame)
+        search_path = io.write_csv_atomic(search, out / "alpha_search.csv", float_format="%.8g")
+        figures = [] if args.no_plots else _draw(frame, wanted, search, out, args.plot_rates)
     print(f"trajectories: {csv_path}")
     print(f"alpha search: {search_path}")
-    if not args.no_plots:
-        for path in _draw(frame, wanted, search, out, args.plot_rates):
-            if path.suffix == ".png":
-                print(f"figure:       {path}")
+    for path in figures:
+        if path.suffix == ".png":
+            print(f"figure:       {path}")
     _print_search(wanted, search)
     return 0
+
+
+def _label(config) -> str:
+    return f"{_sweep_label(config)} {config.optimizer}"  # a sweep's key in trajectories.json
+
+
+def _claim_path(out, config) -> Path:
+    """The lock file claiming ``config``'s sweep: one per key of trajectories.json (two commands
+    computing one sweep at other α take turns, and the second computes only what it lacks)."""
+    return out / f"trajectories.{hashlib.sha256(_label(config).encode()).hexdigest()[:12]}.lock"
+
+
+def _read_sweeps(csv_path, json_path):
+    """trajectories.csv (None while there is none) and trajectories.json's sweeps, as they are now."""
+    from .. import io, results, synthetic
+
+    frame = results.load_synthetic(csv_path)[synthetic.COLUMNS] if csv_path.exists() else None
+    sidecar = io.read_json(json_path) if json_path.exists() else {}
+    return frame, dict(sidecar.get("sweeps", {}))
+
+
+def _plan(configs, csv_path, json_path, progress, *, force):
+    """The configs whose sweep is not finished (all with ``force``); says which are skipped, and
+    which are recomputed because their rows are damaged."""
+    if force:
+        return list(configs)
+    frame, sweeps = _read_sweeps(csv_path, json_path)
+    todo = []
+    for config in configs:
+        rows = _rows_of(config, frame)
+        complete, why = (False, None) if rows is None or rows.empty else check_sweep(config, rows, sweeps.get(_label(config)))
+        if complete:
+            progress.skip(_label(config))
+            continue
+        if why:
+            progress.note(f"{_label(config)}: {why}; recomputing")
+        todo.append(config)
+    return todo
+
+
+def _done_now(config, csv_path, json_path, since=None) -> bool:
+    """Whether ``config``'s sweep is finished in the files as they are now (another process may have
+    computed it since :func:`_plan`); with ``since`` (``--force``: this call's start, to the second)
+    only if computed in a later second: a sweep of the same second is computed again, never kept."""
+    from .. import claims
+
+    with claims.merging(csv_path):  # the CSV and its digests as one merge left them
+        frame, sweeps = _read_sweeps(csv_path, json_path)
+    rows = _rows_of(config, frame)
+    if rows is None or rows.empty or not check_sweep(config, rows, sweeps.get(_label(config)))[0]:
+        return False
+    return since is None or str(sweeps[_label(config)].get("written_at", "")) > since
+
+
+def _compute(config, csv_path, json_path, progress, invocation):
+    """Compute ``config``'s sweep and merge it into trajectories.csv and .json, under their lock."""
+    from .. import claims, synthetic
+
+    start = time.perf_counter()
+    frame = synthetic.run_synthetic(config)
+    seconds = time.perf_counter() - start
+    with claims.merging(csv_path):
+        _merge(config, frame, seconds, csv_path, json_path, invocation)
+    rate = config.steps * len(config.columns) / seconds
+    progress.update(f"{_label(config)}: {len(config.columns)} runs x {config.steps} steps "
+                    f"in {seconds:.1f}s ({rate / 1e6:.1f} M steps/s)")
+
+
+def _merge(config, frame, seconds, csv_path, json_path, invocation):
+    """Replace ``config``'s rows of trajectories.csv (as it is now: call under its lock) by
+    ``frame``, and record the sweep with its runs' digests in trajectories.json."""
+    import pandas as pd
+
+    from .. import io, synthetic
+
+    previous, sweeps = _read_sweeps(csv_path, json_path)
+    if previous is not None:
+        previous = previous.drop(index=_rows_of(config, previous).index)
+        frame = pd.concat([previous, frame], ignore_index=True)
+    frame = frame.sort_values(synthetic.KEY + ["step"], kind="stable").reset_index(drop=True)
+    io.write_csv_atomic(frame[synthetic.COLUMNS], csv_path, float_format="%.8g")
+    label = _label(config)
+    rows = _rows_of(config, frame)
+    # Runs of this sweep at other α, kept in the CSV, keep their digests.
+    runs = {**sweeps.get(label, {}).get("runs", {}), **{
+        _run_key(lr, seed): digest_rows(run) for (lr, seed), run in rows.groupby(["learning_rate", "seed"])}}
+    sweeps[label] = {
+        "config": config.__dict__, "seconds": round(seconds, 2), "argv": ["replicate"] + sys.argv[1:],
+        "runs": runs, **io.provenance(),
+    }
+    # Beside the rows at once: rows whose digests are not on disk would pass for older ones.
+    _write_sidecar(json_path, sweeps, *invocation())
 
 
 def _write_sidecar(path, sweeps, started, seconds):

@@ -368,7 +368,7 @@ def readme_block(data) -> str:
         finals = cifar[cifar["epoch"] == cifar.groupby(["optimizer", "run"])["epoch"].transform("max")]
         runs = finals.groupby("optimizer")["test_accuracy"].agg(["mean", "count"])
         cifar_text = ("`cifar10-cifarnet-mcgill-code`: 'test' accuracy "
-                      + " / ".join(f"{runs.loc[o, 'mean']:.3f} ({int(runs.loc[o, 'count'])} runs)" for o in runs.index)
+                      + " / ".join(f"{runs.loc[o, 'mean']:.3f} ({int(runs.loc[o, 'count'])} run{'s' * (int(runs.loc[o, 'count']) != 1)})" for o in runs.index)
                       + " (Adam / AMSGrad) on images it trains on")
     else:
         cifar_text = "`cifar10-cifarnet-mcgill-code` (runs in progress)"

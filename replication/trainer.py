@@ -68,7 +68,7 @@ import pandas as pd
 from . import claims, io
 from .errors import UserError
 from .experiments import PROTOCOL_DEFAULTS, loss_identity
-from .hyperparameters import DECAY_RATE_RANGE, is_decay_rate
+from .hyperparameters import DECAY_RATE_RANGE, is_decay_rate, params_problem
 from .optimizers import OPTIMIZERS
 from .progress import Progress, format_seconds, warn
 from .run import (  # noqa: F401 - one run lives in replication.run; re-exported for callers
@@ -192,8 +192,9 @@ def read_params_file(path) -> dict:
     grid search's ``best_params.json`` format) or one flat ``{"learning_rate": .., "beta_2": ..}``
     applied to every optimizer (returned under the key ``"*"``). Bad files are a UserError."""
     data = io.read_json(path)
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: expected a JSON object of optimizer -> hyperparameters")
+    problem = params_problem(data, tuple(OPTIMIZERS))  # bools, strings, bounds, stray keys
+    if problem:
+        raise UserError(f"{path}: {problem}")
     if data and all(key in (*_HYPER_KEYS, "bias_correction") for key in data):
         return {"*": _validate_hyper(data, str(path))}
     out = {}

@@ -239,3 +239,18 @@ def test_a_duplicate_key_in_any_json_read_is_named(tmp_path):
         read_json(path)
     path.write_text(json.dumps({"a": {"b": 1, "c": [1, {"d": 2}]}}))
     assert read_json(path) == {"a": {"b": 1, "c": [1, {"d": 2}]}}
+
+
+@pytest.mark.parametrize("text, expected", [
+    ('{"learning_rate": true}', "learning_rate must be a number"),
+    ('{"adam": {"learning_rate": "0.05"}}', "write it without quotes"),
+    ('{"learning_rate": 0.1, "learning_rate": 0.2}', "appears more than once"),
+])
+def test_read_params_file_from_python_is_as_strict_as_the_command_line(tmp_path, text, expected):
+    """`train_experiment(params=PATH)` from Python reads the file with the same checks as `train --params`."""
+    from replication.trainer import read_params_file
+
+    path = tmp_path / "params.json"
+    path.write_text(text)
+    with pytest.raises(UserError, match=expected):
+        read_params_file(path)

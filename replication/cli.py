@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="replicate",
         description="Replicate Adam vs AMSGrad (Reddi et al., ICLR 2018) as the McGill study did.",
     )
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"replicate {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     sub.required = True
     for name in COMMANDS:

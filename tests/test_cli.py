@@ -130,3 +130,13 @@ def test_a_backend_whose_package_is_missing_is_named():
         check_backend({"KERAS_BACKEND": missing})
     check_backend({"KERAS_BACKEND": "jax"})  # installed by requirements.txt: no error
     check_backend({})
+
+
+def test_version_is_the_package_version(capsys):
+    """`replicate --version` prints the installed package's version (pyproject/setup.cfg) and exits 0."""
+    from importlib import metadata
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"replicate {metadata.version('adam-amsgrad-replication')}"

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from typing import Callable, Sequence
 
 import keras
@@ -337,35 +336,6 @@ def reference_trajectory(config: SyntheticConfig, lr: float, seed: int, steps: i
             x = x - alpha * m / denom
         x = min(1.0, max(-1.0, x))
     return x, regret / steps
-
-
-def run_synthetic_grid(
-    settings: Sequence[str],
-    optimizers: Sequence[str],
-    learning_rates: Sequence[float],
-    seeds: Sequence[int],
-    steps: int,
-    schedule: str = "inverse-sqrt",
-    beta_1: float | None = None,
-    beta_2: float | None = None,
-    bias_correction: bool = True,
-    record_every: int | None = None,
-    C: float | Sequence[float] = 3.0,
-    skip: Callable[[SyntheticConfig], bool] | None = None,
-    on_done: Callable[[SyntheticConfig, pd.DataFrame, float], None] | None = None,
-) -> list[SyntheticConfig]:
-    """Run the configs of :func:`synthetic_configs` that ``skip`` does not reject, calling
-    ``on_done(config, frame, seconds)`` after each; return all of them."""
-    configs = synthetic_configs(settings, optimizers, learning_rates, seeds, steps, schedule, beta_1, beta_2,
-                                bias_correction, record_every, C)
-    for config in configs:
-        if skip is not None and skip(config):
-            continue
-        start = time.perf_counter()
-        frame = run_synthetic(config)
-        if on_done is not None:
-            on_done(config, frame, time.perf_counter() - start)
-    return configs
 
 
 def synthetic_configs(

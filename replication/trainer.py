@@ -57,7 +57,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -68,7 +67,7 @@ import pandas as pd
 from . import claims, io
 from .errors import UserError
 from .experiments import PROTOCOL_DEFAULTS, loss_identity
-from .hyperparameters import DECAY_RATE_RANGE, is_decay_rate, params_problem
+from .hyperparameters import PARAMS_KEYS, params_problem
 from .optimizers import OPTIMIZERS
 from .progress import Progress, format_seconds, warn
 from .run import (  # noqa: F401 - one run lives in replication.run; re-exported for callers
@@ -161,52 +160,25 @@ def derive_seed(seed: int, run: int) -> int:
 # ---------------------------------------------------------------------------------------------
 # Hyperparameters
 # ---------------------------------------------------------------------------------------------
-_HYPER_KEYS = ("learning_rate", "beta_2")
 
 
-def _validate_hyper(values: dict, where: str) -> dict:
-    out = {}
-    for key, value in values.items():
-        if key == "bias_correction":  # written by a grid search that searched or fixed it
-            if not isinstance(value, bool):
-                raise UserError(f"{where}: bias_correction must be true or false, got {value!r}")
-            out[key] = value
-            continue
-        if key not in _HYPER_KEYS:
-            raise UserError(f"{where}: unknown hyperparameter {key!r}; use learning_rate, beta_2 "
-                            "and/or bias_correction")
-        try:
-            value = float(value)
-        except (TypeError, ValueError):
-            raise UserError(f"{where}: {key} must be a number, got {value!r}") from None
-        if key == "learning_rate" and not (value > 0 and math.isfinite(value)):
-            raise UserError(f"{where}: learning_rate must be a positive number, got {value}")
-        if key == "beta_2" and not is_decay_rate(value):
-            raise UserError(f"{where}: beta_2 must be in {DECAY_RATE_RANGE}, got {value}")
-        out[key] = value
-    return out
+def _as_floats(values: dict) -> dict:
+    """A checked params entry with its numbers as floats (JSON may hold ``1`` for α = 1.0)."""
+    return {key: value if key == "bias_correction" else float(value) for key, value in values.items()}
 
 
 def read_params_file(path) -> dict:
     """Read a hyperparameter file: ``{"adam": {"learning_rate": .., "beta_2": ..}, ...}`` (the
     grid search's ``best_params.json`` format) or one flat ``{"learning_rate": .., "beta_2": ..}``
-    applied to every optimizer (returned under the key ``"*"``). Bad files are a UserError."""
+    applied to every optimizer (returned under the key ``"*"``). Bad files are a UserError
+    (:func:`replication.hyperparameters.params_problem` says why)."""
     data = io.read_json(path)
     problem = params_problem(data, tuple(OPTIMIZERS))  # bools, strings, bounds, stray keys
     if problem:
         raise UserError(f"{path}: {problem}")
-    if data and all(key in (*_HYPER_KEYS, "bias_correction") for key in data):
-        return {"*": _validate_hyper(data, str(path))}
-    out = {}
-    for name, values in data.items():
-        if name not in OPTIMIZERS:
-            raise UserError(
-                f"{path}: unknown optimizer {name!r}; keys must be among {', '.join(OPTIMIZERS)}"
-            )
-        if not isinstance(values, dict):
-            raise UserError(f"{path}: {name} must map to an object of hyperparameters")
-        out[name] = _validate_hyper(values, f"{path} [{name}]")
-    return out
+    if any(key in PARAMS_KEYS for key in data):  # the flat layout
+        return {"*": _as_floats(data)}
+    return {name: _as_floats(values) for name, values in data.items()}
 
 
 def resolve_hyperparameters(experiment, optimizer, *, flags=None, params=None, best_params=None):
@@ -216,7 +188,7 @@ def resolve_hyperparameters(experiment, optimizer, *, flags=None, params=None, b
     ``best_params.json``, which holds bias correction only when the search fixed or searched it),
     the spec (bias correction: on, as Keras). Returns ``{"learning_rate", "beta_2",
     "bias_correction", "source": {key: source name}}``."""
-    keys = (*_HYPER_KEYS, "bias_correction")
+    keys = PARAMS_KEYS
     resolved = {**experiment.default_hyperparameters(optimizer), "bias_correction": True}
     source = {key: "spec" for key in keys}
     layers = (

@@ -73,13 +73,7 @@ def nonnegative_float(text):
 
 def beta(text):
     """A decay rate β1 or β2: :func:`replication.hyperparameters.is_decay_rate`."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not is_decay_rate(value):
-        raise argparse.ArgumentTypeError(f"must be in {DECAY_RATE_RANGE}, got {text}")
-    return value
+    return _bounded_float(text, is_decay_rate, DECAY_RATE_RANGE)
 
 
 def _bounded_float(text, check, bounds):

@@ -120,8 +120,12 @@ def describe(row) -> str:
         text += f" ({row['pairs']} pair{'s' if row['pairs'] != 1 else ''}: no test possible yet)"
     elif kind == TOO_FEW:
         needed = row["runs_needed"]
-        need = ("the observed Δ would need ∞ runs" if not math.isfinite(needed) or row["paired_diff"] >= 0
-                else f"the observed Δ would need {needed:.0f} runs")
+        if not math.isfinite(needed) or row["paired_diff"] >= 0:
+            need = "the observed Δ would need ∞ runs"
+        elif needed <= row["pairs"]:  # the power analysis is per test; Holm's adjustment raised p
+            need = f"the observed Δ is detectable with {needed:.0f} pairs before Holm's adjustment, not after it"
+        else:
+            need = f"the observed Δ would need {needed:.0f} runs"
         text += f" (MDE {abs(row['mde']):.3g} with {row['pairs']} pairs; {need})"
     elif kind == NO_EFFECT and math.isfinite(row["mde"]):
         text += f" (MDE {abs(row['mde']):.3g} with {row['pairs']} pairs)"

@@ -52,6 +52,20 @@ def test_not_significant_with_wide_interval_is_too_few_runs():
     assert "→ too few runs (MDE 0.0895 with 5 pairs; the observed Δ would need 20 runs)" in detail
 
 
+def test_too_few_runs_only_after_holm_says_so_rather_than_asking_for_runs_it_has():
+    """d = −0.06, −0.05, −0.07, −0.04, −0.08 (mean −0.06, sd 0.0158): p ≈ 0.001 alone, so 5 pairs
+    have the power for it (d_z = 3.8 needs 3); with Holm's p set to 0.06 (a family of tests) the
+    cell is 'too few runs' and says that the adjustment, not the run count, is what it lacks."""
+    d = np.array([-0.06, -0.05, -0.07, -0.04, -0.08])
+    cmp = comparison_for(**{"mnist-mlp": with_d(d)})
+    row = cmp[cmp.metric == "loss"].iloc[0].copy()
+    row["holm_p"] = 0.06
+    assert verdicts.classify(row) == verdicts.TOO_FEW and row["runs_needed"] <= 5
+    text = verdicts.describe(row)
+    assert f"the observed Δ is detectable with {row['runs_needed']:.0f} pairs before Holm's adjustment, not after it" in text
+    assert "would need" not in text
+
+
 def test_not_significant_with_narrow_interval_is_no_effect():
     """d = +0.010, −0.010, +0.005, −0.004, +0.001: the interval [−0.0092, +0.0100] excludes an
     AMSGrad advantage as large as the MDE (1.682·sd = 0.0131)."""

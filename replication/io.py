@@ -183,7 +183,7 @@ def describe_device() -> dict:
     import keras
 
     backend = keras.backend.backend()
-    devices = []
+    devices, extra = [], {}
     try:
         if backend == "tensorflow":
             import tensorflow as tf
@@ -192,7 +192,8 @@ def describe_device() -> dict:
         elif backend == "jax":
             import jax
 
-            devices = [str(d) for d in jax.devices() if d.platform != "cpu"]
+            devices = [f"{d} ({d.device_kind})" for d in jax.devices() if d.platform != "cpu"]
+            extra["jax_default_matmul_precision"] = jax.config.jax_default_matmul_precision  # float32 or TF32 products
         elif backend == "torch":
             import torch
 
@@ -205,6 +206,7 @@ def describe_device() -> dict:
         "machine": platform.machine(),
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
+        **extra,
     }
 
 

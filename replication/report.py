@@ -238,13 +238,26 @@ def _table_one(data) -> list[str]:
     return lines + _table(["Experiment", "Optimizer", "α", "β2", "Source", "McGill Table I"], rows)
 
 
+def short_runs(history, name) -> str:
+    """A flag for a verdict cell or table when the runs of ``name`` (not diverged) stopped short of
+    its spec's epochs (e.g. ``replicate train NAME --epochs 5``): their numbers are not the
+    protocol's. Empty otherwise."""
+    spec = EXPERIMENTS.get(name)
+    if spec is None or history is None:
+        return ""
+    rows = history[(history["experiment"] == name) & ~history["diverged"].astype(bool)]
+    epochs = int(rows["epoch"].max()) if len(rows) else 0
+    return f"runs of {epochs} of the spec's {spec.epochs} epochs" if 0 < epochs < spec.epochs else ""
+
+
 def _final_section(histories) -> list[str]:
     lines = ["## Final metrics (last epoch, mean ± std over runs)", ""]
     if histories is None:
         return lines + ["No `history.csv` found (run `replicate train EXPERIMENT`).", ""]
     summary = results.summarize_final(histories)
     rows = [[f"`{r['experiment']}`", _opt_name(r["optimizer"], r["bias_correction"]),
-             f"{r['runs'] - r['diverged']}/{r['runs']}", r["final_epoch"],
+             f"{r['runs'] - r['diverged']}/{r['runs']}",
+             f"{r['final_epoch']} ⚠ {short}" if (short := short_runs(histories, r["experiment"])) else r["final_epoch"],
              _pm(r["loss_mean"], r["loss_std"]), _pm(r["test_loss_mean"], r["test_loss_std"]),
              _pm(r["accuracy_mean"], r["accuracy_std"]), _pm(r["test_accuracy_mean"], r["test_accuracy_std"])]
             for _, r in summary.iterrows()]
@@ -397,7 +410,7 @@ def coded_comparison(data):
 
 
 def claim_verdicts(data, comparison):
-    """Each row of the verdict table, for REPORT.md and the README alike: ``(claim, experiment name
+    """Each row of the verdict table, for REPORT.md, the README and docs/results.md alike: ``(claim, experiment name
     or None, what was run, verdict, detail, McGill's conclusion, as McGill ran it)``; the last is our
     verdict on the row's as-coded experiment (``Experiment.code_of``), or — where none has runs."""
     for setting in ("online", "stochastic"):
@@ -411,11 +424,18 @@ def claim_verdicts(data, comparison):
     for name, what, mcgill, _paper in LOSS_CLAIMS:
         if name in claimed:
             verdict, detail = verdicts.loss_verdict(comparison if comparison is not None else pd.DataFrame(), name)
+            detail = _flagged(detail, data, name)
             as_coded = "—"
             if name in coded:
                 coded_verdict, coded_detail = verdicts.loss_verdict(coded_comp, coded[name])
-                as_coded = f"**{coded_verdict}** (`{coded[name]}`) — {coded_detail}"
+                as_coded = f"**{coded_verdict}** (`{coded[name]}`) — {_flagged(coded_detail, data, coded[name])}"
             yield LOSS_CLAIM, name, what, verdict, detail, mcgill, as_coded
+
+
+def _flagged(detail: str, data, name) -> str:
+    entry = data["experiments"].get(name) or {}
+    short = short_runs(entry.get("history"), name)
+    return f"⚠ {short}: {detail}" if short else detail
 
 
 def _x_range(row) -> str:

@@ -35,6 +35,7 @@ from scipy import stats
 from . import stats as paired_stats
 from .errors import UserError
 from .io import read_csv
+from .runfiles import verify_folder
 
 STR, BOOL, INT, FLOAT = "str", "bool", "int64", "float64"
 
@@ -141,11 +142,21 @@ def load_history(where, out=None) -> pd.DataFrame:
     ``experiment`` = folder name, ``bias_correction`` = True, ``diverged`` = non-finite train loss,
     the other metrics NaN."""
     path = _locate(where, out, "history.csv", "replicate train {name} --out {out}")
+    _check_against_runs(path)
     frame = _read(path)
     frame = _fill_defaults(frame, path)
     frame = _coerce(frame, HISTORY_DTYPES, path, required=("optimizer", "run", "epoch", "loss"))
     _check_history(frame, path)
     return _ordered(frame, HISTORY_DTYPES)
+
+
+def _check_against_runs(path: Path):
+    """A :class:`UserError` when ``path`` (``history.csv``/``iterations.csv`` beside a ``train.json``)
+    is not what the runs it lists assemble to: an edited value, a cut file, a dropped column."""
+    why = verify_folder(path.parent, files=(path.name,))
+    if why:
+        raise UserError(f"{why}, so its numbers are not the runs'; rerun `replicate train "
+                        f"{path.parent.name} --out {path.parent.parent}` to rebuild it from them (a damaged run is retrained)")
 
 
 # What one optimizer's runs share (the trainer writes one configuration per optimizer, seeds aside):
@@ -185,6 +196,7 @@ def _check_history(frame, path):
 def load_iterations(where, out=None) -> pd.DataFrame:
     """Training loss against iterations (thinned by the trainer), columns :data:`ITERATION_DTYPES`."""
     path = _locate(where, out, "iterations.csv", "replicate train {name} --out {out}")
+    _check_against_runs(path)
     frame = _read(path)
     if "experiment" not in frame.columns:
         frame["experiment"] = path.parent.name

@@ -55,21 +55,7 @@ __all__ = [
     "train_run",
 ]
 
-HISTORY_COLUMNS = [
-    "experiment", "optimizer", "bias_correction", "run", "seed", "epoch", "iteration",
-    "learning_rate", "schedule", "beta_1", "beta_2", "epsilon", "batch_size", "loss_function",
-    "loss", "accuracy", "test_loss", "test_accuracy", "diverged", "epoch_seconds",
-    "gamma_negative_fraction", "gamma_min",
-]
-# The VAE (loss "elbo") adds its ELBO terms after the common columns; its accuracy columns are NaN.
-ELBO_COLUMNS = ["reconstruction", "kl", "test_reconstruction", "test_kl"]
-# Runs on a data set with a ``test_exact`` mask (cifar10.npz: 1,000 exact test images among 9,000
-# decoded from JPEG copies) add the test metrics on the exact images alone.
-EXACT_COLUMNS = ["test_exact_loss", "test_exact_accuracy"]
-ITERATION_COLUMNS = [
-    "experiment", "optimizer", "bias_correction", "run", "seed", "epoch", "iteration", "batches",
-    "loss",
-]
+from .runfiles import ELBO_COLUMNS, EXACT_COLUMNS, HISTORY_COLUMNS, ITERATION_COLUMNS  # noqa: E402
 
 # Small dense models on CPU are dominated by per-step Python/dispatch overhead: XLA-compile the
 # step and run several steps per call (MNIST MLP, 2 cores: 1.71 s/epoch Keras defaults vs 0.68

@@ -65,6 +65,7 @@ import numpy as np
 import pandas as pd
 
 from . import claims, io
+from .runfiles import _name, assemble, check_run_files, configuration_conflict, read_csv as _read_csv  # noqa: F401
 from .errors import UserError
 from .experiments import PROTOCOL_DEFAULTS, loss_identity
 from .hyperparameters import PARAMS_KEYS, params_problem
@@ -286,6 +287,23 @@ class _EpochClock:
         return on_epoch
 
 
+def _other_backends(runs_dir, stems) -> str:
+    """'' or which of the finished runs ``stems`` were trained under another Keras backend than
+    this process's (their sidecars' provenance), e.g. ``10 finished run(s) were trained under jax,
+    not tensorflow``."""
+    import keras
+
+    here, counts = keras.backend.backend(), {}
+    for stem in stems:
+        try:
+            device = (io.read_json(runs_dir / f"{stem}.json").get("provenance") or {}).get("device") or {}
+        except (UserError, AttributeError):
+            continue
+        if device.get("backend", here) != here:
+            counts[device["backend"]] = counts.get(device["backend"], 0) + 1
+    return "; ".join(f"{n} finished run(s) were trained under {name}, not {here}" for name, n in sorted(counts.items()))
+
+
 def _check_run(paths, config):
     """``(finished, why)``: ``(True, None)`` when ``paths`` hold a finished, intact run of ``config``;
     ``(False, None)`` for a run that never finished (no sidecar: not started, or killed), which is
@@ -318,72 +336,6 @@ def _finished_since(runs_dir, config, since=None) -> bool:
         return since is None or paths[2].stat().st_mtime >= since
     except OSError:
         return False
-
-
-def _name(path) -> str:
-    return f"{path.parent.name}/{path.name}"  # runs/<stem>.csv: what the progress lines name
-
-
-def check_run_files(csv_path, it_path, sidecar) -> str | None:
-    """Why the run files ``csv_path`` and ``it_path`` are not the finished run their sidecar (parsed
-    JSON) records, or None if they are. A sidecar's ``files`` (row count and sha256 of each CSV,
-    written when the run finished) must match exactly; see :func:`_check_legacy_run` for older ones."""
-    files = sidecar.get("files")
-    if files is None:
-        return _check_legacy_run(csv_path, it_path, sidecar)
-    for path in (csv_path, it_path):
-        want = files.get(path.name) if isinstance(files, dict) else None
-        if not isinstance(want, dict):
-            return f"its sidecar records no checksum of {_name(path)}"
-        if not path.exists():
-            return f"{_name(path)} is missing"
-        got = io.digest_file(path)
-        if got["rows"] != want.get("rows"):
-            return f"{_name(path)} has {got['rows']} rows, its sidecar says {want.get('rows')}"
-        if got["sha256"] != want.get("sha256"):
-            return f"{_name(path)} differs from the file its sidecar records (sha256)"
-    return None
-
-
-def _check_legacy_run(csv_path, it_path, sidecar) -> str | None:
-    """Sidecars written before checksums (e.g. the committed ``results/*/runs``) say how many epochs
-    the run finished: the epoch CSV must hold exactly those rows, numbered 1..n, with a value in every
-    metric a finished run has, and the iteration CSV must reach the last epoch's iteration. A diverged
-    run (``diverged: true``) legitimately ends in NaN/inf losses and may stop mid-epoch: only its row
-    count is checked. Edited values go unseen here; those need the checksums."""
-    try:
-        history, iterations = _read_csv(csv_path), _read_csv(it_path)
-    except (OSError, ValueError) as exc:  # pandas' EmptyDataError and ParserError are ValueErrors
-        return f"{_name(csv_path)} or {_name(it_path)} cannot be read ({str(exc).splitlines()[0]})"
-    epochs = sidecar.get("epochs_completed")
-    if len(history) != epochs:
-        return f"{_name(csv_path)} has {len(history)} rows, its sidecar says {epochs}"
-    missing = [c for c in HISTORY_COLUMNS if c not in history.columns]
-    missing += [c for c in ITERATION_COLUMNS if c not in iterations.columns]
-    if missing:
-        return f"the run files lack column(s) {', '.join(missing)}"
-    if list(pd.to_numeric(history["epoch"], errors="coerce")) != list(range(1, epochs + 1)):
-        return f"{_name(csv_path)} does not hold epochs 1..{epochs} in order"
-    if sidecar.get("diverged"):
-        return None
-    config = sidecar.get("config") or {}
-    if epochs != config.get("epochs"):
-        return f"its sidecar says {epochs} of {config.get('epochs')} epochs, without diverging"
-    metrics = ["loss", "test_loss"] + ([] if config.get("loss_function") == "elbo" else ["accuracy", "test_accuracy"])
-    for column in metrics:
-        if not np.isfinite(pd.to_numeric(history[column], errors="coerce").to_numpy(dtype=float)).all():
-            return f"{_name(csv_path)} lacks {column} values of a run that did not diverge"
-    its = pd.to_numeric(iterations["iteration"], errors="coerce")
-    if len(its) == 0 or its.iloc[-1] != history["iteration"].iloc[-1]:
-        return (f"{_name(it_path)} ends at iteration {its.iloc[-1] if len(its) else 0}, "
-                f"the run at {history['iteration'].iloc[-1]}")
-    if not np.isfinite(pd.to_numeric(iterations["loss"], errors="coerce").to_numpy(dtype=float)).all():
-        return f"{_name(it_path)} lacks loss values of a run that did not diverge"
-    return None
-
-
-def _read_csv(path):
-    return io.read_csv(path, float_precision="round_trip")
 
 
 def train_experiment(
@@ -492,8 +444,12 @@ def train_experiment(
         )
         for name in optimizers
         for k in range(n_runs)
-    ]  # optimizer by optimizer: the order of train.json's run_files (the CSVs are sorted by _sorted)
+    ]  # optimizer by optimizer: the order of train.json's run_files (runfiles.assemble sorts the CSVs)
 
+    conflict = None if force else configuration_conflict(exp_dir, {c.stem: c.to_dict() for c in configs})
+    if conflict:  # history.csv would silently switch to this call's configuration
+        raise UserError(f"{exp_dir} holds the results of another configuration ({conflict}); train this one "
+                        "into another --out, or pass --force to replace them")
     started_at, since = io.now_iso(), time.time()
     bar = Progress(len(configs), f"train {spec.name}") if progress else None
     finished, damaged = set(), {}
@@ -503,6 +459,9 @@ def train_experiment(
             finished.add(config.stem)
         elif why:
             damaged[config.stem] = why
+    elsewhere = _other_backends(runs_dir, [c.stem for c in configs if c.stem in finished])
+    if elsewhere and progress:  # a run's identity is its configuration; the backend is its provenance
+        print(f"train {spec.name}: {elsewhere}; kept as they are (--force retrains them here)", file=sys.stderr, flush=True)
     if dataset is None and len(finished) < len(configs):
         dataset = _load(spec.dataset, data_dir)  # before anything is printed: a missing file is one line
     if dataset is not None:
@@ -563,13 +522,7 @@ def train_experiment(
         say=lambda text: warn(bar, text), label=_label,
         found_done=lambda c: bar.skip(f"{_label(c)}: trained by another process") if bar else None)}
     with claims.merging(exp_dir / "history.csv"):  # read the run files and write inside the lock
-        history = pd.concat([_read_csv(_run_paths(runs_dir, c)[0]) for c in configs], ignore_index=True)
-        iterations = pd.concat([_read_csv(_run_paths(runs_dir, c)[1]) for c in configs], ignore_index=True)
-        order = {name: i for i, name in enumerate(sorted(optimizers))}
-        columns = HISTORY_COLUMNS + (ELBO_COLUMNS if spec.loss == "elbo" else [])
-        columns += [c for c in EXACT_COLUMNS if c in history.columns]
-        history = _sorted(history.reindex(columns=columns), order, "epoch")
-        iterations = _sorted(iterations[ITERATION_COLUMNS], order, "iteration")
+        history, iterations = assemble(runs_dir, [c.stem for c in configs], optimizers, spec.loss == "elbo")
         io.write_csv_atomic(history, exp_dir / "history.csv")
         io.write_csv_atomic(iterations, exp_dir / "iterations.csv")
         meta = {
@@ -603,13 +556,6 @@ def train_experiment(
 
 # train.json keys that describe the call rather than its runs.
 _INVOCATION_KEYS = ("trained", "skipped", "started_at", "finished_at", "provenance")
-
-
-def _sorted(frame, order, last):
-    # Fixed order (optimizer name, bias correction, run, epoch/iteration): stable across reruns.
-    key = frame["optimizer"].map(order)
-    frame = frame.assign(_k=key).sort_values(["_k", "bias_correction", "run", last], kind="stable")
-    return frame.drop(columns="_k").reset_index(drop=True)
 
 
 def _load(name, data_dir):

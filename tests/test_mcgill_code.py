@@ -315,7 +315,7 @@ def test_final_params_spec_ignores_the_searchs_choice(tmp_path):
     searched = train_experiment(base, optimizers=["adam"], out_dir=tmp_path, progress=False)
     assert (searched["learning_rate"].iloc[0], searched["beta_2"].iloc[0]) == (0.5, 0.9)
     coded = train_experiment(with_overrides(base, final_params="spec"), optimizers=["adam"], out_dir=tmp_path,
-                             progress=False)
+                             progress=False, force=True)  # another configuration in the same folder: replace it
     assert (coded["learning_rate"].iloc[0], coded["beta_2"].iloc[0]) == (base.learning_rate, 0.99)
 
 

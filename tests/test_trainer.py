@@ -209,8 +209,12 @@ def test_changed_flag_does_not_reuse_runs(trained, tmp_path):
     out = tmp_path / "out"
     shutil.copytree(trained[0], out)  # leave the shared fixture's files alone
     lr = 3 * get_experiment(EXP).learning_rate
+    before = (out / EXP / "history.csv").read_bytes()
+    with pytest.raises(UserError, match="holds the results of another configuration"):  # not silently replaced
+        train_experiment(EXP, optimizers=["adam"], runs=1, epochs=EPOCHS, out_dir=out, learning_rate=lr, progress=False)
+    assert (out / EXP / "history.csv").read_bytes() == before
     history = train_experiment(EXP, optimizers=["adam"], runs=1, epochs=EPOCHS, out_dir=out,
-                               learning_rate=lr, progress=False)
+                               learning_rate=lr, progress=False, force=True)
     assert (history["learning_rate"] == lr).all() and len(history) == EPOCHS
     meta = json.loads((out / EXP / "train.json").read_text())
     assert len(meta["trained"]) == 1
@@ -609,7 +613,7 @@ def test_train_says_which_hyperparameters_it_uses_and_where_they_come_from(tmp_p
     assert sum(line.startswith(f"train {EXP}: adam:") for line in err) == 1
     assert err.index(next(line for line in err if line.startswith(f"train {EXP}: adam:"))) < \
         err.index(next(line for line in err if line.startswith("[train")))
-    assert cli.main(argv[:-4] + ["--out", str(tmp_path)]) == 0
+    assert cli.main(argv[:-4] + ["--force", "--out", str(tmp_path)]) == 0  # another configuration: replaced
     err = capsys.readouterr().err
     assert f"train {EXP}: adam: α {get_experiment(EXP).learning_rate:g} from the experiment's spec" in err
 
@@ -869,7 +873,7 @@ def test_linear_decay_and_flip_through_the_trainer(tmp_path):
     first = json.loads(next(runs.glob("*.json")).read_text())
     assert first["config"]["model_kwargs"] == {"augment_flip": True} and first["spec"]["flip"] is True
     train_experiment(spec, optimizers=["adam"], runs=1, epochs=2, out_dir=tmp_path / "out", data_dir=data,
-                     progress=False, flip=False, callbacks=[_LastRate()])
+                     progress=False, flip=False, callbacks=[_LastRate()], force=True)
     assert not seen["flip"] and len(list(runs.glob("*.json"))) == 2
 
 

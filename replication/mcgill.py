@@ -2,7 +2,7 @@
 their code's protocol beside the values read off their figures, and the ablation between the two.
 
 No TensorFlow: everything here reads committed CSV/JSON files, for ``replicate report`` and the
-README's generated blocks. The facts below were checked in the public repository
+generated blocks of the README and ``docs/``. The facts below were checked in the public repository
 ``tamirbennatan/Adam-Convergence`` (the commit of each is named); ``../shared/mcgill/README.md`` of
 this workplace lists the same points with the files that show them.
 """
@@ -323,7 +323,7 @@ LABELS_FOR_REPORT = {"raw-pixels": "raw pixels", "final-schedule": "raw pixels w
                      "grid-schedule": "the search's decay", "grid-score": "the search's scoring", "split": "the split"}
 
 
-# ----------------------------------------------------------------------------------- README
+# -------------------------------------------------------------------- docs/mcgill-code.md
 # Each difference (DIFFERENCES' first column) -> the ablation factor that measures it, if any.
 DIFFERENCE_FACTORS = {"input scale": "raw-pixels", "MNIST split": "split", "final-run schedule": "final-schedule",
                       "search schedule": "grid-schedule", "search loss, score, folds": "grid-score",
@@ -355,8 +355,8 @@ def factor_effects(ablations) -> dict:
 
 
 def readme_block(data) -> str:
-    """The README's table of differences between McGill's report and their code, each with what it
-    changes in our numbers (the ablation's step, or the as-coded CifarNet's runs)."""
+    """The table of differences between McGill's report and their code (``docs/mcgill-code.md``),
+    each with what it changes in our numbers (the ablation's step, or the as-coded CifarNet's runs)."""
     out = Path(data["out"])
     effects = factor_effects(load_ablations(out))
 

@@ -1,16 +1,19 @@
-"""The README's result tables, generated from the committed results so they cannot drift.
+"""The result tables of the README and of ``docs/``, generated from the committed results so they cannot drift.
 
-Each table lives in ``README.md`` between ``<!-- generated:NAME -->`` and ``<!-- /generated:NAME -->``;
-``replicate report --readme README.md`` rewrites every such block from :func:`readme_blocks` (built
-from :func:`replication.report.collect`'s data, the same as ``REPORT.md``) and leaves the prose around
-them alone. ``tests/test_readme.py`` checks that the committed README equals what the committed
-results give.
+Each table lives between ``<!-- generated:NAME -->`` and ``<!-- /generated:NAME -->``, in ``README.md``
+(the compact verdict table) or in a Markdown file of the ``docs/`` folder beside it (``docs/results.md``,
+``docs/mcgill-code.md``: the tables go with the prose that reads them). ``replicate report --readme
+README.md`` rewrites every such block of those files (:func:`update_files`) from :func:`readme_blocks`
+(built from :func:`replication.report.collect`'s data, the same as ``REPORT.md``) and leaves the prose
+around them alone; a block name may appear once across all the files. ``tests/test_readme.py`` checks
+that the committed files equal what the committed results give, each block present exactly once.
 """
 from __future__ import annotations
 
 import datetime as _dt
 import math
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -21,21 +24,61 @@ from .experiments import EXPERIMENTS
 from .report import CIFAR_PROVENANCE, KORZENIOWSKI_CIFARNET, _claimed_experiments, _table, claim_verdicts, pm_values
 
 MARK = re.compile(r"(<!-- generated:(?P<name>[a-z0-9-]+) -->\n)(?P<body>.*?)(<!-- /generated:(?P=name) -->)", re.S)
+OPEN = re.compile(r"<!-- generated:([a-z0-9-]+) -->")
+DOCS = "docs"  # the folder beside the README whose Markdown files may hold blocks too
 SHORT = {"mnist-logreg": "LR", "mnist-mlp": "MLP"}
 NAMES = {"adam": "Adam", "amsgrad": "AMSGrad", "adamax": "AdaMax"}
 
 
-def update_readme(text: str, blocks: dict) -> str:
+def update_readme(text: str, blocks: dict, where: str = "README") -> str:
     """``text`` with every generated block replaced by ``blocks[name]``; a block this code does not
-    know is an error (a typo in the README would otherwise go stale silently)."""
+    know is an error (a typo in the README would otherwise go stale silently), and so is an opening
+    marker without its closing one. ``where`` names the file in the messages."""
     def replace(match):
         name = match.group("name")
         if name not in blocks:
-            raise UserError(f"README block {name!r} is not one replicate report generates "
+            raise UserError(f"{where} block {name!r} is not one replicate report generates "
                             f"({', '.join(sorted(blocks))})")
         return match.group(1) + blocks[name].rstrip("\n") + "\n" + match.group(4)
 
+    closed = [m.group("name") for m in MARK.finditer(text)]
+    unclosed = [name for name in OPEN.findall(text) if name not in closed]
+    if unclosed:
+        raise UserError(f"{where}: block {unclosed[0]!r} has no closing <!-- /generated:{unclosed[0]} --> line")
     return MARK.sub(replace, text)
+
+
+def block_files(readme) -> list[Path]:
+    """The files whose generated blocks ``replicate report --readme README`` rewrites: ``readme``
+    itself, then every ``*.md`` of the ``docs/`` folder beside it that has a block (sorted by name)."""
+    readme = Path(readme)
+    docs = readme.parent / DOCS
+    found = [path for path in sorted(docs.glob("*.md")) if path.resolve() != readme.resolve()
+             and OPEN.search(path.read_text(encoding="utf-8", errors="replace"))] if docs.is_dir() else []
+    return [readme, *found]
+
+
+def update_files(readme, blocks: dict) -> list[tuple[Path, bool]]:
+    """Rewrite the generated blocks of every file of :func:`block_files` from ``blocks``; ``[(path,
+    changed)]``. A block name found in two places (two files, or twice in one) is an error, and
+    nothing is written unless every file updates: an unchanged file keeps its bytes and time stamp."""
+    from .io import read_text, write_text_atomic
+
+    texts = {path: read_text(path) for path in block_files(readme)}
+    where: dict[str, list[str]] = {}
+    for path, text in texts.items():
+        for name in OPEN.findall(text):
+            where.setdefault(name, []).append(str(path))
+    twice = {name: paths for name, paths in where.items() if len(paths) > 1}
+    if twice:
+        name, paths = sorted(twice.items())[0]
+        raise UserError(f"block {name!r} appears {len(paths)} times ({', '.join(paths)}); "
+                        "each generated block belongs in one place")
+    new = {path: update_readme(text, blocks, str(path)) for path, text in texts.items()}
+    for path, text in new.items():
+        if text != texts[path]:
+            write_text_atomic(text, path)
+    return [(path, new[path] != texts[path]) for path in texts]
 
 
 def readme_blocks(data: dict) -> dict:
@@ -48,6 +91,7 @@ def readme_blocks(data: dict) -> dict:
         "synthetic-table": _synthetic(data["synthetic"]),
         "mnist-final": _mnist_final(data, comparison),
         "verdicts": _verdicts(data, comparison),
+        "verdicts-summary": _verdicts_summary(data, comparison),
         "table-one": _table_one(data),
         "cifarnet": _cifarnet(data, comparison, "cifar10-cifarnet"),
         "cifarnet-paper": _cifarnet(data, comparison, "cifar10-cifarnet-paper"),
@@ -143,20 +187,53 @@ def _mnist_final(data, comparison) -> str:
 
 
 def _verdicts(data, comparison) -> str:
-    # The README's wording of the report's verdict rows; the demo's digits rows stay in the report.
+    # The report's verdict rows in the wording of docs/results.md; the demo's digits rows stay in the report.
+    return _verdict_table(data, comparison, lambda verdict, detail: f"**{verdict}** — {detail}", lambda coded: coded)
+
+
+def _verdicts_summary(data, comparison) -> str:
+    """The front door's verdict table: :func:`_verdicts`'s rows with only the verdicts and, per
+    loss, its classification (the numbers stay in ``docs/results.md`` and ``REPORT.md``)."""
+    return _verdict_table(data, comparison, _compact, _compact_coded)
+
+
+def _verdict_table(data, comparison, ours, as_coded) -> str:
+    """The verdict rows of :func:`replication.report.claim_verdicts` but the digits ones; ``ours(verdict,
+    detail)`` writes our cell, ``as_coded(cell)`` rewrites the as-coded cell the report wrote."""
     claims = {"synthetic, online (α/√t)": "AMSGrad converges on the synthetic problem, Adam does not (online)",
               "synthetic, stochastic (α/√t)": "AMSGrad converges on the synthetic problem, Adam does not (stochastic)"}
     rows = []
     for _claim, name, what, verdict, detail, mcgill, coded in claim_verdicts(data, comparison):
         if name is None and what in claims:
-            rows.append([claims[what], f"**{verdict}** — {detail}", coded, "reproduced"])
+            rows.append([claims[what], ours(verdict, detail), as_coded(coded), "reproduced"])
         elif name is None:
-            rows.append(["Adam converges to the worst point on the §3 family", f"**{verdict}** — {detail}", coded,
+            rows.append(["Adam converges to the worst point on the §3 family", ours(verdict, detail), as_coded(coded),
                          "— (not run)"])
         elif not name.startswith("digits"):
-            rows.append([f"AMSGrad reaches lower train/test loss on {what}", f"**{verdict}** — {detail}", coded,
+            rows.append([f"AMSGrad reaches lower train/test loss on {what}", ours(verdict, detail), as_coded(coded),
                          mcgill.replace(" (§V)", "")])
     return "\n".join(_table(["claim of Reddi et al.", "ours", "as McGill ran it (our rerun)", "McGill"], rows))
+
+
+KINDS = re.compile(r"(train|test) loss: [^;]*?→ (" + "|".join(map(re.escape, (
+    verdicts.SUPPORTED, verdicts.AGAINST, verdicts.NO_EFFECT, verdicts.TOO_FEW))) + ")|no paired (train|test) loss")
+CODED = re.compile(r"\*\*(?P<verdict>[^*]+)\*\* \((?P<name>`[^`]+`)\) — (?P<detail>.*)")
+
+
+def _compact(verdict, detail) -> str:
+    """``**verdict**``, and for a loss claim what each loss says (``train: evidence against; test:
+    supported``), read from the detail :func:`replication.verdicts.loss_verdict` wrote; a warning
+    the report put before the detail (``⚠ …:``) is kept."""
+    parts = [f"{metric}: {kind}" if metric else f"{unpaired}: no pairs" for metric, kind, unpaired in KINDS.findall(detail)]
+    warning = re.match(r"(⚠ [^:]*):", detail)
+    parts = ([warning.group(1)] if warning else []) + parts
+    return f"**{verdict}**" + (" — " + "; ".join(parts) if parts else "")
+
+
+def _compact_coded(cell) -> str:
+    """The report's as-coded cell (``**verdict** (`name`) — detail``) in :func:`_compact`'s form."""
+    match = CODED.match(cell)
+    return f"{_compact(match['verdict'], match['detail'])} ({match['name']})" if match else cell
 
 
 def _table_one(data) -> str:

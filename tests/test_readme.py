@@ -1,5 +1,7 @@
-"""The README's result tables are generated from the committed results (issue 12 §6): every
-``<!-- generated:NAME -->`` block must equal what ``replicate report --readme`` writes from them."""
+"""The result tables of the README and of ``docs/`` are generated from the committed results (issue
+12 §6): every ``<!-- generated:NAME -->`` block, wherever it lives, must equal what ``replicate report
+--readme README.md`` writes from them, each block exactly once; and every relative link of the README
+and ``docs/`` must lead to a file and heading that exist."""
 from __future__ import annotations
 
 import re
@@ -19,14 +21,125 @@ def blocks():
     return readme.readme_blocks(report.collect(ROOT / "results"))
 
 
-def test_readme_tables_equal_what_the_committed_results_give(blocks):
+def test_generated_tables_equal_what_the_committed_results_give(blocks):
+    files = readme.block_files(ROOT / "README.md")
+    # the README's compact verdicts, the results and McGill's code in docs/; no other file has blocks
+    assert [path.relative_to(ROOT).as_posix() for path in files] == [
+        "README.md", "docs/mcgill-code.md", "docs/results.md"]
+    names = []
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        names += re.findall(r"<!-- generated:([a-z0-9-]+) -->", text)
+        # Which block drifted, and how: compare block by block before the whole file.
+        for match in readme.MARK.finditer(text):
+            assert match.group("body").rstrip("\n") == blocks[match.group("name")].rstrip("\n"), (
+                path.name, match.group("name"))
+        assert readme.update_readme(text, blocks) == text, path.name
+    assert sorted(names) == sorted(blocks)  # every table is generated, each once across all files
+    assert "verdicts-summary" in re.findall(r"<!-- generated:([a-z0-9-]+) -->",
+                                            (ROOT / "README.md").read_text(encoding="utf-8"))
+
+
+def test_the_compact_verdicts_are_the_full_ones_without_the_numbers(blocks):
+    full = [row.split(" | ") for row in blocks["verdicts"].splitlines()[2:]]
+    compact = [row.split(" | ") for row in blocks["verdicts-summary"].splitlines()[2:]]
+    assert len(full) == len(compact) > 0
+    for long, short in zip(full, compact):
+        assert long[0] == short[0] and long[3] == short[3]  # claim and McGill's conclusion
+        for cell, brief in zip(long[1:3], short[1:3]):
+            assert cell.split(" — ")[0].split(" (`")[0] == brief.split(" — ")[0].split(" (`")[0]  # the verdict
+            for kind in re.findall(r"(?:train|test): ([a-z ]+)", brief):
+                assert f"→ {kind.strip()}" in cell
+    assert "**not supported** — train: evidence against; test: supported" in blocks["verdicts-summary"]
+
+
+def test_report_readme_updates_blocks_in_docs_and_rejects_a_block_in_two_places(tmp_path, capsys):
+    out = tmp_path / "results"
+    (out / "mnist-logreg").mkdir(parents=True)
+    for name in ("history.csv", "best_params.json", "train.json", "gridsearch.csv", "gridsearch.json"):
+        (out / "mnist-logreg" / name).write_bytes((ROOT / "results/mnist-logreg" / name).read_bytes())
+    (tmp_path / "docs").mkdir()
+    readme_path, doc, other = tmp_path / "README.md", tmp_path / "docs/results.md", tmp_path / "docs/plain.md"
+    readme_path.write_text("# x\n<!-- generated:mnist-final -->\n<!-- /generated:mnist-final -->\n", encoding="utf-8")
+    doc.write_text("# r\n<!-- generated:table-one -->\nold\n<!-- /generated:table-one -->\nend\n", encoding="utf-8")
+    other.write_text("# no blocks here\n", encoding="utf-8")
+    assert main(["report", "--no-figures", "--out", str(out), "--readme", str(readme_path)]) == 0
+    said = capsys.readouterr().out
+    assert f"updated: {readme_path}" in said and f"updated: {doc}" in said and "plain.md" not in said
+    assert "| LR (MNIST) | AMSGrad | 0.1 | 0.99 | 0.001 | 0.99 |" in doc.read_text(encoding="utf-8")
+    assert "| experiment | optimizer | train loss |" in readme_path.read_text(encoding="utf-8")
+    assert main(["report", "--no-figures", "--out", str(out), "--readme", str(readme_path)]) == 0
+    assert f"unchanged: {doc}" in capsys.readouterr().out
+    # the same block in the README and in docs/: an error, and nothing is written
+    before = readme_path.read_text(encoding="utf-8")
+    readme_path.write_text(before + "<!-- generated:table-one -->\n<!-- /generated:table-one -->\n", encoding="utf-8")
+    assert main(["report", "--no-figures", "--out", str(out), "--readme", str(readme_path)]) == 2
+    assert "'table-one' appears 2 times" in capsys.readouterr().err
+    assert readme_path.read_text(encoding="utf-8").endswith("<!-- generated:table-one -->\n<!-- /generated:table-one -->\n")
+    # a block without its closing marker would never be rewritten: an error naming the file
+    readme_path.write_text(before, encoding="utf-8")
+    doc.write_text("# r\n<!-- generated:table-one -->\nold\n", encoding="utf-8")
+    assert main(["report", "--no-figures", "--out", str(out), "--readme", str(readme_path)]) == 2
+    err = capsys.readouterr().err
+    assert "results.md" in err and "no closing" in err
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor of a Markdown heading: lower case, inline code and link marks dropped, every
+    character but letters, digits, ``_``, ``-`` and spaces removed, spaces to ``-``."""
+    text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", heading).strip().lower()
+    return re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
+
+
+def _anchors(path: Path) -> set:
+    anchors, seen, fence = set(), {}, False
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("```"):
+            fence = not fence
+        elif not fence and re.match(r"#{1,6} ", line):
+            slug = _slug(line.lstrip("#"))
+            anchors.add(slug if slug not in seen else f"{slug}-{seen[slug]}")
+            seen[slug] = seen.get(slug, 0) + 1
+    return anchors
+
+
+def _links(path: Path):
+    fence = False
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if line.startswith("```"):
+            fence = not fence
+            continue
+        if fence:
+            continue
+        for target in re.findall(r"\]\(([^)\s]+)\)", re.sub(r"`[^`]*`", "", line)):
+            yield number, target
+
+
+def test_every_relative_link_of_the_readme_and_docs_resolves():
+    files = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    assert len(files) >= 8  # README, method, usage, results, mcgill-code, corrections, performance, gpu
+    broken = []
+    for path in files:
+        for number, target in _links(path):
+            if re.match(r"[a-z]+:", target):  # http:, https:, mailto:
+                continue
+            name, _, anchor = target.partition("#")
+            where = (path.parent / name).resolve() if name else path
+            if not where.exists():
+                broken.append(f"{path.relative_to(ROOT)}:{number}: {target} (no such file)")
+            elif anchor and (where.suffix != ".md" or anchor not in _anchors(where)):
+                broken.append(f"{path.relative_to(ROOT)}:{number}: {target} (no such heading)")
+    assert not broken, "\n".join(broken)
+    # every docs page is reachable from the README
+    linked = {(ROOT / target.partition("#")[0]).resolve() for _, target in _links(ROOT / "README.md")}
+    assert set(files[1:]) <= linked and (ROOT / "results/REPORT.md").resolve() in linked
+
+
+def test_the_readme_is_a_front_door():
     text = (ROOT / "README.md").read_text(encoding="utf-8")
-    names = re.findall(r"<!-- generated:([a-z0-9-]+) -->", text)
-    assert sorted(names) == sorted(blocks)  # every table is generated, each once
-    # Which block drifted, and how: compare block by block before the whole file.
-    for match in readme.MARK.finditer(text):
-        assert match.group("body").rstrip("\n") == blocks[match.group("name")].rstrip("\n"), match.group("name")
-    assert readme.update_readme(text, blocks) == text
+    assert len(text.splitlines()) <= 150
+    headings = re.findall(r"^## (.+)$", text, re.M)
+    assert headings[0] == "Two commands" and headings[1] == "Verdicts"
 
 
 def test_numbers_come_from_the_sidecars(blocks):

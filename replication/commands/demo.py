@@ -30,7 +30,7 @@ def add_parser(sub):
                     "results/). Rerunning reads finished work back; --force recomputes it.")
     p.add_argument("--data-dir", default=None,
                    help="folder with mnist.npz: run the MNIST experiments instead of digits")
-    # The committed synthetic run's length: the stochastic setting needs it (README).
+    # The committed synthetic run's length: the stochastic setting needs it (docs/results.md).
     p.add_argument("--steps", type=positive_int, default=10_000_000,
                    help="synthetic steps (default 10000000, as the committed results)")
     p.add_argument("--runs", type=runs, default=5, help="final runs per optimizer")

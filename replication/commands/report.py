@@ -16,8 +16,9 @@ def add_parser(sub):
     )
     p.add_argument("--no-figures", action="store_true", help="write REPORT.md only")
     p.add_argument("--readme", default=None, metavar="FILE",
-                   help="also rewrite the generated tables of FILE (README.md: the blocks between "
-                        "<!-- generated:NAME --> markers) from the same results")
+                   help="also rewrite the generated tables of FILE (README.md) and of the Markdown files of "
+                        "the docs/ folder beside it (the blocks between <!-- generated:NAME --> markers) "
+                        "from the same results")
     add_out(p)
     p.set_defaults(func=run)
     return p
@@ -42,12 +43,9 @@ def run(args) -> int:
     n = sum(len(v) for v in (figures or {}).values())
     print(f"wrote {path} ({n} figures)")
     if args.readme:
-        from ..io import read_text
-        from ..readme import readme_blocks, update_readme
+        from ..readme import readme_blocks, update_files
 
-        text = read_text(args.readme)
-        new = update_readme(text, readme_blocks(data))
-        if new != text:  # an unchanged README keeps its bytes and its time stamp
-            write_text_atomic(new, args.readme)
-        print(f"{'updated' if new != text else 'unchanged'}: {args.readme}")
+        # README and docs/*.md; an unchanged file keeps its bytes and its time stamp
+        for path, changed in update_files(args.readme, readme_blocks(data)):
+            print(f"{'updated' if changed else 'unchanged'}: {path}")
     return 0

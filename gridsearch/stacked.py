@@ -183,6 +183,8 @@ class _PerMember:
         self.member_learning_rates = rates
         self.member_beta_2s = betas
         self.schedule = schedule
+        self.total_steps = total_steps  # the schedule's arguments, so that from_config rebuilds it
+        self.decay = decay
 
     @staticmethod
     def _column(values, like):
@@ -200,20 +202,24 @@ class _PerMember:
     def get_config(self):
         config = super().get_config()
         config.update({"learning_rates": self.member_learning_rates.tolist(),
-                       "beta_2s": self.member_beta_2s.tolist(), "schedule": self.schedule})
+                       "beta_2s": self.member_beta_2s.tolist(), "schedule": self.schedule,
+                       "total_steps": self.total_steps, "decay": self.decay})
         for key in ("learning_rate", "beta_2"):
             config.pop(key, None)
         return config
 
 
+@keras.saving.register_keras_serializable(package="gridsearch")
 class StackedAdam(_PerMember, Adam):
     """:class:`replication.optimizers.Adam` with per-member α and β2 (see :class:`_PerMember`)."""
 
 
+@keras.saving.register_keras_serializable(package="gridsearch")
 class StackedAMSGrad(_PerMember, AMSGrad):
     """:class:`replication.optimizers.AMSGrad` with per-member α and β2 (see :class:`_PerMember`)."""
 
 
+@keras.saving.register_keras_serializable(package="gridsearch")
 class StackedAdaMax(_PerMember, AdaMax):
     """:class:`replication.optimizers.AdaMax` with per-member α and β2 (see :class:`_PerMember`)."""
 
@@ -247,6 +253,7 @@ class MemberSumLoss(keras.losses.Loss):
         return {**super().get_config(), "loss": self.loss}
 
 
+@keras.saving.register_keras_serializable(package="gridsearch")
 class MemberLoss(keras.metrics.Metric):
     """Each member's training loss over the epoch, computed as Keras's loss tracker does for one
     model (Σ batch mean × batch size / Σ batch size); ``result()`` is a ``(K,)`` vector, which
@@ -271,6 +278,9 @@ class MemberLoss(keras.metrics.Metric):
     def reset_state(self):
         self.total.assign(ops.zeros((self.members,), dtype=self.dtype))
         self.count.assign(0.0)
+
+    def get_config(self):
+        return {**super().get_config(), "members": self.members, "loss": self.loss}
 
 
 class MemberEarlyStopping(keras.callbacks.Callback):

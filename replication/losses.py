@@ -104,12 +104,14 @@ class MulticlassLogLoss(keras.losses.Loss):
         return multiclass_log_loss(y_true, y_pred)
 
 
+@keras.saving.register_keras_serializable(package="replication")
 def reconstruction_term(y_true, y_pred):
     """The VAE's −log p(x | z) per example (nats): :func:`bernoulli_log_loss` of the pixels x
     (``y_true``, the flattened image) under the decoder's means (``y_pred[:, :-1]``)."""
     return bernoulli_log_loss(y_true, y_pred[:, :-1])
 
 
+@keras.saving.register_keras_serializable(package="replication")
 def kl_term(y_true, y_pred):
     """KL(q(z | x) ‖ p(z)) per example (nats), the VAE model's last output column."""
     return y_pred[:, -1]

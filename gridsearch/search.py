@@ -481,48 +481,12 @@ def run_grid_search(
     spec = search_spec(spec)
     engine = resolve_engine(spec, engine, halving=halving, backend=backend)
     settings = SearchSettings.from_spec(spec, cv=cv, epochs=epochs, seed=seed, halving=halving, engine=engine)
-    estimator_kwargs = dict(estimator_kwargs or {})
-    # McGill's code searched without early stopping (Experiment.early_stopping=False).
-    estimator_kwargs.setdefault("early_stopping", bool(getattr(spec, "early_stopping", True)))
-    if spec.schedule == "time-decay" and engine == "gridsearchcv":
-        estimator_kwargs["optimizer__decay"] = float(spec.decay)
-    steps_per_epoch = math.ceil(len(X) * (cv - 1) / cv / spec.batch_size)
-    if estimator_kwargs.get("jit_compile", "auto") == "auto":
-        # XLA costs a few seconds of compilation per fit (every fit builds a new model) and saves
-        # ~1 ms per step of the MNIST MLP on a CPU (benchmarks/bench_gridsearch.py): worth it from
-        # a few thousand steps per fit (MNIST: 313 steps x 30 epochs), not for digits' few hundred.
-        # On JAX always: without XLA it runs the step op by op (replication.backend.auto_jit_compile).
-        # A conv net never gets XLA on TensorFlow, as in `replicate train`: XLA's CPU convolutions
-        # made a CifarNet epoch 2.2x slower (benchmarks/bench_cifarnet.py).
-        from replication.backend import auto_jit_compile
-        from replication.run import CONV_MODELS
-
-        estimator_kwargs["jit_compile"] = auto_jit_compile(steps_per_epoch * settings.epochs, XLA_MIN_STEPS,
-                                                           conv=spec.model in CONV_MODELS)
-    if estimator_kwargs.get("steps_per_execution", "epoch") == "epoch":
-        # One tf.function call per epoch: no Python between steps. The search's callbacks
-        # (early stopping, divergence) act at epoch ends only, so nothing is lost.
-        estimator_kwargs["steps_per_execution"] = steps_per_epoch
     X = np.asarray(X, dtype=np.float32)  # once, up front: no per-fit float64 copies
     y = np.asarray(y)
-    if spec.schedule == "linear-decay" and engine == "gridsearchcv":
-        # One estimator serves every fold, so one step count: the longest fold's (stratified folds
-        # differ by a sample at most, rarely by a step). The stacked engine counts each fold's own.
-        longest = max(math.ceil(len(train) / spec.batch_size) for train, _ in _cv(settings).split(X, y))
-        estimator_kwargs["optimizer__total_steps"] = longest * settings.epochs
+    estimator_kwargs = _fit_kwargs(spec, settings, X, y, engine, estimator_kwargs)
     # With force, only what another process sharing the folder stores from now on is read back.
     since = time.time() if force else None
-    rows = {}
-    for point in points:
-        record = None if (force or store is None) else store.load(
-            settings, point, on_damaged=lambda why, point=point: warn(progress, f"{point.label()}: {why}; recomputing"))
-        if record is not None:
-            rows[point] = record
-    if halving:
-        # Halving compares an optimizer's candidates with each other: the unit of work is the
-        # optimizer's whole grid, redone if any of its points is missing.
-        unfinished = {p.optimizer for p in points if p not in rows}
-        rows = {p: r for p, r in rows.items() if p.optimizer not in unfinished}
+    rows = {} if (force or store is None) else _read_back(points, settings, store, halving, progress)
     todo = [p for p in points if p not in rows]
     if progress is not None and len(points) > len(todo):
         progress.skip(n=(len(points) - len(todo)) * settings.cv)
@@ -544,31 +508,89 @@ def run_grid_search(
         _run_stacked(spec, settings, X, y, todo, store=store, since=since, progress=progress,
                      estimator_kwargs=estimator_kwargs, finish=finish)
     elif todo:
-        with _joblib_backend(backend, n_jobs, scheduler, dask_processes) as n_parallel:
-            jobs = n_jobs if backend == "loky" else -1
-            by_optimizer = {}
-            for point in todo:
-                by_optimizer.setdefault(point.optimizer, []).append(point)
-            if halving:
-                _share_halving(by_optimizer, settings, store=store, since=since, progress=progress, finish=finish,
-                               search=lambda optimizer, pending: _search(spec, settings, X, y, optimizer, pending,
-                                                                         jobs, estimator_kwargs, halving=True))
-            later = []  # chunks with a fold that another process claimed (issue 26 §3)
-            for optimizer, pending in ({} if halving else by_optimizer).items():
-                # As many points per GridSearchCV as parallel fits, one fold at a time, each fold
-                # persisted: an interruption loses at most the fits in flight (a CifarNet fit of 15
-                # epochs is ~10 min here), not a point's three folds.
-                size = max(1, n_parallel)
-                for start in range(0, len(pending), size):
-                    stops.check()  # between chunks: a stop requested while workers ran them
-                    chunk = pending[start : start + size]
-                    later += _search_by_fold(spec, settings, X, y, optimizer, chunk, jobs, estimator_kwargs,
-                                             store=store, since=since, progress=progress, finish=finish)
-            finish_later(later, finish, _row_from_folds)
+        _run_gridsearchcv(spec, settings, X, y, todo, n_jobs=n_jobs, backend=backend, scheduler=scheduler,
+                          dask_processes=dask_processes, estimator_kwargs=estimator_kwargs, store=store,
+                          since=since, progress=progress, finish=finish)
     frame = pd.DataFrame([rows[p] for p in points])
     frame = frame[order_columns(frame.columns, settings.cv)]
     frame.attrs["points_reused"] = len(points) - len(todo)  # read back from the store, not computed
     return frame
+
+
+def _fit_kwargs(spec, settings, X, y, engine, estimator_kwargs) -> dict:
+    """The estimator's fit settings for this search: early stopping (McGill's code had none), the
+    time-decay rate, XLA, steps per execution, and linear decay's step count."""
+    estimator_kwargs = dict(estimator_kwargs or {})
+    # McGill's code searched without early stopping (Experiment.early_stopping=False).
+    estimator_kwargs.setdefault("early_stopping", bool(getattr(spec, "early_stopping", True)))
+    if spec.schedule == "time-decay" and engine == "gridsearchcv":
+        estimator_kwargs["optimizer__decay"] = float(spec.decay)
+    cv = settings.cv
+    steps_per_epoch = math.ceil(len(X) * (cv - 1) / cv / spec.batch_size)
+    if estimator_kwargs.get("jit_compile", "auto") == "auto":
+        # XLA costs a few seconds of compilation per fit (every fit builds a new model) and saves
+        # ~1 ms per step of the MNIST MLP on a CPU (benchmarks/bench_gridsearch.py): worth it from
+        # a few thousand steps per fit (MNIST: 313 steps x 30 epochs), not for digits' few hundred.
+        # On JAX always: without XLA it runs the step op by op (replication.backend.auto_jit_compile).
+        # A conv net never gets XLA on TensorFlow, as in `replicate train`: XLA's CPU convolutions
+        # made a CifarNet epoch 2.2x slower (benchmarks/bench_cifarnet.py).
+        from replication.backend import auto_jit_compile
+        from replication.run import CONV_MODELS
+
+        estimator_kwargs["jit_compile"] = auto_jit_compile(steps_per_epoch * settings.epochs, XLA_MIN_STEPS,
+                                                           conv=spec.model in CONV_MODELS)
+    if estimator_kwargs.get("steps_per_execution", "epoch") == "epoch":
+        # One tf.function call per epoch: no Python between steps. The search's callbacks
+        # (early stopping, divergence) act at epoch ends only, so nothing is lost.
+        estimator_kwargs["steps_per_execution"] = steps_per_epoch
+    if spec.schedule == "linear-decay" and engine == "gridsearchcv":
+        # One estimator serves every fold, so one step count: the longest fold's (stratified folds
+        # differ by a sample at most, rarely by a step). The stacked engine counts each fold's own.
+        longest = max(math.ceil(len(train) / spec.batch_size) for train, _ in _cv(settings).split(X, y))
+        estimator_kwargs["optimizer__total_steps"] = longest * settings.epochs
+    return estimator_kwargs
+
+
+def _read_back(points, settings, store, halving, progress) -> dict:
+    """{point: its stored record} of the points already finished (intact in ``store``)."""
+    rows = {}
+    for point in points:
+        record = store.load(settings, point,
+                            on_damaged=lambda why, point=point: warn(progress, f"{point.label()}: {why}; recomputing"))
+        if record is not None:
+            rows[point] = record
+    if halving:
+        # Halving compares an optimizer's candidates with each other: the unit of work is the
+        # optimizer's whole grid, redone if any of its points is missing.
+        unfinished = {p.optimizer for p in points if p not in rows}
+        rows = {p: r for p, r in rows.items() if p.optimizer not in unfinished}
+    return rows
+
+
+def _run_gridsearchcv(spec, settings, X, y, todo, *, n_jobs, backend, scheduler, dask_processes,
+                      estimator_kwargs, store, since, progress, finish):
+    """The points ``todo`` through scikit-learn's GridSearchCV (or halving), optimizer by optimizer."""
+    with _joblib_backend(backend, n_jobs, scheduler, dask_processes) as n_parallel:
+        jobs = n_jobs if backend == "loky" else -1
+        by_optimizer = {}
+        for point in todo:
+            by_optimizer.setdefault(point.optimizer, []).append(point)
+        if settings.halving:
+            _share_halving(by_optimizer, settings, store=store, since=since, progress=progress, finish=finish,
+                           search=lambda optimizer, pending: _search(spec, settings, X, y, optimizer, pending,
+                                                                     jobs, estimator_kwargs, halving=True))
+        later = []  # chunks with a fold that another process claimed (issue 26 §3)
+        for optimizer, pending in ({} if settings.halving else by_optimizer).items():
+            # As many points per GridSearchCV as parallel fits, one fold at a time, each fold
+            # persisted: an interruption loses at most the fits in flight (a CifarNet fit of 15
+            # epochs is ~10 min here), not a point's three folds.
+            size = max(1, n_parallel)
+            for start in range(0, len(pending), size):
+                stops.check()  # between chunks: a stop requested while workers ran them
+                chunk = pending[start : start + size]
+                later += _search_by_fold(spec, settings, X, y, optimizer, chunk, jobs, estimator_kwargs,
+                                         store=store, since=since, progress=progress, finish=finish)
+        finish_later(later, finish, _row_from_folds)
 
 
 def _epoch_lines(progress, optimizer, fold, cv, fits):

@@ -412,23 +412,46 @@ def train_run(config, data, *, fit_settings=None, max_points=DEFAULT_MAX_POINTS,
     """
     import keras
 
-    from .losses import get_loss, get_metrics
-    from .models import build_model, make_targets
-
     stops.check()
     started_at = io.now_iso()
     t0 = time.perf_counter()
-
     keras.backend.clear_session()
     keras.utils.set_random_seed(config.seed)
-    model = build_model(
-        config.model,
-        input_shape=tuple(data.x_train.shape[1:]),
-        num_classes=int(data.num_classes),
-        **dict(config.model_kwargs),
-    )
-    n_train = int(data.x_train.shape[0])
-    steps_per_epoch = math.ceil(n_train / config.batch_size)
+    model, steps_per_epoch, jit, spe = _build_run(config, data, fit_settings, max_points)
+    y_train, y_test, exact = _targets(config, data)
+    recorder = _make_recorder(steps_per_epoch, exact)
+    resumed_from = _load_checkpoint(checkpoint, model, recorder, config, on_note) if checkpoint else 0
+    _fit_epochs(config, data, model, recorder, (y_train, y_test), resumed_from, callbacks, checkpoint, on_epoch)
+
+    base = {"experiment": config.experiment, "optimizer": config.optimizer,
+            "bias_correction": config.bias_correction, "run": config.run, "seed": config.seed}
+    history = _history_frame(config, recorder, base, exact is not None)
+    points = _thin_blocks(recorder.blocks, int(data.x_train.shape[0]), config.batch_size, steps_per_epoch,
+                          max_points, config.epochs)
+    iterations = pd.DataFrame([{**base, **p} for p in points], columns=ITERATION_COLUMNS)
+    info = {
+        "diverged": recorder.diverged,
+        "epochs_completed": len(history),
+        "seconds": round(time.perf_counter() - t0, 3),
+        "started_at": started_at,
+        "finished_at": io.now_iso(),
+        "resumed_from_epoch": resumed_from,
+        "steps_per_execution": spe,
+        "jit_compile": jit,
+    }
+    keras.backend.clear_session()
+    return history, iterations, info
+
+
+def _build_run(config, data, fit_settings, max_points):
+    """(compiled model, steps per epoch, jit_compile, steps_per_execution) of the run ``config``:
+    the model, the optimizer under its schedule, the loss and metrics."""
+    from .losses import get_loss, get_metrics
+    from .models import build_model
+
+    model = build_model(config.model, input_shape=tuple(data.x_train.shape[1:]),
+                        num_classes=int(data.num_classes), **dict(config.model_kwargs))
+    steps_per_epoch = math.ceil(int(data.x_train.shape[0]) / config.batch_size)
     optimizer = make_optimizer(
         config.optimizer,
         config.learning_rate,
@@ -446,14 +469,25 @@ def train_run(config, data, *, fit_settings=None, max_points=DEFAULT_MAX_POINTS,
                                     config.epochs, fit_settings, max_points)
     compile_model(model, optimizer, get_loss(config.loss_function),
                   jit_compile=jit, steps_per_execution=spe, metrics=get_metrics(config.loss_function))
+    return model, steps_per_epoch, jit, spe
+
+
+def _targets(config, data):
+    """(training targets, test targets, (exact test inputs, targets) or None)."""
+    from .models import make_targets
 
     y_train = make_targets(config.loss_function, data.x_train, data.y_train, data.num_classes)
     y_test = make_targets(config.loss_function, data.x_test, data.y_test, data.num_classes)
-    elbo = config.loss_function == "elbo"
     mask = getattr(data, "test_exact", None)
-    exact = None if mask is None or elbo else (data.x_test[mask], y_test[mask])
-    recorder = _make_recorder(steps_per_epoch, exact)
-    resumed_from = _load_checkpoint(checkpoint, model, recorder, config, on_note) if checkpoint else 0
+    exact = None if mask is None or config.loss_function == "elbo" else (data.x_test[mask], y_test[mask])
+    return y_train, y_test, exact
+
+
+def _fit_epochs(config, data, model, recorder, targets, resumed_from, callbacks, checkpoint, on_epoch):
+    """Epochs ``resumed_from + 1 ..`` of the run, one ``fit`` call each in :func:`epoch_order`'s
+    order, a checkpoint after each; stops at a diverged loss or a stop request (after saving)."""
+    y_train, y_test = targets
+    n_train = int(data.x_train.shape[0])
     stop_check = stops.keras_callback()
     for epoch in range(resumed_from, config.epochs):
         if recorder.diverged:
@@ -479,63 +513,33 @@ def train_run(config, data, *, fit_settings=None, max_points=DEFAULT_MAX_POINTS,
             _save_checkpoint(checkpoint, model, recorder, config, epoch + 1)
         stops.check()  # a stop requested during the epoch: it is saved, stop here
 
-    base = {
-        "experiment": config.experiment,
-        "optimizer": config.optimizer,
-        "bias_correction": config.bias_correction,
-        "run": config.run,
-        "seed": config.seed,
-    }
+
+def _history_frame(config, recorder, base, exact) -> pd.DataFrame:
+    """The run's epochs as rows of :data:`HISTORY_COLUMNS` (+ the ELBO terms for the VAE, + the
+    exact-test metrics where ``exact``), from the recorder's per-epoch logs."""
+    elbo = config.loss_function == "elbo"
+    nan = float("nan")
     rows = []
     for epoch, logs, iterations, seconds in recorder.epochs:
-        test_loss = logs.get("val_loss", float("nan"))
-        test_accuracy = logs.get("val_accuracy", float("nan"))
-        if not math.isfinite(test_loss):
-            test_accuracy = float("nan")  # argmax of NaN outputs is no accuracy
+        test_loss = logs.get("val_loss", nan)
         rows.append({
-            **base,
-            "epoch": epoch + 1,
-            "iteration": iterations,
-            "learning_rate": config.learning_rate,
-            "schedule": config.schedule,
-            "beta_1": config.beta_1,
-            "beta_2": config.beta_2,
-            "epsilon": config.epsilon,
-            "batch_size": config.batch_size,
-            "loss_function": config.loss_function,
-            "loss": logs.get("loss", float("nan")),
-            "accuracy": logs.get("accuracy", float("nan")),
-            "test_loss": test_loss,
-            "test_accuracy": test_accuracy,
-            "diverged": recorder.diverged,
-            "epoch_seconds": round(seconds, 4),
-            "gamma_negative_fraction": logs.get("gamma_negative_fraction", float("nan")),
-            "gamma_min": logs.get("gamma_min", float("nan")),
+            **base, "epoch": epoch + 1, "iteration": iterations, "learning_rate": config.learning_rate,
+            "schedule": config.schedule, "beta_1": config.beta_1, "beta_2": config.beta_2,
+            "epsilon": config.epsilon, "batch_size": config.batch_size, "loss_function": config.loss_function,
+            "loss": logs.get("loss", nan), "accuracy": logs.get("accuracy", nan), "test_loss": test_loss,
+            # argmax of NaN outputs is no accuracy
+            "test_accuracy": logs.get("val_accuracy", nan) if math.isfinite(test_loss) else nan,
+            "diverged": recorder.diverged, "epoch_seconds": round(seconds, 4),
+            "gamma_negative_fraction": logs.get("gamma_negative_fraction", nan),
+            "gamma_min": logs.get("gamma_min", nan),
         })
-        if exact is not None:
-            exact_loss = logs.get("test_exact_loss", float("nan"))
-            rows[-1].update({"test_exact_loss": exact_loss,
-                             "test_exact_accuracy": logs.get("test_exact_accuracy", float("nan"))
-                             if math.isfinite(exact_loss) else float("nan")})
+        if exact:
+            exact_loss = logs.get("test_exact_loss", nan)
+            exact_accuracy = logs.get("test_exact_accuracy", nan) if math.isfinite(exact_loss) else nan
+            rows[-1].update({"test_exact_loss": exact_loss, "test_exact_accuracy": exact_accuracy})
         if elbo:
-            rows[-1].update({"reconstruction": logs.get("reconstruction", float("nan")),
-                             "kl": logs.get("kl", float("nan")),
-                             "test_reconstruction": logs.get("val_reconstruction", float("nan")),
-                             "test_kl": logs.get("val_kl", float("nan"))})
-    columns = HISTORY_COLUMNS + (ELBO_COLUMNS if elbo else []) + (EXACT_COLUMNS if exact is not None else [])
-    history = pd.DataFrame(rows, columns=columns)
-    points = _thin_blocks(recorder.blocks, n_train, config.batch_size, steps_per_epoch,
-                          max_points, config.epochs)
-    iterations = pd.DataFrame([{**base, **p} for p in points], columns=ITERATION_COLUMNS)
-    info = {
-        "diverged": recorder.diverged,
-        "epochs_completed": len(rows),
-        "seconds": round(time.perf_counter() - t0, 3),
-        "started_at": started_at,
-        "finished_at": io.now_iso(),
-        "resumed_from_epoch": resumed_from,
-        "steps_per_execution": spe,
-        "jit_compile": jit,
-    }
-    keras.backend.clear_session()
-    return history, iterations, info
+            rows[-1].update({"reconstruction": logs.get("reconstruction", nan), "kl": logs.get("kl", nan),
+                             "test_reconstruction": logs.get("val_reconstruction", nan),
+                             "test_kl": logs.get("val_kl", nan)})
+    columns = HISTORY_COLUMNS + (ELBO_COLUMNS if elbo else []) + (EXACT_COLUMNS if exact else [])
+    return pd.DataFrame(rows, columns=columns)

@@ -106,10 +106,6 @@ def _check_legacy_run(csv_path, it_path, sidecar) -> str | None:
     return None
 
 
-def read_csv(path):
-    return io.read_csv(path, float_precision="round_trip")
-
-
 
 
 def _sorted(frame, order, last):

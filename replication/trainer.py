@@ -55,6 +55,7 @@ On CPU the same seed reproduces the same history exactly, interrupted and resume
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import sys
@@ -65,7 +66,7 @@ import numpy as np
 import pandas as pd
 
 from . import claims, io
-from .runfiles import _name, assemble, check_run_files, configuration_conflict, read_csv as _read_csv  # noqa: F401
+from .runfiles import _name, assemble, check_run_files, configuration_conflict
 from .errors import UserError
 from .experiments import PROTOCOL_DEFAULTS, loss_identity
 from .hyperparameters import PARAMS_KEYS, params_problem
@@ -374,6 +375,69 @@ def train_experiment(
     correction on). Finished runs are skipped unless ``force``.
     ``dataset`` may pass an already loaded ``Dataset`` (skips :func:`load_dataset`).
     """
+    plan = plan_training(experiment, optimizers=optimizers, runs=runs, seed=seed, out_dir=out_dir,
+                         epochs=epochs, learning_rate=learning_rate, beta_2=beta_2, schedule=schedule,
+                         bias_correction=bias_correction, loss=loss, epsilon=epsilon, flip=flip, params=params)
+    conflict = None if force else configuration_conflict(plan.exp_dir, {c.stem: c.to_dict() for c in plan.configs})
+    if conflict:  # history.csv would silently switch to this call's configuration
+        raise UserError(f"{plan.exp_dir} holds the results of another configuration ({conflict}); train this one "
+                        "into another --out, or pass --force to replace them")
+    started_at, since = io.now_iso(), time.time()
+    bar = Progress(len(plan.configs), f"train {plan.spec.name}") if progress else None
+    finished, damaged = _read_back(plan, force, progress)
+    if dataset is None and len(finished) < len(plan.configs):
+        dataset = _load(plan.spec.dataset, data_dir)  # before anything is printed: a missing file is one line
+    if dataset is not None:
+        from .datasets import prepare_dataset
+
+        dataset = prepare_dataset(dataset, plan.spec.input_scale, plan.spec.split)
+    if progress:  # say once what is being run, and where each value comes from
+        for line in describe_hyperparameters(plan.hyper, params_path=plan.params_path, best_path=plan.best_path):
+            print(f"train {plan.spec.name}: {line}", file=sys.stderr, flush=True)
+    clock = _EpochClock(bar, sum(c.epochs for c in plan.configs if c.stem not in finished)) if bar else None
+    # trained pair by pair (stable sort: run k of every optimizer, then k + 1), so a stop leaves whole pairs
+    in_pairs = sorted(plan.configs, key=lambda c: c.run)
+    for config in in_pairs:
+        if config.stem in finished and bar:
+            bar.skip(_label(config))
+    work = functools.partial(_train_one, plan=plan, dataset=dataset, damaged=damaged, force=force, bar=bar,
+                             clock=clock, fit={"fit_settings": fit_settings, "max_points": max_points,
+                                               "callbacks": callbacks})
+    # Several processes on one --out share the runs: each run is claimed before it is trained.
+    trained = {c.stem for c in claims.share(
+        [c for c in in_pairs if c.stem not in finished], lock_paths=lambda c: [plan.runs_dir / f"{c.stem}.lock"],
+        is_done=lambda c: _finished_since(plan.runs_dir, c, since if force else None), work=work,
+        say=lambda text: warn(bar, text), label=_label,
+        found_done=lambda c: bar.skip(f"{_label(c)}: trained by another process") if bar else None)}
+    return _assemble_experiment(plan, trained, fit_settings, started_at)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainPlan:
+    """What one ``train`` call will do: the experiment as overridden, its folders, each optimizer's
+    hyperparameters (with their sources), the seeds and the run configurations, optimizer by
+    optimizer (the order of train.json's ``run_files``)."""
+
+    spec: object
+    optimizers: list
+    exp_dir: Path
+    hyper: dict
+    seed: int
+    seeds: dict
+    configs: list
+    params_path: object = None
+    best_path: object = None
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.exp_dir / "runs"
+
+
+def plan_training(experiment, *, optimizers=None, runs=None, seed=0, out_dir="results", epochs=None,
+                  learning_rate=None, beta_2=None, schedule=None, bias_correction=None, loss=None,
+                  epsilon=None, flip=None, params=None) -> TrainPlan:
+    """The :class:`TrainPlan` of :func:`train_experiment`'s arguments; nothing is trained or written.
+    A :class:`UserError` for an unknown experiment or optimizer, or a missing search choice."""
     from .experiments import get_experiment, with_overrides
 
     if isinstance(experiment, str):
@@ -390,23 +454,30 @@ def train_experiment(
         )
     spec = with_overrides(experiment, epochs=epochs, schedule=schedule, loss=loss, runs=runs,
                           epsilon=None if epsilon is None else float(epsilon), flip=flip)
-    model_kwargs = spec.builder_kwargs
-    n_runs = int(spec.runs)
-
     # Checked, not made: the first finished run's files make the folders, so a start that fails
     # (missing data, bad params file) leaves no empty <out>/<experiment>/runs/ behind.
     exp_dir = io.check_writable(Path(out_dir) / spec.name)
-    runs_dir = exp_dir / "runs"
     params_path = None
     if isinstance(params, (str, Path)):
         params_path, params = params, read_params_file(params)
+    flags = {"learning_rate": learning_rate, "beta_2": beta_2,
+             "bias_correction": None if bias_correction is None else bool(bias_correction)}
+    best_path, best_params = _search_choice(spec, out_dir, exp_dir, flags, params)
+    hyper = {name: resolve_hyperparameters(spec, name, flags=flags, params=params, best_params=best_params)
+             for name in optimizers}
+    seeds = {k: derive_seed(seed, k) for k in range(int(spec.runs))}
+    configs = [_run_config(spec, name, hyper[name], k, seeds[k]) for name in optimizers for k in seeds]
+    return TrainPlan(spec, optimizers, exp_dir, hyper, int(seed), seeds, configs, params_path, best_path)
+
+
+def _search_choice(spec, out_dir, exp_dir, flags, params):
+    """(path of the best_params.json this experiment reads, its parsed choice or None)."""
     # An experiment with ``params_from`` trains at another experiment's search choice.
     best_path = (Path(out_dir) / spec.params_from if spec.params_from else exp_dir) / "best_params.json"
     # McGill's code trained at its param_config.yml whatever its search chose (final_params="spec").
     best_params = read_params_file(best_path) if best_path.exists() and spec.final_params == "search" else None
-    flags = {"learning_rate": learning_rate, "beta_2": beta_2,
-             "bias_correction": None if bias_correction is None else bool(bias_correction)}
-    if spec.params_from and best_params is None and params is None and None in (learning_rate, beta_2):
+    both_flags = None not in (flags["learning_rate"], flags["beta_2"])
+    if spec.params_from and best_params is None and params is None and not both_flags:
         # Its spec values are McGill's Table I, which its source experiment already trains at:
         # never fall back to them silently.
         raise UserError(
@@ -414,129 +485,95 @@ def train_experiment(
             f"does not exist: run `replicate gridsearch {spec.params_from}` first (with the same --out), "
             "or give --params FILE or both --learning-rate and --beta2"
         )
-    hyper = {
-        name: resolve_hyperparameters(spec, name, flags=flags, params=params, best_params=best_params)
-        for name in optimizers
-    }
-    seeds = {k: derive_seed(seed, k) for k in range(n_runs)}
+    return best_path, best_params
 
-    configs = [
-        RunConfig(
-            experiment=spec.name,
-            dataset=spec.dataset,
-            model=spec.model,
-            model_kwargs=model_kwargs,
-            loss_function=spec.loss,
-            batch_size=int(spec.batch_size),
-            epochs=int(spec.epochs),
-            optimizer=name,
-            learning_rate=hyper[name]["learning_rate"],
-            schedule=spec.schedule,
-            beta_1=float(spec.beta_1),
-            beta_2=hyper[name]["beta_2"],
-            epsilon=float(spec.epsilon),
-            bias_correction=hyper[name]["bias_correction"],
-            run=k,
-            seed=seeds[k],
-            input_scale=spec.input_scale,
-            split=spec.split,
-            decay=float(spec.decay) if spec.schedule == "time-decay" else 0.0,
-        )
-        for name in optimizers
-        for k in range(n_runs)
-    ]  # optimizer by optimizer: the order of train.json's run_files (runfiles.assemble sorts the CSVs)
 
-    conflict = None if force else configuration_conflict(exp_dir, {c.stem: c.to_dict() for c in configs})
-    if conflict:  # history.csv would silently switch to this call's configuration
-        raise UserError(f"{exp_dir} holds the results of another configuration ({conflict}); train this one "
-                        "into another --out, or pass --force to replace them")
-    started_at, since = io.now_iso(), time.time()
-    bar = Progress(len(configs), f"train {spec.name}") if progress else None
+def _run_config(spec, optimizer, hyper, run, seed) -> RunConfig:
+    return RunConfig(
+        experiment=spec.name, dataset=spec.dataset, model=spec.model, model_kwargs=spec.builder_kwargs,
+        loss_function=spec.loss, batch_size=int(spec.batch_size), epochs=int(spec.epochs), optimizer=optimizer,
+        learning_rate=hyper["learning_rate"], schedule=spec.schedule, beta_1=float(spec.beta_1),
+        beta_2=hyper["beta_2"], epsilon=float(spec.epsilon), bias_correction=hyper["bias_correction"],
+        run=run, seed=seed, input_scale=spec.input_scale, split=spec.split,
+        decay=float(spec.decay) if spec.schedule == "time-decay" else 0.0,
+    )
+
+
+def _read_back(plan, force, progress):
+    """({stems of the finished, intact runs}, {stem: why its files are damaged}); nothing under
+    ``force``. Says which finished runs another Keras backend trained."""
     finished, damaged = set(), {}
-    for config in configs if not force else ():
-        done, why = _check_run(_run_paths(runs_dir, config), config)
+    for config in plan.configs if not force else ():
+        done, why = _check_run(_run_paths(plan.runs_dir, config), config)
         if done:
             finished.add(config.stem)
         elif why:
             damaged[config.stem] = why
-    elsewhere = _other_backends(runs_dir, [c.stem for c in configs if c.stem in finished])
+    elsewhere = _other_backends(plan.runs_dir, [c.stem for c in plan.configs if c.stem in finished])
     if elsewhere and progress:  # a run's identity is its configuration; the backend is its provenance
-        print(f"train {spec.name}: {elsewhere}; kept as they are (--force retrains them here)", file=sys.stderr, flush=True)
-    if dataset is None and len(finished) < len(configs):
-        dataset = _load(spec.dataset, data_dir)  # before anything is printed: a missing file is one line
-    if dataset is not None:
-        from .datasets import prepare_dataset
+        print(f"train {plan.spec.name}: {elsewhere}; kept as they are (--force retrains them here)",
+              file=sys.stderr, flush=True)
+    return finished, damaged
 
-        dataset = prepare_dataset(dataset, spec.input_scale, spec.split)
-    if progress:  # say once what is being run, and where each value comes from
-        for line in describe_hyperparameters(hyper, params_path=params_path, best_path=best_path):
-            print(f"train {spec.name}: {line}", file=sys.stderr, flush=True)
-    clock = _EpochClock(bar, sum(c.epochs for c in configs if c.stem not in finished)) if bar else None
-    # trained pair by pair (stable sort: run k of every optimizer, then k + 1), so a stop leaves whole pairs
-    in_pairs = sorted(configs, key=lambda c: c.run)
-    for config in in_pairs:
-        if config.stem in finished and bar:
-            bar.skip(_label(config))
 
-    def train_one(config):
-        paths = _run_paths(runs_dir, config)
-        label = _label(config)
-        if config.stem in damaged:
-            warn(bar, f"{config.optimizer} run {config.run}: {damaged[config.stem]}; retraining")
-        checkpoint = _checkpoint_path(runs_dir, config)
-        if force:
-            remove_checkpoint(checkpoint)
-        history, iterations, info = train_run(
-            config, dataset, fit_settings=fit_settings, max_points=max_points, callbacks=callbacks,
-            checkpoint=checkpoint, on_epoch=clock.for_run(label) if clock else None,
-            on_note=lambda text, label=label: warn(bar, f"{label}: {text}"),
-        )
-        csv_path, it_path, json_path = paths
-        io.write_csv_atomic(history, csv_path)
-        io.write_csv_atomic(iterations, it_path)
-        # The sidecar last: its presence (with matching config) marks the run finished, and the row
-        # counts and checksums of the files it records let a rerun tell them intact from damaged.
-        io.write_json_atomic(
-            {"config": config.to_dict(), "run_id": config.run_id, "spec": spec.to_dict(), **info,
-             "files": {path.name: io.digest_file(path) for path in (csv_path, it_path)},
-             "provenance": io.provenance()},
-            json_path,
-        )
-        remove_checkpoint(checkpoint)  # the run is finished: its checkpoint is no longer needed
-        if bar:
-            last = history.iloc[-1] if len(history) else None
-            if info["diverged"]:
-                text = f"diverged (NaN loss) at epoch {info['epochs_completed']}"
-            elif last is None:
-                text = "no epochs"
-            elif spec.loss == "elbo":
-                text = f"test −ELBO {last['test_loss']:.2f} nats, train {last['loss']:.2f}"
-            else:
-                text = f"test acc {last['test_accuracy']:.4f}, train loss {last['loss']:.4f}"
-            bar.update(f"{label}: {text} in {info['seconds']:.1f}s")
+def _train_one(config, *, plan, dataset, damaged, force, bar, clock, fit):
+    """Train the run ``config`` (from its checkpoint if any) and write its files, the sidecar last:
+    its presence (with matching config) marks the run finished, and the row counts and checksums
+    it records let a rerun tell intact files from damaged ones."""
+    csv_path, it_path, json_path = _run_paths(plan.runs_dir, config)
+    label = _label(config)
+    if config.stem in damaged:
+        warn(bar, f"{config.optimizer} run {config.run}: {damaged[config.stem]}; retraining")
+    checkpoint = _checkpoint_path(plan.runs_dir, config)
+    if force:
+        remove_checkpoint(checkpoint)
+    history, iterations, info = train_run(
+        config, dataset, **fit, checkpoint=checkpoint, on_epoch=clock.for_run(label) if clock else None,
+        on_note=lambda text: warn(bar, f"{label}: {text}"),
+    )
+    io.write_csv_atomic(history, csv_path)
+    io.write_csv_atomic(iterations, it_path)
+    io.write_json_atomic(
+        {"config": config.to_dict(), "run_id": config.run_id, "spec": plan.spec.to_dict(), **info,
+         "files": {path.name: io.digest_file(path) for path in (csv_path, it_path)},
+         "provenance": io.provenance()},
+        json_path,
+    )
+    remove_checkpoint(checkpoint)  # the run is finished: its checkpoint is no longer needed
+    if bar:
+        bar.update(f"{label}: {_run_summary(history, info, plan.spec.loss)} in {info['seconds']:.1f}s")
 
-    # Several processes on one --out share the runs: each run is claimed before it is trained.
-    trained = {c.stem for c in claims.share(
-        [c for c in in_pairs if c.stem not in finished], lock_paths=lambda c: [runs_dir / f"{c.stem}.lock"],
-        is_done=lambda c: _finished_since(runs_dir, c, since if force else None), work=train_one,
-        say=lambda text: warn(bar, text), label=_label,
-        found_done=lambda c: bar.skip(f"{_label(c)}: trained by another process") if bar else None)}
-    with claims.merging(exp_dir / "history.csv"):  # read the run files and write inside the lock
-        history, iterations = assemble(runs_dir, [c.stem for c in configs], optimizers, spec.loss == "elbo")
-        io.write_csv_atomic(history, exp_dir / "history.csv")
-        io.write_csv_atomic(iterations, exp_dir / "iterations.csv")
+
+def _run_summary(history, info, loss) -> str:
+    last = history.iloc[-1] if len(history) else None
+    if info["diverged"]:
+        return f"diverged (NaN loss) at epoch {info['epochs_completed']}"
+    if last is None:
+        return "no epochs"
+    if loss == "elbo":
+        return f"test −ELBO {last['test_loss']:.2f} nats, train {last['loss']:.2f}"
+    return f"test acc {last['test_accuracy']:.4f}, train loss {last['loss']:.4f}"
+
+
+def _assemble_experiment(plan, trained, fit_settings, started_at) -> pd.DataFrame:
+    """Write ``history.csv``/``iterations.csv`` from the finished run files and ``train.json`` (under
+    the lock of ``history.csv``: several processes may finish at once); return the history."""
+    spec, configs = plan.spec, plan.configs
+    with claims.merging(plan.exp_dir / "history.csv"):  # read the run files and write inside the lock
+        history, iterations = assemble(plan.runs_dir, [c.stem for c in configs], plan.optimizers, spec.loss == "elbo")
+        io.write_csv_atomic(history, plan.exp_dir / "history.csv")
+        io.write_csv_atomic(iterations, plan.exp_dir / "iterations.csv")
         meta = {
             "experiment": spec.to_dict(),
-            "optimizers": optimizers,
-            "runs": n_runs,
-            "seed": int(seed),
-            "seeds": {str(k): v for k, v in seeds.items()},
+            "optimizers": plan.optimizers,
+            "runs": int(spec.runs),
+            "seed": plan.seed,
+            "seeds": {str(k): v for k, v in plan.seeds.items()},
             "hyperparameters": {
-                name: {**{k: v for k, v in hyper[name].items() if k != "source"},
+                name: {**{k: v for k, v in plan.hyper[name].items() if k != "source"},
                        "beta_1": float(spec.beta_1), "epsilon": float(spec.epsilon),
-                       "schedule": spec.schedule,
-                       "source": hyper[name]["source"]}
-                for name in optimizers
+                       "schedule": spec.schedule, "source": plan.hyper[name]["source"]}
+                for name in plan.optimizers
             },
             "fit_settings": {**FIT_SETTINGS, **(fit_settings or {})},
             "run_files": [c.stem for c in configs],
@@ -549,8 +586,8 @@ def train_experiment(
         }
         # A call that trained nothing only read finished runs back: its own times and provenance would
         # overwrite those of the calls that trained them, so an otherwise equal train.json is kept.
-        if meta["trained"] or not io.holds_json(exp_dir / "train.json", meta, ignore=_INVOCATION_KEYS):
-            io.write_json_atomic(meta, exp_dir / "train.json")
+        if meta["trained"] or not io.holds_json(plan.exp_dir / "train.json", meta, ignore=_INVOCATION_KEYS):
+            io.write_json_atomic(meta, plan.exp_dir / "train.json")
     return history
 
 

@@ -93,20 +93,12 @@ def run(args) -> int:
     from replication.experiments import get_experiment
 
     _check(args)
-    spec = get_experiment(args.experiment)  # UserError for an unknown name
-    if spec.params_from:
-        raise UserError(f"{spec.name} takes its α and β2 from {spec.params_from}'s grid search: "
-                        f"run `replicate gridsearch {spec.params_from}` instead")
-    if spec.loss == "elbo":
-        raise UserError(
-            f"{spec.name} is a generative model (loss elbo); the grid search tunes classifiers by validation "
-            f"log-loss. Train it with `replicate train {spec.name}` (its spec holds the published values)"
-        )
+    spec = _searchable(get_experiment(args.experiment))  # UserError for an unknown name
 
     from gridsearch.search import SearchSettings, make_grid, resolve_engine, run_grid_search
     from gridsearch.store import PointStore, write_search_outputs, write_table
     from replication.datasets import load_dataset
-    from replication.io import check_writable, now_iso, provenance
+    from replication.io import check_writable, now_iso
     from replication.progress import Progress
 
     try:
@@ -149,7 +141,31 @@ def run(args) -> int:
         force=args.force,
         progress=progress,
     )
-    sidecar = {
+    sidecar = _sidecar(args, spec, settings, engine, frame, len(points), started_at, time.perf_counter() - clock)
+    best = write_search_outputs(frame, experiment_dir, sidecar=sidecar, score=settings.score)
+    write_table(out)
+    _say_choices(args, spec, best, frame, experiment_dir, out)
+    return 0
+
+
+def _searchable(spec):
+    """``spec`` if the grid search can tune it, else a :class:`UserError` saying what to run."""
+    if spec.params_from:
+        raise UserError(f"{spec.name} takes its α and β2 from {spec.params_from}'s grid search: "
+                        f"run `replicate gridsearch {spec.params_from}` instead")
+    if spec.loss == "elbo":
+        raise UserError(
+            f"{spec.name} is a generative model (loss elbo); the grid search tunes classifiers by validation "
+            f"log-loss. Train it with `replicate train {spec.name}` (its spec holds the published values)"
+        )
+    return spec
+
+
+def _sidecar(args, spec, settings, engine, frame, n_points, started_at, seconds) -> dict:
+    """gridsearch.json: the search's settings, grid, engine, selection rule, this call and provenance."""
+    from replication.io import now_iso, provenance
+
+    return {
         "experiment": spec.to_dict() if hasattr(spec, "to_dict") else spec.name,
         "settings": settings.to_dict(),
         "grid": {
@@ -170,25 +186,27 @@ def run(args) -> int:
         # This invocation: points already finished are read back, not recomputed.
         "started_at": started_at,
         "finished_at": now_iso(),
-        "wall_seconds": round(time.perf_counter() - clock, 2),
-        "points_computed": len(points) - frame.attrs["points_reused"],
+        "wall_seconds": round(seconds, 2),
+        "points_computed": n_points - frame.attrs["points_reused"],
         "points_reused": frame.attrs["points_reused"],
         **provenance(),
     }
-    best = write_search_outputs(frame, experiment_dir, sidecar=sidecar, score=settings.score)
-    write_table(out)
+
+
+def _say_choices(args, spec, best, frame, experiment_dir, out):
+    """One line per optimizer with its chosen α and β2 (stderr where every point diverged), then
+    what was written."""
     for optimizer in dict.fromkeys(args.optimizers):
         if optimizer in best:
             choice = best[optimizer]
-            print(f"{spec.name} {optimizer}: α={choice['learning_rate']:g} β2={choice['beta_2']:g}"
-                  + (f" bias-correction={'on' if choice['bias_correction'] else 'off'}" if "bias_correction" in choice else ""))
+            bias = (f" bias-correction={'on' if choice['bias_correction'] else 'off'}"
+                    if "bias_correction" in choice else "")
+            print(f"{spec.name} {optimizer}: α={choice['learning_rate']:g} β2={choice['beta_2']:g}{bias}")
         else:
             print(f"{spec.name} {optimizer}: every grid point diverged; no best parameters written", file=sys.stderr)
     n_div = int(frame["diverged"].sum())
     print(f"wrote {experiment_dir / 'gridsearch.csv'} ({len(frame)} points, {n_div} diverged), "
           f"{experiment_dir / 'best_params.json'}, {Path(out) / 'gridsearch_table.md'}")
-    return 0
-
 
 
 ENGINE_TEXT = {

@@ -203,7 +203,7 @@ def _verdict_table(data, comparison, ours, as_coded) -> str:
     claims = {"synthetic, online (α/√t)": "AMSGrad converges on the synthetic problem, Adam does not (online)",
               "synthetic, stochastic (α/√t)": "AMSGrad converges on the synthetic problem, Adam does not (stochastic)"}
     rows = []
-    for _claim, name, what, verdict, detail, mcgill, coded in claim_verdicts(data, comparison):
+    for _claim, name, what, verdict, detail, theirs, coded in claim_verdicts(data, comparison):
         if name is None and what in claims:
             rows.append([claims[what], ours(verdict, detail), as_coded(coded), "reproduced"])
         elif name is None:
@@ -211,7 +211,7 @@ def _verdict_table(data, comparison, ours, as_coded) -> str:
                          "— (not run)"])
         elif not name.startswith("digits"):
             rows.append([f"AMSGrad reaches lower train/test loss on {what}", ours(verdict, detail), as_coded(coded),
-                         mcgill.replace(" (§V)", "")])
+                         theirs.replace(" (§V)", "")])
     return "\n".join(_table(["claim of Reddi et al.", "ours", "as McGill ran it (our rerun)", "McGill"], rows))
 
 

@@ -421,7 +421,7 @@ def claim_verdicts(data, comparison):
     claimed = _claimed_experiments(data)
     coded = coded_experiments(data)
     coded_comp = coded_comparison(data) if coded else None
-    for name, what, mcgill, _paper in LOSS_CLAIMS:
+    for name, what, theirs, _paper in LOSS_CLAIMS:
         if name in claimed:
             verdict, detail = verdicts.loss_verdict(comparison if comparison is not None else pd.DataFrame(), name)
             detail = _flagged(detail, data, name)
@@ -429,7 +429,7 @@ def claim_verdicts(data, comparison):
             if name in coded:
                 coded_verdict, coded_detail = verdicts.loss_verdict(coded_comp, coded[name])
                 as_coded = f"**{coded_verdict}** (`{coded[name]}`) — {_flagged(coded_detail, data, coded[name])}"
-            yield LOSS_CLAIM, name, what, verdict, detail, mcgill, as_coded
+            yield LOSS_CLAIM, name, what, verdict, detail, theirs, as_coded
 
 
 def _flagged(detail: str, data, name) -> str:

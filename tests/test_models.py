@@ -199,20 +199,30 @@ def test_models_train_one_step(name, input_shape, kwargs):
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
     assert (probs >= 0).all()
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=get_loss("binary"))
-    before = [w.copy() for w in model.get_weights()]
+    before = [np.array(w) for w in model.trainable_weights]
     loss = float(model.train_on_batch(x, y))
     assert math.isfinite(loss) and loss > 0.0
-    assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    # Adam's first step from zero moments is α·g/(|g| + ε/√(1 − β2)) per weight: α·sign(g) where
+    # |g| ≫ 3e-6, less where g is tiny, 0 where g = 0. So no weight moves by more than α, and the
+    # ones with a real gradient move by α: the step went through every layer's trainable weights.
+    moved = [np.abs(np.array(w) - b) for w, b in zip(model.trainable_weights, before)]
+    assert max(float(m.max()) for m in moved) == pytest.approx(1e-3, rel=1e-3)
+    assert all(float(m.max()) <= 1e-3 * (1 + 1e-3) for m in moved)
+    assert all(float(m.max()) > 0.0 for m in moved), "a layer's weights got no update"
 
 
 @pytest.mark.parametrize("name", [name for name in MODELS if name not in GENERATIVE_MODELS])
 @pytest.mark.parametrize("input_shape", [(8, 8), (28, 28)])
 def test_two_dimensional_inputs(name, input_shape):
+    """An (H, W) image is the one-channel image (H, W, 1): same weights, same probabilities."""
     model = build_model(name, input_shape=input_shape, num_classes=10)
     x = np.random.RandomState(1).rand(3, *input_shape).astype("float32")
     probs = np.asarray(model(x, training=False))
     assert probs.shape == (3, 10)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    channel = build_model(name, input_shape=(*input_shape, 1), num_classes=10)
+    channel.set_weights(model.get_weights())
+    np.testing.assert_array_equal(np.asarray(channel(x[..., None], training=False)), probs)
 
 
 def test_build_from_scikeras_meta():
@@ -242,7 +252,13 @@ def test_works_inside_scikeras():
     )
     clf.fit(ds.x_train, ds.y_train)
     assert clf.model_.count_params() == 64 * 32 + 32 + 32 * 10 + 10
-    assert clf.score(ds.x_test, ds.y_test) > 0.5  # 10 classes: chance is 0.1
+    # scikeras's probabilities and score are the wrapped model's: softmax outputs, and accuracy =
+    # the share of argmax predictions equal to the labels.
+    direct = np.asarray(clf.model_.predict(ds.x_test, verbose=0))
+    np.testing.assert_allclose(clf.predict_proba(ds.x_test), direct, rtol=1e-5, atol=1e-6)  # batches differ
+    accuracy = float(np.mean(direct.argmax(axis=1) == ds.y_test))
+    assert clf.score(ds.x_test, ds.y_test) == pytest.approx(accuracy)
+    assert accuracy > 0.5  # 10 classes: chance is 0.1; 3 epochs of Adam learn the digits
 
 
 def test_missing_shapes_and_unknown_model():

@@ -66,12 +66,12 @@ import numpy as np
 import pandas as pd
 
 from . import claims, io
-from .runfiles import _name, assemble, check_run_files, configuration_conflict
 from .errors import UserError
 from .experiments import PROTOCOL_DEFAULTS, loss_identity
 from .hyperparameters import PARAMS_KEYS, params_problem
 from .optimizers import OPTIMIZERS
 from .progress import Progress, format_seconds, warn
+from .runfiles import _name, assemble, check_run_files, configuration_conflict
 from .run import (  # noqa: F401 - one run lives in replication.run; re-exported for callers
     DEFAULT_EPSILON,
     DEFAULT_MAX_POINTS,

@@ -188,52 +188,44 @@ def _mnist_final(data, comparison) -> str:
 
 def _verdicts(data, comparison) -> str:
     # The report's verdict rows in the wording of docs/results.md; the demo's digits rows stay in the report.
-    return _verdict_table(data, comparison, lambda verdict, detail: f"**{verdict}** — {detail}", lambda coded: coded)
+    return _verdict_table(data, comparison, lambda row: f"**{row.verdict}** — {row.detail}", lambda row: row.as_coded)
 
 
 def _verdicts_summary(data, comparison) -> str:
     """The front door's verdict table: :func:`_verdicts`'s rows with only the verdicts and, per
     loss, its classification (the numbers stay in ``docs/results.md`` and ``REPORT.md``)."""
-    return _verdict_table(data, comparison, _compact, _compact_coded)
+    def coded(row):
+        if row.coded is None:
+            return row.as_coded
+        name, verdict, losses, short = row.coded
+        return f"{_compact(verdict, losses, short)} (`{name}`)"
+
+    return _verdict_table(data, comparison, lambda row: _compact(row.verdict, row.losses, row.short), coded)
 
 
 def _verdict_table(data, comparison, ours, as_coded) -> str:
-    """The verdict rows of :func:`replication.report.claim_verdicts` but the digits ones; ``ours(verdict,
-    detail)`` writes our cell, ``as_coded(cell)`` rewrites the as-coded cell the report wrote."""
+    """The verdict rows of :func:`replication.report.claim_verdicts` but the digits ones; ``ours(row)``
+    writes our cell and ``as_coded(row)`` the as-coded one."""
     claims = {"synthetic, online (α/√t)": "AMSGrad converges on the synthetic problem, Adam does not (online)",
               "synthetic, stochastic (α/√t)": "AMSGrad converges on the synthetic problem, Adam does not (stochastic)"}
     rows = []
-    for _claim, name, what, verdict, detail, theirs, coded in claim_verdicts(data, comparison):
-        if name is None and what in claims:
-            rows.append([claims[what], ours(verdict, detail), as_coded(coded), "reproduced"])
-        elif name is None:
-            rows.append(["Adam converges to the worst point on the §3 family", ours(verdict, detail), as_coded(coded),
-                         "— (not run)"])
-        elif not name.startswith("digits"):
-            rows.append([f"AMSGrad reaches lower train/test loss on {what}", ours(verdict, detail), as_coded(coded),
-                         theirs.replace(" (§V)", "")])
+    for row in claim_verdicts(data, comparison):
+        if row.name is None and row.what in claims:
+            rows.append([claims[row.what], ours(row), as_coded(row), "reproduced"])
+        elif row.name is None:
+            rows.append(["Adam converges to the worst point on the §3 family", ours(row), as_coded(row), "— (not run)"])
+        elif not row.name.startswith("digits"):
+            rows.append([f"AMSGrad reaches lower train/test loss on {row.what}", ours(row), as_coded(row),
+                         row.mcgill.replace(" (§V)", "")])
     return "\n".join(_table(["claim of Reddi et al.", "ours", "as McGill ran it (our rerun)", "McGill"], rows))
 
 
-KINDS = re.compile(r"(train|test) loss: [^;]*?→ (" + "|".join(map(re.escape, (
-    verdicts.SUPPORTED, verdicts.AGAINST, verdicts.NO_EFFECT, verdicts.TOO_FEW))) + ")|no paired (train|test) loss")
-CODED = re.compile(r"\*\*(?P<verdict>[^*]+)\*\* \((?P<name>`[^`]+`)\) — (?P<detail>.*)")
-
-
-def _compact(verdict, detail) -> str:
-    """``**verdict**``, and for a loss claim what each loss says (``train: evidence against; test:
-    supported``), read from the detail :func:`replication.verdicts.loss_verdict` wrote; a warning
-    the report put before the detail (``⚠ …:``) is kept."""
-    parts = [f"{metric}: {kind}" if metric else f"{unpaired}: no pairs" for metric, kind, unpaired in KINDS.findall(detail)]
-    warning = re.match(r"(⚠ [^:]*):", detail)
-    parts = ([warning.group(1)] if warning else []) + parts
+def _compact(verdict, losses, short) -> str:
+    """``**verdict**``, then the short-runs flag if any and what each loss says (``train:
+    evidence against; test: supported``; ``no pairs`` where a loss is unpaired)."""
+    parts = ([f"⚠ {short}"] if short else []) + [
+        f"{name.split()[0]}: {kind or 'no pairs'}" for name, kind, _text in losses]
     return f"**{verdict}**" + (" — " + "; ".join(parts) if parts else "")
-
-
-def _compact_coded(cell) -> str:
-    """The report's as-coded cell (``**verdict** (`name`) — detail``) in :func:`_compact`'s form."""
-    match = CODED.match(cell)
-    return f"{_compact(match['verdict'], match['detail'])} ({match['name']})" if match else cell
 
 
 def _table_one(data) -> str:

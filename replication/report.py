@@ -11,6 +11,7 @@ import math
 import os
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -388,8 +389,8 @@ def _claims_section(data, comparison) -> list[str]:
     lines += ["The column *as McGill ran it* is our rerun of the protocol McGill's code ran (the "
               "`*-mcgill-code` experiments, see the section on McGill's code below), with Holm's adjustment "
               "over those experiments' loss tests alone; — where it has not been run.", ""]
-    rows = [[claim, f"{what} (`{name}`)" if name else what, f"**{verdict}**", detail, coded, mcgill]
-            for claim, name, what, verdict, detail, mcgill, coded in claim_verdicts(data, comparison)]
+    rows = [[r.claim, f"{r.what} (`{r.name}`)" if r.name else r.what, f"**{r.verdict}**", r.detail, r.as_coded,
+             r.mcgill] for r in claim_verdicts(data, comparison)]
     return lines + _table(["Claim", "Experiment", "Our verdict", "Our numbers", "As McGill ran it (our rerun)",
                            "McGill study"], rows)
 
@@ -409,33 +410,53 @@ def coded_comparison(data):
     return verdicts.add_holm(results.compare_final(history), coded)
 
 
+class ClaimRow(NamedTuple):
+    """One row of the verdict table. ``verdict``/``detail`` are ours; ``as_coded`` is the cell of our
+    verdict on the row's as-coded experiment (``Experiment.code_of``), or — where none has runs.
+    The loss claims also carry what the cells were written from: ``losses`` (:func:`verdicts.loss_claim`'s
+    per-loss entries), ``short`` (:func:`short_runs`' flag) and ``coded`` (the as-coded experiment's
+    name, verdict, losses and flag, or None)."""
+
+    claim: str
+    name: str | None
+    what: str
+    verdict: str
+    detail: str
+    mcgill: str
+    as_coded: str
+    losses: tuple = ()
+    short: str = ""
+    coded: tuple | None = None
+
+
 def claim_verdicts(data, comparison):
-    """Each row of the verdict table, for REPORT.md, the README and docs/results.md alike: ``(claim, experiment name
-    or None, what was run, verdict, detail, McGill's conclusion, as McGill ran it)``; the last is our
-    verdict on the row's as-coded experiment (``Experiment.code_of``), or — where none has runs."""
+    """Each :class:`ClaimRow` of the verdict table, for REPORT.md, the README and docs/results.md alike."""
     for setting in ("online", "stochastic"):
         verdict, detail = verdicts.synthetic_verdict(data["synthetic"], setting)
-        yield SYNTHETIC_CLAIM, None, f"synthetic, {setting} (α/√t)", verdict, detail, SYNTHETIC_MCGILL, "—"
+        yield ClaimRow(SYNTHETIC_CLAIM, None, f"synthetic, {setting} (α/√t)", verdict, detail, SYNTHETIC_MCGILL, "—")
     verdict, detail = verdicts.section3_verdict(data["synthetic"])
-    yield SECTION3_CLAIM, None, "§3 family, β1 = 0, β2 = 1/(1 + C²)", verdict, detail, SECTION3_MCGILL, "—"
+    yield ClaimRow(SECTION3_CLAIM, None, "§3 family, β1 = 0, β2 = 1/(1 + C²)", verdict, detail, SECTION3_MCGILL, "—")
     claimed = _claimed_experiments(data)
     coded = coded_experiments(data)
     coded_comp = coded_comparison(data) if coded else None
     for name, what, theirs, _paper in LOSS_CLAIMS:
         if name in claimed:
-            verdict, detail = verdicts.loss_verdict(comparison if comparison is not None else pd.DataFrame(), name)
-            detail = _flagged(detail, data, name)
-            as_coded = "—"
+            verdict, losses, short, detail = _loss_cell(comparison, data, name)
+            as_coded, coded_row = "—", None
             if name in coded:
-                coded_verdict, coded_detail = verdicts.loss_verdict(coded_comp, coded[name])
-                as_coded = f"**{coded_verdict}** (`{coded[name]}`) — {_flagged(coded_detail, data, coded[name])}"
-            yield LOSS_CLAIM, name, what, verdict, detail, theirs, as_coded
+                coded_verdict, coded_losses, coded_short, coded_detail = _loss_cell(coded_comp, data, coded[name])
+                as_coded = f"**{coded_verdict}** (`{coded[name]}`) — {coded_detail}"
+                coded_row = (coded[name], coded_verdict, coded_losses, coded_short)
+            yield ClaimRow(LOSS_CLAIM, name, what, verdict, detail, theirs, as_coded, losses, short, coded_row)
 
 
-def _flagged(detail: str, data, name) -> str:
-    entry = data["experiments"].get(name) or {}
-    short = short_runs(entry.get("history"), name)
-    return f"⚠ {short}: {detail}" if short else detail
+def _loss_cell(comparison, data, name):
+    """(verdict, losses, short-runs flag, detail) of ``name``'s loss claim; the detail starts with
+    the flag (``⚠ …: ``) where its runs stopped short of the spec."""
+    verdict, losses = verdicts.loss_claim(comparison if comparison is not None else pd.DataFrame(), name)
+    detail = "; ".join(text for _name, _kind, text in losses) or verdicts.NOT_RUN_DETAIL
+    short = short_runs((data["experiments"].get(name) or {}).get("history"), name)
+    return verdict, losses, short, f"⚠ {short}: {detail}" if short else detail
 
 
 def _x_range(row) -> str:

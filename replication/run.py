@@ -38,6 +38,7 @@ from . import io, stops
 from .errors import write_failed
 from .backend import auto_jit_compile
 from .optimizers import make_optimizer
+from .runfiles import ELBO_COLUMNS, EXACT_COLUMNS, HISTORY_COLUMNS, ITERATION_COLUMNS, history_columns
 
 __all__ = [
     "FIT_SETTINGS",
@@ -55,7 +56,6 @@ __all__ = [
     "train_run",
 ]
 
-from .runfiles import ELBO_COLUMNS, EXACT_COLUMNS, HISTORY_COLUMNS, ITERATION_COLUMNS  # noqa: E402
 
 # Small dense models on CPU are dominated by per-step Python/dispatch overhead: XLA-compile the
 # step and run several steps per call (MNIST MLP, 2 cores: 1.71 s/epoch Keras defaults vs 0.68
@@ -541,5 +541,4 @@ def _history_frame(config, recorder, base, exact) -> pd.DataFrame:
             rows[-1].update({"reconstruction": logs.get("reconstruction", nan), "kl": logs.get("kl", nan),
                              "test_reconstruction": logs.get("val_reconstruction", nan),
                              "test_kl": logs.get("val_kl", nan)})
-    columns = HISTORY_COLUMNS + (ELBO_COLUMNS if elbo else []) + (EXACT_COLUMNS if exact else [])
-    return pd.DataFrame(rows, columns=columns)
+    return pd.DataFrame(rows, columns=history_columns(elbo, exact))

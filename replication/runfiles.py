@@ -115,6 +115,12 @@ def _sorted(frame, order, last):
     return frame.drop(columns="_k").reset_index(drop=True)
 
 
+def history_columns(elbo: bool, exact: bool) -> list[str]:
+    """The columns of a history, in order: the common ones, the VAE's ELBO terms (``elbo``), the
+    exact-test metrics (``exact``: a data set with a ``test_exact`` mask)."""
+    return HISTORY_COLUMNS + (ELBO_COLUMNS if elbo else []) + (EXACT_COLUMNS if exact else [])
+
+
 def run_paths(runs_dir: Path, stem: str):
     """(epoch CSV, iteration CSV, sidecar) of the run ``stem`` in ``runs_dir``."""
     return runs_dir / f"{stem}.csv", runs_dir / f"{stem}.iterations.csv", runs_dir / f"{stem}.json"
@@ -128,8 +134,7 @@ def assemble(runs_dir: Path, stems, optimizers, elbo: bool) -> tuple[pd.DataFram
     history = pd.concat([read_csv(p[0]) for p in paths], ignore_index=True)
     iterations = pd.concat([read_csv(p[1]) for p in paths], ignore_index=True)
     order = {name: i for i, name in enumerate(sorted(optimizers))}
-    columns = HISTORY_COLUMNS + (ELBO_COLUMNS if elbo else [])
-    columns += [c for c in EXACT_COLUMNS if c in history.columns]
+    columns = history_columns(elbo, exact=all(c in history.columns for c in EXACT_COLUMNS))
     return (_sorted(history.reindex(columns=columns), order, "epoch"),
             _sorted(iterations[ITERATION_COLUMNS], order, "iteration"))
 

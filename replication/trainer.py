@@ -71,7 +71,7 @@ from .experiments import PROTOCOL_DEFAULTS, loss_identity
 from .hyperparameters import PARAMS_KEYS, params_problem
 from .optimizers import OPTIMIZERS
 from .progress import Progress, format_seconds, warn
-from .runfiles import _name, assemble, check_run_files, configuration_conflict
+from .runfiles import _name, assemble, check_run_files, configuration_conflict, run_paths
 from .run import (  # noqa: F401 - one run lives in replication.run; re-exported for callers
     DEFAULT_EPSILON,
     DEFAULT_MAX_POINTS,
@@ -237,14 +237,6 @@ def describe_hyperparameters(hyper, *, params_path=None, best_path=None) -> list
 # ---------------------------------------------------------------------------------------------
 # Many runs, on disk
 # ---------------------------------------------------------------------------------------------
-def _run_paths(runs_dir: Path, config: RunConfig):
-    return (
-        runs_dir / f"{config.stem}.csv",
-        runs_dir / f"{config.stem}.iterations.csv",
-        runs_dir / f"{config.stem}.json",
-    )
-
-
 def _checkpoint_path(runs_dir: Path, config: RunConfig) -> Path:
     # Per-epoch state of an unfinished run (replication.run); deleted when the run finishes.
     return runs_dir / f"{config.stem}.checkpoint.npz"
@@ -288,38 +280,35 @@ class _EpochClock:
         return on_epoch
 
 
-def _other_backends(runs_dir, stems) -> str:
-    """'' or which of the finished runs ``stems`` were trained under another Keras backend than
-    this process's (their sidecars' provenance), e.g. ``10 finished run(s) were trained under jax,
-    not tensorflow``."""
+def _other_backends(sidecars) -> str:
+    """'' or which of the finished runs (their parsed ``sidecars``) were trained under another Keras
+    backend than this process's (their provenance), e.g. ``10 finished run(s) were trained under
+    jax, not tensorflow``."""
     import keras
 
     here, counts = keras.backend.backend(), {}
-    for stem in stems:
-        try:
-            device = (io.read_json(runs_dir / f"{stem}.json").get("provenance") or {}).get("device") or {}
-        except (UserError, AttributeError):
-            continue
-        if device.get("backend", here) != here:
-            counts[device["backend"]] = counts.get(device["backend"], 0) + 1
+    for sidecar in sidecars:
+        backend = ((sidecar.get("provenance") or {}).get("device") or {}).get("backend", here)
+        if backend != here:
+            counts[backend] = counts.get(backend, 0) + 1
     return "; ".join(f"{n} finished run(s) were trained under {name}, not {here}" for name, n in sorted(counts.items()))
 
 
 def _check_run(paths, config):
-    """``(finished, why)``: ``(True, None)`` when ``paths`` hold a finished, intact run of ``config``;
-    ``(False, None)`` for a run that never finished (no sidecar: not started, or killed), which is
-    simply trained; ``(False, why)`` for damaged files, retrained with a line saying ``why``."""
+    """``(sidecar, None)`` (parsed) when ``paths`` hold a finished, intact run of ``config``;
+    ``(None, None)`` for a run that never finished (no sidecar: not started, or killed), which is
+    simply trained; ``(None, why)`` for damaged files, retrained with a line saying ``why``."""
     csv_path, it_path, json_path = paths
     if not json_path.exists():
-        return False, None
+        return None, None
     try:
         sidecar = json.loads(json_path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return False, f"its sidecar {_name(json_path)} is not valid JSON"
+        return None, f"its sidecar {_name(json_path)} is not valid JSON"
     if not isinstance(sidecar, dict) or sidecar.get("config") != json.loads(json.dumps(config.to_dict(), default=str)):
-        return False, f"its sidecar {_name(json_path)} records another configuration"
+        return None, f"its sidecar {_name(json_path)} records another configuration"
     why = check_run_files(csv_path, it_path, sidecar)
-    return why is None, why
+    return (None, why) if why else (sidecar, None)
 
 
 def _label(config) -> str:
@@ -330,8 +319,8 @@ def _finished_since(runs_dir, config, since=None) -> bool:
     """Whether the run of ``config`` is finished, its files intact; with ``since`` (a ``time.time()``)
     only if it finished since then: under ``--force`` a run that another process retrained during
     this call is finished, the one this call was asked to redo is not."""
-    paths = _run_paths(runs_dir, config)
-    if not _check_run(paths, config)[0]:
+    paths = run_paths(runs_dir, config.stem)
+    if _check_run(paths, config)[0] is None:
         return False
     try:
         return since is None or paths[2].stat().st_mtime >= since
@@ -500,16 +489,16 @@ def _run_config(spec, optimizer, hyper, run, seed) -> RunConfig:
 
 
 def _read_back(plan, force, progress):
-    """({stems of the finished, intact runs}, {stem: why its files are damaged}); nothing under
-    ``force``. Says which finished runs another Keras backend trained."""
-    finished, damaged = set(), {}
+    """({stem of each finished, intact run: its sidecar}, {stem: why its files are damaged});
+    nothing under ``force``. Says which finished runs another Keras backend trained."""
+    finished, damaged = {}, {}  # stem -> its sidecar / why its files are damaged
     for config in plan.configs if not force else ():
-        done, why = _check_run(_run_paths(plan.runs_dir, config), config)
-        if done:
-            finished.add(config.stem)
+        sidecar, why = _check_run(run_paths(plan.runs_dir, config.stem), config)
+        if sidecar is not None:
+            finished[config.stem] = sidecar
         elif why:
             damaged[config.stem] = why
-    elsewhere = _other_backends(plan.runs_dir, [c.stem for c in plan.configs if c.stem in finished])
+    elsewhere = _other_backends(finished.values())
     if elsewhere and progress:  # a run's identity is its configuration; the backend is its provenance
         print(f"train {plan.spec.name}: {elsewhere}; kept as they are (--force retrains them here)",
               file=sys.stderr, flush=True)
@@ -520,7 +509,7 @@ def _train_one(config, *, plan, dataset, damaged, force, bar, clock, fit):
     """Train the run ``config`` (from its checkpoint if any) and write its files, the sidecar last:
     its presence (with matching config) marks the run finished, and the row counts and checksums
     it records let a rerun tell intact files from damaged ones."""
-    csv_path, it_path, json_path = _run_paths(plan.runs_dir, config)
+    csv_path, it_path, json_path = run_paths(plan.runs_dir, config.stem)
     label = _label(config)
     if config.stem in damaged:
         warn(bar, f"{config.optimizer} run {config.run}: {damaged[config.stem]}; retraining")

@@ -1,7 +1,7 @@
 """The verdict on each claim of Reddi et al.: every rule stated once, in :data:`RULES`, which the
 report prints above the verdict table, and implemented once, by the functions below.
 
-* :func:`loss_verdict` — "AMSGrad reaches lower train and test loss than Adam" (paper §5, Fig. 2–3):
+* :func:`loss_claim` / :func:`loss_verdict` — "AMSGrad reaches lower train and test loss than Adam" (paper §5, Fig. 2–3):
   paired t-test on the per-seed differences, Holm-adjusted across the verdict table
   (:func:`add_holm`), each failure classified by :func:`classify` with the power analysis;
 * :func:`synthetic_verdict` — "AMSGrad converges on the synthetic problem, Adam does not" (§5,
@@ -132,30 +132,40 @@ def describe(row) -> str:
     return text
 
 
-def loss_verdict(comparison: pd.DataFrame, experiment: str) -> tuple[str, str]:
-    """(verdict, detail) of the loss claim for ``experiment`` by :data:`RULES` ``["loss"]``.
-    ``comparison`` should carry ``holm_p`` (:func:`add_holm` over the whole verdict table);
-    without it the family is ``comparison``'s own experiments."""
+NOT_RUN_DETAIL = "no history.csv with both Adam and AMSGrad"
+
+
+def loss_claim(comparison: pd.DataFrame, experiment: str) -> tuple[str, list]:
+    """(verdict, ``[(loss label, classification or None where unpaired, its description)]``) of
+    the loss claim for ``experiment`` by :data:`RULES` ``["loss"]``, one entry per loss of
+    :data:`LOSS_METRICS`; no entries when it was not run. ``comparison`` should carry ``holm_p``
+    (:func:`add_holm` over the whole verdict table); without it the family is its own experiments."""
     if comparison is None or comparison.empty:
-        return NOT_RUN, "no history.csv with both Adam and AMSGrad"
+        return NOT_RUN, []
     if "holm_p" not in comparison.columns:
         comparison = add_holm(comparison)
     rows = comparison[comparison["experiment"] == experiment]
     if rows.empty:
-        return NOT_RUN, "no history.csv with both Adam and AMSGrad"
+        return NOT_RUN, []
     if rows["bias_correction"].any():
         rows = rows[rows["bias_correction"]]
-    parts, kinds = [], []
+    losses = []
     for metric, name in LOSS_METRICS:
         row = rows[rows["metric"] == metric]
         if row.empty or not math.isfinite(row["paired_diff"].iloc[0]):
-            parts.append(f"no paired {name}")
-            kinds.append(None)
-            continue
-        parts.append(describe(row.iloc[0]))
-        kinds.append(classify(row.iloc[0]))
-    verdict = SUPPORTED if all(k == SUPPORTED for k in kinds) else NOT_SUPPORTED
-    return verdict, "; ".join(parts)
+            losses.append((name, None, f"no paired {name}"))
+        else:
+            losses.append((name, classify(row.iloc[0]), describe(row.iloc[0])))
+    verdict = SUPPORTED if all(kind == SUPPORTED for _name, kind, _text in losses) else NOT_SUPPORTED
+    return verdict, losses
+
+
+def loss_verdict(comparison: pd.DataFrame, experiment: str) -> tuple[str, str]:
+    """(verdict, detail) of :func:`loss_claim`: its losses' descriptions joined."""
+    verdict, losses = loss_claim(comparison, experiment)
+    if not losses:
+        return verdict, NOT_RUN_DETAIL
+    return verdict, "; ".join(text for _name, _kind, text in losses)
 
 
 # ------------------------------------------------------------------------------ synthetic claims

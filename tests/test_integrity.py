@@ -125,7 +125,7 @@ def test_runs_cut_short_are_flagged_in_the_verdict_and_final_tables():
     assert f"⚠ {flag}" in "\n".join(report._final_section(short))
     data = {"experiments": {"mnist-logreg": {"history": short}}, "synthetic": None}
     comparison = results.compare_final(short)
-    rows = {name: detail for _c, name, _w, _v, detail, _m, _a in report.claim_verdicts(data, comparison) if name}
+    rows = {row.name: row.detail for row in report.claim_verdicts(data, comparison) if row.name}
     assert rows["mnist-logreg"].startswith(f"⚠ {flag}: ")
     full = short.assign(epoch=short["epoch"] + 50 - short["epoch"].max())
     assert report.short_runs(full, "mnist-logreg") == ""

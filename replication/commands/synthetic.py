@@ -235,8 +235,7 @@ def _plan(configs, csv_path, json_path, progress, *, force):
     frame, sweeps = _read_sweeps(csv_path, json_path)
     todo = []
     for config in configs:
-        rows = _rows_of(config, frame)
-        complete, why = (False, None) if rows is None or rows.empty else check_sweep(config, rows, sweeps.get(_label(config)))
+        complete, why = _finished(config, frame, sweeps)
         if complete:
             progress.skip(_label(config))
             continue
@@ -254,10 +253,18 @@ def _done_now(config, csv_path, json_path, since=None) -> bool:
 
     with claims.merging(csv_path):  # the CSV and its digests as one merge left them
         frame, sweeps = _read_sweeps(csv_path, json_path)
-    rows = _rows_of(config, frame)
-    if rows is None or rows.empty or not check_sweep(config, rows, sweeps.get(_label(config)))[0]:
+    if not _finished(config, frame, sweeps)[0]:
         return False
     return since is None or str(sweeps[_label(config)].get("written_at", "")) > since
+
+
+def _finished(config, frame, sweeps):
+    """(complete, why not) of ``config``'s sweep in ``frame`` and ``sweeps`` (:func:`check_sweep`);
+    ``(False, None)`` where it has no rows yet."""
+    rows = _rows_of(config, frame)
+    if rows is None or rows.empty:
+        return False, None
+    return check_sweep(config, rows, sweeps.get(_label(config)))
 
 
 def _compute(config, csv_path, json_path, progress, invocation):

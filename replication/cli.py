@@ -14,7 +14,7 @@ import importlib.util
 import os
 import sys
 
-from . import stops
+from . import recycle, stops
 from .errors import DISK_FULL, OutputError, UserError, write_failed
 
 # Order = order in `replicate --help`.
@@ -168,10 +168,25 @@ def _run(args) -> int:
         return 1
     except stops.Stopped as exc:
         return _stopped(args.command, exc.signum)
+    except recycle.Recycle as exc:  # only where entry() enabled it: the process is replaced
+        recycle.restart(args.command, exc)  # returns when a stop was requested first
+        return _stopped(args.command, stops.requested())
     except KeyboardInterrupt:
         sys.stderr.write(f"replicate {args.command}: interrupted; rerun the same command to resume\n")
         return 130
 
 
+def entry() -> int:
+    """The ``replicate`` program (console script and ``python -m replication.cli``): :func:`main`,
+    in a process that may replace itself with the same command between two runs to keep its memory
+    flat (:mod:`replication.recycle`). Library callers call :func:`main`, which never does."""
+    try:
+        recycle.enable()
+    except UserError as exc:
+        sys.stderr.write(f"replicate: error: {exc}\n")
+        return 2
+    return main()
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry())

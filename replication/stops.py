@@ -82,6 +82,9 @@ def handling():
     reset()
     for s in SIGNALS:
         signal.signal(s, _handler)
+    # A command that continues in a fresh process (replication.recycle) blocked these signals
+    # across its exec, so that one arriving while the new process starts waits for this handler.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
     try:
         yield
     finally:

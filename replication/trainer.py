@@ -65,7 +65,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import claims, io
+from . import claims, io, recycle
 from .errors import UserError
 from .experiments import PROTOCOL_DEFAULTS, loss_identity
 from .hyperparameters import PARAMS_KEYS, params_problem
@@ -372,6 +372,7 @@ def train_experiment(
         raise UserError(f"{plan.exp_dir} holds the results of another configuration ({conflict}); train this one "
                         "into another --out, or pass --force to replace them")
     started_at, since = io.now_iso(), time.time()
+    started_at = recycle.carried(plan.spec.name)[1] or started_at  # an earlier process of this command began
     bar = Progress(len(plan.configs), f"train {plan.spec.name}") if progress else None
     finished, damaged = _read_back(plan, force, progress)
     if dataset is None and len(finished) < len(plan.configs):
@@ -389,9 +390,13 @@ def train_experiment(
     for config in in_pairs:
         if config.stem in finished and bar:
             bar.skip(_label(config))
-    work = functools.partial(_train_one, plan=plan, dataset=dataset, damaged=damaged, force=force, bar=bar,
-                             clock=clock, fit={"fit_settings": fit_settings, "max_points": max_points,
-                                               "callbacks": callbacks})
+    train_one = functools.partial(_train_one, plan=plan, dataset=dataset, damaged=damaged, force=force, bar=bar,
+                                  clock=clock, fit={"fit_settings": fit_settings, "max_points": max_points,
+                                                    "callbacks": callbacks})
+
+    def work(config):  # between two runs, a command grown too big continues in a fresh process
+        train_one(config)
+        recycle.check(plan.spec.name, config.stem, started_at)
     # Several processes on one --out share the runs: each run is claimed before it is trained.
     trained = {c.stem for c in claims.share(
         [c for c in in_pairs if c.stem not in finished], lock_paths=lambda c: [plan.runs_dir / f"{c.stem}.lock"],
@@ -567,8 +572,8 @@ def _assemble_experiment(plan, trained, fit_settings, started_at) -> pd.DataFram
             "fit_settings": {**FIT_SETTINGS, **(fit_settings or {})},
             "run_files": [c.stem for c in configs],
             # every run was finished by now (a failed run raises before this point): here or by another process
-            "trained": [c.stem for c in configs if c.stem in trained],
-            "skipped": [c.stem for c in configs if c.stem not in trained],
+            "trained": [c.stem for c in configs if c.stem in trained | recycle.carried(spec.name)[0]],
+            "skipped": [c.stem for c in configs if c.stem not in trained | recycle.carried(spec.name)[0]],
             "started_at": started_at,
             "finished_at": io.now_iso(),
             "provenance": io.provenance(),

@@ -1,7 +1,8 @@
 """Adam, AMSGrad and AdaMax, each with and without bias correction, as Keras 3 optimizers.
 
 One implementation of the maths, two drivers. Every class has a pure ``update_rule(x, state, g,
-lr, t) -> (new_x, new_state)`` written with ``keras.ops`` only:
+lr, t) -> (new_x, new_state)`` written with ``keras.ops`` only, its state a NamedTuple by name
+(:class:`AdamState`, :class:`AMSGradState`, :class:`AdaMaxState`, as optax's ``ScaleByAdamState``):
 
 * ``update_step`` (what ``model.fit`` calls) applies it to the Keras slot variables;
 * :mod:`replication.synthetic` applies it to loop-carried tensors inside one compiled loop.
@@ -27,6 +28,8 @@ References: Kingma & Ba (2015), Algorithm 1 (Adam) and Algorithm 2 (AdaMax); Red
 """
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
 import keras
 from keras import ops
 
@@ -41,6 +44,9 @@ __all__ = [
     "Adam",
     "AMSGrad",
     "AdaMax",
+    "AdamState",
+    "AMSGradState",
+    "AdaMaxState",
     "InverseSqrtDecay",
     "LinearDecay",
     "PerEpochInverseSqrt",
@@ -56,14 +62,47 @@ __all__ = [
 _PACKAGE = "replication"
 
 
-class _MomentOptimizer(keras.optimizers.Optimizer):
-    """Shared plumbing: hyperparameters, slots, the Keras driver of ``update_rule``.
+class AdamState(NamedTuple):
+    """Adam's state (Kingma & Ba Alg. 1), as optax's ``ScaleByAdamState(mu, nu)``; the field names
+    are the Keras slot-variable names."""
 
-    Subclasses set ``SLOTS`` (slot-variable names, in the order of the state tuple) and implement
-    ``update_rule``. Nothing here does maths beyond casting.
+    momentum: Any  # m: the first-moment estimate
+    velocity: Any  # v: the second-moment estimate
+
+
+class AMSGradState(NamedTuple):
+    """AMSGrad's state (Reddi et al. Alg. 2), as optax's ``ScaleByAmsgradState(mu, nu, nu_max)``."""
+
+    momentum: Any  # m
+    velocity: Any  # v
+    velocity_hat: Any  # v̂ = max over steps of v
+
+
+class AdaMaxState(NamedTuple):
+    """AdaMax's state (Kingma & Ba Alg. 2)."""
+
+    momentum: Any  # m
+    norm: Any  # u: the exponentially weighted infinity norm
+
+
+class _MomentOptimizer(keras.optimizers.Optimizer):
+    """Shared plumbing: hyperparameters, the descent step, slots, the Keras driver of ``update_rule``.
+
+    A subclass declares its state as a NamedTuple ``STATE`` (its field names are the slot-variable
+    names, created in field order) and writes three pieces of maths, each in one place:
+
+    * ``next_state(state, g)``: the moment estimates after gradient ``g``;
+    * ``_step_size(lr, t)``: α_t, as ``(scale, correction)`` with α_t = scale/correction
+      (``correction`` None stands for 1);
+    * ``_denominator(state)``: the ε-added root of the second moment (√v + ε, √v̂ + ε, u + ε).
+
+    :meth:`update_rule` is θ ← θ − scale·m/(correction·denominator) and :meth:`inverse_step_size`
+    correction·(denominator/scale). A ``correction`` is kept apart from ``scale`` only where
+    Keras's built-in divides by it (AdaMax), so that both keep today's order of operations and
+    the updates stay bitwise equal to Keras's.
     """
 
-    SLOTS: tuple[str, ...] = ()
+    STATE: type | None = None  # a NamedTuple class, set by each subclass
 
     def __init__(
         self,
@@ -88,10 +127,15 @@ class _MomentOptimizer(keras.optimizers.Optimizer):
 
     # -- the maths (pure) ------------------------------------------------------------------
     def update_rule(self, x, state, g, lr, t):
-        """Return ``(new_x, new_state)`` for parameter ``x``, slot tuple ``state``, gradient ``g``,
-        learning rate ``lr`` and step ``t`` (from 1), all tensors of ``x``'s dtype. Pure: no
-        variable is touched, so it can run inside any compiled loop."""
-        raise NotImplementedError
+        """Return ``(new_x, new_state)`` for parameter ``x``, state ``state`` (a :attr:`STATE`),
+        gradient ``g``, learning rate ``lr`` and step ``t`` (from 1), all tensors of ``x``'s dtype.
+        Pure: no variable is touched, so it can run inside any compiled loop."""
+        state = self.next_state(state, g)
+        scale, correction = self._step_size(lr, t)
+        divisor = self._denominator(state)
+        if correction is not None:
+            divisor = correction * divisor
+        return x - scale * state.momentum / divisor, state
 
     def inverse_step_size(self, state, lr, t):
         """d_t with θ_{t+1} = θ_t − m_t / d_t: the per-coordinate inverse effective step size.
@@ -101,11 +145,25 @@ class _MomentOptimizer(keras.optimizers.Optimizer):
         α_t includes the bias-correction factors). AMSGrad guarantees Γ ≥ 0 under a
         non-increasing α_t; Adam does not, which is how it fails on the synthetic problem.
         """
+        scale, correction = self._step_size(lr, t)
+        d = self._denominator(state) / scale
+        return d if correction is None else correction * d
+
+    def next_state(self, state, g):
+        """The state after gradient ``g`` (moment estimates only; the step is :meth:`update_rule`'s)."""
+        raise NotImplementedError
+
+    def _step_size(self, lr, t):
+        """α_t = scale/correction at step ``t`` under learning rate ``lr``, as ``(scale, correction)``."""
+        raise NotImplementedError
+
+    def _denominator(self, state):
+        """The ε-added root of the second moment that m/… divides by."""
         raise NotImplementedError
 
     def init_state(self, x):
-        """Zero slots for a parameter tensor ``x`` (the pure driver's equivalent of ``build``)."""
-        return tuple(ops.zeros_like(x) for _ in self.SLOTS)
+        """Zero state for a parameter tensor ``x`` (the pure driver's equivalent of ``build``)."""
+        return self.STATE(**{name: ops.zeros_like(x) for name in self.STATE._fields})
 
     def learning_rate_at(self, iterations):
         """Learning rate the optimizer uses when ``self.iterations == iterations`` (0-based, as
@@ -124,13 +182,15 @@ class _MomentOptimizer(keras.optimizers.Optimizer):
         for variable in var_list:  # a float64 variable that JAX made float32 fails here, loudly
             check_dtype(variable, what=f"variable {variable.path}")
         super().build(var_list)
-        # One list of slot variables per name, made like Keras's own Adam does.
-        self._slots = [self.add_optimizer_variables(var_list, name) for name in self.SLOTS]
+        # One list of slot variables per state field, made like Keras's own Adam does. The field
+        # order is the creation order, hence the order of ``self.variables`` that checkpoints
+        # (replication/run.py) and .keras files store by position: never reorder a STATE's fields.
+        self._slots = {name: self.add_optimizer_variables(var_list, name) for name in self.STATE._fields}
 
     def slots_for(self, variable):
-        """The slot variables of ``variable`` in ``SLOTS`` order."""
+        """The slot variables of ``variable`` as a :attr:`STATE`."""
         index = self._get_variable_index(variable)
-        return tuple(slot[index] for slot in self._slots)
+        return self.STATE(**{name: slots[index] for name, slots in self._slots.items()})
 
     def update_step(self, gradient, variable, learning_rate):
         dtype = variable.dtype
@@ -139,8 +199,8 @@ class _MomentOptimizer(keras.optimizers.Optimizer):
         t = ops.cast(self.iterations + 1, dtype)
         slots = self.slots_for(variable)
         new_x, new_state = self.update_rule(variable, slots, g, lr, t)
-        for slot, value in zip(slots, new_state):
-            self.assign(slot, value)
+        for name in self.STATE._fields:
+            self.assign(getattr(slots, name), getattr(new_state, name))
         self.assign(variable, new_x)
 
     def get_config(self):
@@ -182,6 +242,9 @@ class _MomentOptimizer(keras.optimizers.Optimizer):
         b2 = ops.power(self._beta(2, t), t)
         return b1, b2
 
+    def _plus_epsilon(self, value):
+        return value + self._const(self.epsilon, value)
+
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class Adam(_MomentOptimizer):
@@ -194,26 +257,27 @@ class Adam(_MomentOptimizer):
         epsilon: ε added to √v (default 1e-7, Keras's default; Kingma & Ba use 1e-8).
         bias_correction: if True (default) α_t = lr·√(1−β2^t)/(1−β1^t), the step Keras's built-in
             ``keras.optimizers.Adam`` takes; if False α_t = lr, the form Reddi et al. analyse.
+
+    State: :class:`AdamState` (slots ``momentum``, ``velocity``).
     """
 
-    SLOTS = ("momentum", "velocity")
+    STATE = AdamState
 
-    def update_rule(self, x, state, g, lr, t):
-        m, v = state
-        m = self._first_moment(m, g)
-        v = self._second_moment(v, g)
-        alpha = self._step_size(lr, t)
-        return x - alpha * m / (ops.sqrt(v) + self._const(self.epsilon, g)), (m, v)
-
-    def inverse_step_size(self, state, lr, t):
-        return (ops.sqrt(state[1]) + self._const(self.epsilon, state[1])) / self._step_size(lr, t)
+    def next_state(self, state, g):
+        return AdamState(self._first_moment(state.momentum, g), self._second_moment(state.velocity, g))
 
     def _step_size(self, lr, t):
+        """α_t = lr·√(1−β2^t)/(1−β1^t) with bias correction (Kingma & Ba §2's efficient form, as
+        Keras computes it), else lr; all in ``scale``."""
         if not self.bias_correction:
-            return lr
+            return lr, None
         b1, b2 = self._beta_powers(t)
         one = self._const(1.0, t)
-        return lr * ops.sqrt(one - b2) / (one - b1)
+        return lr * ops.sqrt(one - b2) / (one - b1), None
+
+    def _denominator(self, state):
+        """√v + ε."""
+        return self._plus_epsilon(ops.sqrt(state.velocity))
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -222,21 +286,20 @@ class AMSGrad(Adam):
 
     With ``bias_correction=False`` this is the paper's Algorithm 2 (plus ε for numerical safety);
     with ``bias_correction=True`` (default) it equals ``keras.optimizers.Adam(amsgrad=True)``,
-    which corrects m and v and takes the maximum of the *uncorrected* v. Defaults as :class:`Adam`.
+    which corrects m and v and takes the maximum of the *uncorrected* v. Defaults as :class:`Adam`,
+    α_t too. State: :class:`AMSGradState` (slots ``momentum``, ``velocity``, ``velocity_hat``).
     """
 
-    SLOTS = ("momentum", "velocity", "velocity_hat")
+    STATE = AMSGradState
 
-    def update_rule(self, x, state, g, lr, t):
-        m, v, v_hat = state
-        m = self._first_moment(m, g)
-        v = self._second_moment(v, g)
-        v_hat = ops.maximum(v_hat, v)
-        alpha = self._step_size(lr, t)
-        return x - alpha * m / (ops.sqrt(v_hat) + self._const(self.epsilon, g)), (m, v, v_hat)
+    def next_state(self, state, g):
+        m = self._first_moment(state.momentum, g)
+        v = self._second_moment(state.velocity, g)
+        return AMSGradState(m, v, ops.maximum(state.velocity_hat, v))
 
-    def inverse_step_size(self, state, lr, t):
-        return (ops.sqrt(state[2]) + self._const(self.epsilon, state[2])) / self._step_size(lr, t)
+    def _denominator(self, state):
+        """√v̂ + ε."""
+        return self._plus_epsilon(ops.sqrt(state.velocity_hat))
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -245,28 +308,29 @@ class AdaMax(_MomentOptimizer):
 
     u ← max(β2·u, |g|); θ ← θ − α_t·m/(u + ε) with α_t = lr/(1−β1^t) when ``bias_correction``
     (default; equals ``keras.optimizers.Adamax``) and α_t = lr otherwise. Defaults as :class:`Adam`.
+    State: :class:`AdaMaxState` (slots ``momentum``, ``norm``).
+
+    α_t = lr/(1−β1^t) is returned as ``(lr, 1−β1^t)``, not divided out: the update is computed as
+    Keras's Adamax does, (lr·m)/((1−β1^t)(u + ε)), so results match it bitwise (α_t·m/(u + ε)
+    would round differently), and d_t = (1−β1^t)·((u + ε)/lr) = (u + ε)/α_t.
     """
 
-    SLOTS = ("momentum", "norm")
+    STATE = AdaMaxState
 
-    def update_rule(self, x, state, g, lr, t):
-        m, u = state
-        m = self._first_moment(m, g)
-        u = ops.maximum(self._beta(2, g) * u, ops.abs(g))
-        denominator = u + self._const(self.epsilon, g)
-        if self.bias_correction:
-            b1, _ = self._beta_powers(t)
-            # Keras's order of operations, (lr·m) / ((1−β1^t)(u+ε)), so results match bitwise.
-            denominator = (self._const(1.0, t) - b1) * denominator
-        return x - lr * m / denominator, (m, u)
+    def next_state(self, state, g):
+        m = self._first_moment(state.momentum, g)
+        return AdaMaxState(m, ops.maximum(self._beta(2, g) * state.norm, ops.abs(g)))
 
-    def inverse_step_size(self, state, lr, t):
-        u = state[1]
-        d = (u + self._const(self.epsilon, u)) / lr
-        if self.bias_correction:
-            b1, _ = self._beta_powers(t)
-            d = (self._const(1.0, t) - b1) * d
-        return d
+    def _step_size(self, lr, t):
+        """α_t = lr/(1−β1^t) with bias correction, else lr."""
+        if not self.bias_correction:
+            return lr, None
+        b1, _ = self._beta_powers(t)
+        return lr, self._const(1.0, t) - b1
+
+    def _denominator(self, state):
+        """u + ε."""
+        return self._plus_epsilon(state.norm)
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)

@@ -175,7 +175,8 @@ def make_block_runner(config: SyntheticConfig):
     steps cost a handful of host round trips. ``hits`` holds the stochastic draws for the block
     (:func:`draw_hits`, uint8 of shape (records·every, n)); the online and cyclic gradients are
     computed in the loop.
-    ``carry = (x, state, regret_sum)``. Exposed for the benchmark.
+    ``carry = (x, state, regret_sum, d_prev)``, ``state`` the optimizer's named state (its
+    ``init_state``). Exposed for the benchmark.
     """
     # Schedule evaluated by the optimizer's own schedule object with α = 1, scaled per column:
     # α/√t is linear in α, so one optimizer instance serves every learning rate in the vector.
@@ -311,9 +312,10 @@ def run_synthetic(config: SyntheticConfig, progress: Callable[[int], None] | Non
 
 
 def reference_trajectory(config: SyntheticConfig, lr: float, seed: int, steps: int) -> tuple:
-    """Plain-Python, float64 transcription of the projected algorithm for one column — the
-    reference the tests check :func:`run_synthetic` against (and the benchmark's slow baseline).
-    Returns ``(x_T, R_T/T)``."""
+    """The projected algorithm for one column in plain Python floats: the benchmark's slow
+    baseline (``benchmarks/bench_synthetic.py``, the same arithmetic without Keras). Not the tests'
+    reference: they check both this and :func:`run_synthetic` against their own float64 oracle
+    (``tests/oracle.py``). Returns ``(x_T, R_T/T)``."""
     one_column = dataclasses.replace(config, learning_rates=(lr,), seeds=(seed,), steps=steps)
     rngs = make_rngs(one_column) if config.setting == "stochastic" else None
     coeffs = gradient_coefficients(one_column, 1, steps, rngs)[:, 0]

@@ -1,4 +1,5 @@
-"""Our optimizers against a float64 NumPy transcription of the papers' pseudo-code.
+"""Our optimizers against the tests' float64 NumPy transcription of the papers' pseudo-code
+(tests/oracle.py).
 
 One table of optimizers (name × bias correction) that every test walks, as optax's alias tests do.
 """
@@ -7,13 +8,17 @@ import zlib
 
 import keras
 import numpy as np
+import oracle
 import pytest
 
 from replication.optimizers import (
     OPTIMIZERS,
     AdaMax,
+    AdaMaxState,
     Adam,
+    AdamState,
     AMSGrad,
+    AMSGradState,
     ClipValue,
     InverseSqrtDecay,
     LinearDecay,
@@ -23,34 +28,6 @@ from replication.optimizers import (
 HP = dict(beta_1=0.9, beta_2=0.99, epsilon=1e-7)
 TABLE = [(name, bc) for name in ("adam", "amsgrad", "adamax") for bc in (True, False)]
 STEPS = 300
-
-
-def reference(name, bias_correction, x0, grads, lr, beta_1, beta_2, epsilon):
-    """Kingma & Ba Alg. 1 (Adam) and Alg. 2 (AdaMax), Reddi et al. Alg. 2 (AMSGrad), in float64,
-    written from the papers (not from our code). ``lr`` is a function of t (from 1)."""
-    x = np.array(x0, dtype=np.float64)
-    m = np.zeros_like(x)
-    v = np.zeros_like(x)
-    v_hat = np.zeros_like(x)
-    u = np.zeros_like(x)
-    trajectory = []
-    for t, g in enumerate(grads, start=1):
-        g = np.asarray(g, dtype=np.float64)
-        m = beta_1 * m + (1 - beta_1) * g
-        if name == "adamax":
-            u = np.maximum(beta_2 * u, np.abs(g))
-            alpha = lr(t) / (1 - beta_1**t) if bias_correction else lr(t)
-            x = x - alpha * m / (u + epsilon)
-        else:
-            v = beta_2 * v + (1 - beta_2) * g * g
-            alpha = lr(t) * math.sqrt(1 - beta_2**t) / (1 - beta_1**t) if bias_correction else lr(t)
-            if name == "amsgrad":
-                v_hat = np.maximum(v_hat, v)
-                x = x - alpha * m / (np.sqrt(v_hat) + epsilon)
-            else:
-                x = x - alpha * m / (np.sqrt(v) + epsilon)
-        trajectory.append(x.copy())
-    return np.array(trajectory)
 
 
 def mixed_scale_gradients(seed, steps=STEPS, size=6):
@@ -85,12 +62,8 @@ def test_matches_float64_reference(name, bias_correction, schedule):
     ours = run_keras(opt, x0, grads, dtype="float64")
     # Keras holds learning rates (and evaluates schedules) in float32; the reference does too,
     # and everything after that in float64.
-    f32 = np.float32
-    if schedule == "constant":
-        lr = lambda t: float(f32(alpha))  # noqa: E731
-    else:
-        lr = lambda t: float(f32(alpha) / np.sqrt(f32(t)))  # noqa: E731
-    ref = reference(name, bias_correction, x0, grads, lr, **HP)
+    lr = oracle.schedule(schedule, alpha, float32=True)
+    ref = oracle.run(name, grads, x0, lr, bias_correction=bias_correction, **HP).x[1:]
     # float64 throughout: agreement to rounding error over hundreds of steps.
     np.testing.assert_allclose(ours, ref, rtol=1e-10, atol=1e-12)
     # and the run moved the parameters by far more than the tolerance.
@@ -103,8 +76,106 @@ def test_float32_tracks_reference(name, bias_correction):
     x0 = np.zeros(grads.shape[1])
     opt = make_optimizer(name, 0.001, bias_correction=bias_correction, **HP)
     ours = run_keras(opt, x0, grads, dtype="float32")
-    ref = reference(name, bias_correction, x0, grads, lambda t: 0.001, **HP)
+    ref = oracle.run(name, grads, x0, oracle.schedule("constant", 0.001), bias_correction=bias_correction, **HP).x[1:]
     np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-5)
+
+
+# The slot names and their order, as written by every earlier run: replication/run.py checkpoints
+# and .keras files store ``optimizer.variables`` by position, so neither may change.
+STATES = {"adam": (AdamState, ("momentum", "velocity")),
+          "amsgrad": (AMSGradState, ("momentum", "velocity", "velocity_hat")),
+          "adamax": (AdaMaxState, ("momentum", "norm"))}
+
+
+@pytest.mark.parametrize("name", sorted(STATES))
+@pytest.mark.parametrize("schedule", ["constant", "inverse-sqrt"])
+def test_state_is_named_and_slot_variables_keep_their_names_and_order(name, schedule):
+    state_class, fields = STATES[name]
+    opt = make_optimizer(name, 0.01, schedule=schedule)
+    assert opt.STATE is state_class and state_class._fields == fields
+    zero = opt.init_state(keras.ops.ones((3,), dtype="float64"))
+    assert type(zero) is state_class
+    assert all(np.array_equal(keras.ops.convert_to_numpy(getattr(zero, f)), np.zeros(3)) for f in fields)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="dense")], name="net")
+    model.compile(optimizer=opt, loss="mean_squared_error")
+    model.fit(np.ones((4, 3)), np.ones((4, 2)), epochs=1, batch_size=4, verbose=0)
+    # As the code before named state made them: iteration, the learning rate (a variable only when
+    # constant), then one slot per field for every weight, field-major.
+    want = [f"{name}/iteration"] + ([f"{name}/learning_rate"] if schedule == "constant" else [])
+    want += [f"{name}/net_dense_{weight}_{field}" for field in fields for weight in ("kernel", "bias")]
+    assert [v.path for v in opt.variables] == want
+    kernel = model.layers[0].kernel
+    slots = opt.slots_for(kernel)
+    assert type(slots) is state_class
+    assert [getattr(slots, f).path for f in fields] == [f"{name}/net_dense_kernel_{f}" for f in fields]
+
+
+@pytest.mark.parametrize("name,bias_correction", TABLE)
+def test_pure_update_rule_and_keras_driver_take_the_same_steps(name, bias_correction):
+    """update_rule on tensors (the synthetic loop's driver) and update_step on slot variables
+    (model.fit's) give bitwise the same parameters and the same state, field by field."""
+    grads = mixed_scale_gradients(seed=13, steps=40)
+    x0 = np.linspace(-1.0, 1.0, grads.shape[1])
+    keras_opt = make_optimizer(name, 0.01, schedule="inverse-sqrt", bias_correction=bias_correction, **HP)
+    pure = make_optimizer(name, 0.01, schedule="inverse-sqrt", bias_correction=bias_correction, **HP)
+    var = keras.Variable(x0, dtype="float64")
+    x = keras.ops.convert_to_tensor(x0, dtype="float64")
+    state = pure.init_state(x)
+    for t, g in enumerate(grads, start=1):
+        keras_opt.apply_gradients([(keras.ops.convert_to_tensor(g), var)])
+        lr = keras.ops.cast(pure.learning_rate_at(t - 1), "float64")
+        x, state = pure.update_rule(x, state, keras.ops.convert_to_tensor(g), lr, keras.ops.cast(t, "float64"))
+        assert type(state) is pure.STATE
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(x), var.numpy())
+    slots = keras_opt.slots_for(var)
+    for field in pure.STATE._fields:
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(getattr(state, field)), getattr(slots, field).numpy())
+
+
+@pytest.mark.parametrize("name,bias_correction", TABLE)
+def test_inverse_step_size_matches_float64_reference(name, bias_correction):
+    """d_t = (√V_t + ε)/α_t read from the slots after each step (what the trainer's Γ columns use)
+    equals the oracle's, and so does Γ = d_{t+1} − d_t, which goes negative for Adam only."""
+    grads = mixed_scale_gradients(seed=17, steps=120)
+    x0 = np.zeros(grads.shape[1])
+    opt = make_optimizer(name, 0.01, schedule="inverse-sqrt", bias_correction=bias_correction, **HP)
+    var = keras.Variable(x0, dtype="float64")
+    ours = []
+    for t, g in enumerate(grads, start=1):
+        opt.apply_gradients([(keras.ops.convert_to_tensor(g), var)])
+        lr = keras.ops.cast(opt.learning_rate_at(t - 1), "float64")
+        d = opt.inverse_step_size(opt.slots_for(var), lr, keras.ops.cast(t, "float64"))
+        ours.append(keras.ops.convert_to_numpy(d))
+    lr = oracle.schedule("inverse-sqrt", 0.01, float32=True)
+    ref = oracle.run(name, grads, x0, lr, bias_correction=bias_correction, **HP).d
+    np.testing.assert_allclose(ours, ref, rtol=1e-12)
+    gamma = np.diff(ref, axis=0)
+    if name == "amsgrad" and not bias_correction:  # Reddi et al.: Γ ≥ 0 under a non-increasing α_t
+        assert (gamma >= 0).all()
+    if name == "adam":
+        assert (gamma < 0).any()
+
+
+def test_oracle_against_the_papers_by_hand():
+    """The oracle itself: Kingma & Ba's Algorithm 1 as printed and its efficient form agree when
+    ε = 0; the first bias-corrected Adam/AMSGrad/AdaMax step is α·sign(g) (m̂_1 = g, √v̂_1 = u_1 = |g|);
+    uncorrected Adam's first step is α(1−β1)g/(√(1−β2)|g|); projection clips onto F."""
+    grads = mixed_scale_gradients(seed=19, steps=60)
+    x0 = np.linspace(-0.3, 0.3, grads.shape[1])
+    lr = oracle.schedule("inverse-sqrt", 0.05)
+    hp = dict(beta_1=0.9, beta_2=0.99, epsilon=0.0)
+    for name in ("adam", "amsgrad"):
+        efficient = oracle.run(name, grads, x0, lr, **hp).x
+        printed = oracle.run(name, grads, x0, lr, printed=True, **hp).x
+        np.testing.assert_allclose(printed, efficient, rtol=1e-12, atol=1e-15)
+    g = np.array([[3.0, -0.5]])
+    for name in oracle.NAMES:
+        step = oracle.run(name, g, 0.0, oracle.schedule("constant", 0.1), **hp).x[1]
+        np.testing.assert_allclose(step, -0.1 * np.sign(g[0]), rtol=1e-15)
+    step = oracle.run("adam", g, 0.0, oracle.schedule("constant", 0.1), bias_correction=False, **hp).x[1]
+    np.testing.assert_allclose(step, -0.1 * 0.1 * np.sign(g[0]) / np.sqrt(0.01), rtol=1e-14)
+    clipped = oracle.run("adam", np.full((5, 1), -10.0), 0.9, oracle.schedule("constant", 0.5), bounds=(-1, 1), **hp)
+    assert clipped.x.max() == 1.0 and clipped.x[-1, 0] == 1.0
 
 
 def test_float64_is_64_bits_on_every_backend():
@@ -196,9 +267,10 @@ def test_amsgrad_v_hat_never_decreases_and_dominates_v():
     previous = None
     v_decreased = False
     for g in grads:
-        v_before = np.array(opt.slots_for(var)[1].numpy()) if opt.built else None
+        v_before = np.array(opt.slots_for(var).velocity.numpy()) if opt.built else None
         opt.apply_gradients([(keras.ops.convert_to_tensor(g), var)])
-        m, v, v_hat = (np.array(s.numpy()) for s in opt.slots_for(var))
+        state = opt.slots_for(var)
+        v, v_hat = np.array(state.velocity.numpy()), np.array(state.velocity_hat.numpy())
         assert np.all(v_hat >= v)
         if previous is not None:
             assert np.all(v_hat >= previous)
@@ -217,8 +289,8 @@ def test_v_decreases_for_adam_but_v_hat_does_not():
     for g in [g_big, g_small, g_small, g_small]:
         adam.apply_gradients([(keras.ops.convert_to_tensor(g), xa)])
         ams.apply_gradients([(keras.ops.convert_to_tensor(g), xb)])
-        vs.append(float(adam.slots_for(xa)[1].numpy()[0]))
-        vhats.append(float(ams.slots_for(xb)[2].numpy()[0]))
+        vs.append(float(adam.slots_for(xa).velocity.numpy()[0]))
+        vhats.append(float(ams.slots_for(xb).velocity_hat.numpy()[0]))
     assert vs[-1] < vs[0]
     assert vhats == [vhats[0]] * 4
 

@@ -2,7 +2,8 @@
 
 The reference is the GridSearchCV engine itself (the ``searched`` fixture of conftest.py, one
 scikeras fit per point and fold); each stacked member must reproduce its point's scores, epochs run
-and divergence. Below that: the per-member optimizers against K separate optimizers, early
+and divergence. Below that: the per-member optimizers against K separate optimizers and against
+the tests' float64 oracle (tests/oracle.py), early
 stopping per member against Keras's own callback, isolation of a diverging member, resume at the
 fold level, and engine selection.
 """
@@ -14,6 +15,7 @@ import types
 
 import keras
 import numpy as np
+import oracle
 import pandas as pd
 import pytest
 from conftest import DIVERGES, EXPERIMENT
@@ -200,6 +202,29 @@ def test_per_member_optimizer_equals_separate_optimizers(name, schedule, bias_co
         # float32; α·(1/√t) vs α/√t differ in the last bit at most
         np.testing.assert_allclose(result[:, k, :], keras.ops.convert_to_numpy(single_vars[k]), rtol=2e-5, atol=1e-6)
     assert not np.allclose(result[:, 0, :], result[:, 2, :])  # the members really differ
+
+
+@pytest.mark.parametrize("name", sorted(STACKED_OPTIMIZERS))
+@pytest.mark.parametrize("bias_correction", [True, False])
+def test_per_member_optimizer_matches_float64_reference(name, bias_correction):
+    """In float64, member k of a stacked variable follows the papers' algorithm with its own α_k
+    and β2_k (tests/oracle.py) to rounding error: the per-member hyperparameters reach the right
+    slice of every slot."""
+    rng = np.random.default_rng(11)
+    rates, betas = [0.3, 0.01, 1e-3], [0.9, 0.99, 0.999]
+    start = rng.normal(size=(4, len(rates), 2))
+    grads = rng.normal(size=(40, *start.shape)) * 10.0 ** rng.uniform(-3, 1, size=(40, 1, 1, 1))
+    stacked = STACKED_OPTIMIZERS[name](rates, betas, schedule="inverse-sqrt", bias_correction=bias_correction,
+                                       beta_1=0.9, epsilon=1e-7)
+    var = keras.Variable(start, dtype="float64")
+    for g in grads:
+        stacked.apply_gradients([(keras.ops.convert_to_tensor(g), var)])
+    factor = oracle.schedule("inverse-sqrt", 1.0, float32=True)  # the schedule at α = 1, in float32
+    for k, (rate, beta_2) in enumerate(zip(rates, betas)):
+        ref = oracle.run(name, grads[:, :, k, :], start[:, k, :], lambda t: rate * factor(t), beta_1=0.9,
+                         beta_2=beta_2, epsilon=1e-7, bias_correction=bias_correction).x[-1]
+        np.testing.assert_allclose(var.numpy()[:, k, :], ref, rtol=1e-10, atol=1e-13)
+        assert np.abs(ref - start[:, k, :]).max() > 1e-5  # moved by far more than the tolerance
 
 
 def _killed_in_fold_2(tmp_path, digits, monkeypatch, points, epochs):

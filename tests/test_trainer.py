@@ -783,10 +783,10 @@ def test_gamma_columns_match_hand_computation(name, bias_correction):
             alpha = lr / np.sqrt(t)  # α/√t at the last step of the epoch
             if bias_correction:
                 alpha *= (1.0 if name == "adamax" else np.sqrt(1 - b2**t)) / (1 - b1**t)
-            slot = {"adam": 1, "amsgrad": 2, "adamax": 1}[name]
+            field = {"adam": "velocity", "amsgrad": "velocity_hat", "adamax": "norm"}[name]
             d = []
             for var in model.trainable_variables:
-                V = np.asarray(opt.slots_for(var)[slot].numpy(), dtype=np.float64)
+                V = np.asarray(getattr(opt.slots_for(var), field).numpy(), dtype=np.float64)
                 d.append(((V if name == "adamax" else np.sqrt(V)) + eps) / alpha)
             snapshots.append(np.concatenate([a.ravel() for a in d]))
 

@@ -224,7 +224,7 @@ NOT_COMPUTING = (
     "replication/cli.py", "replication/commands/", "replication/report.py", "replication/readme.py",
     "replication/plots.py", "replication/mcgill.py", "replication/verdicts.py", "replication/stats.py",
     "replication/results.py", "replication/progress.py", "replication/errors.py", "replication/io.py",
-    "replication/stops.py", "replication/claims.py", "replication/ablation.py",
+    "replication/stops.py", "replication/claims.py", "replication/ablation.py", "replication/recycle.py",
 )
 
 

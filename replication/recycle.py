@@ -29,6 +29,7 @@ __all__ = ["Recycle", "check", "enable", "carried", "restart", "DEFAULT_LIMIT_MB
 DEFAULT_LIMIT_MB = 64.0
 LIMIT_ENV = "REPLICATE_RECYCLE_MB"
 STATE_ENV = "REPLICATE_RECYCLED"
+WAKE_ENV = "REPLICATE_RECYCLE_SIGNALS"
 
 _state = {"enabled": False, "baseline": None, "trained": [], "started": {}, "runs_here": 0}
 
@@ -74,6 +75,7 @@ def enable(environ=os.environ) -> None:
     """Let :func:`check` recycle this process (the command-line entry only); read what earlier
     processes of the same command carried over."""
     limit_mb(environ)  # a bad value is one line before anything runs
+    _replay_signals(environ)
     _state.update(enabled=True, baseline=None, trained=[], started={}, runs_here=0)
     raw = environ.pop(STATE_ENV, None)
     if raw:
@@ -116,23 +118,51 @@ def restart(command: str, exc: Recycle, argv=None, environ=os.environ) -> None:
     """Replace this process with the same command, carrying :func:`carried`; returns only when a
     stop was requested before the exec (then the caller stops as usual).
 
-    Ctrl-C or SIGTERM during the new process's start-up (imports, before its handler exists) would
-    be a traceback or a silent end, so both are blocked first: the mask survives the exec, and
-    :func:`replication.stops.handling` unblocks them once its handler is in place (a pending one is
-    then a stop request as usual). One that arrived before the block is this process's to honour."""
+    A Ctrl-C or SIGTERM must never be lost or become a traceback on the way. Both are blocked in
+    this (main) thread first: the mask survives the exec, so one arriving while the new process
+    imports waits until :func:`replication.stops.handling` has its handler in place. TensorFlow's
+    other threads do not block them, and a signal one of them takes just before the exec would
+    reach Python's handler too late: so the signal module also writes every signal to a pipe
+    (``signal.set_wakeup_fd``) whose reading end the new process inherits and replays (:func:`enable`)."""
     from . import stops
 
     signals = {signal.SIGINT, signal.SIGTERM}
     signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    read, write = os.pipe()
+    os.set_blocking(write, False)
+    previous = signal.set_wakeup_fd(write, warn_on_full_buffer=False)
     try:
-        if stops.requested() is not None:
-            return
         sys.stderr.write(f"replicate {command}: {exc} (TensorFlow keeps each model's memory); "
                          "continuing in a fresh process\n")
         sys.stdout.flush()
         sys.stderr.flush()
         environ[STATE_ENV] = json.dumps({"trained": _state["trained"], "started": _state["started"]})
+        environ[WAKE_ENV] = str(read)
+        os.set_inheritable(read, True)
         argv = sys.argv[1:] if argv is None else list(argv)
-        os.execv(sys.executable, [sys.executable, "-m", "replication.cli", *argv])
+        if stops.requested() is None:
+            os.execv(sys.executable, [sys.executable, "-m", "replication.cli", *argv])
     finally:  # reached only when no exec happened
+        signal.set_wakeup_fd(previous)
+        environ.pop(WAKE_ENV, None)
+        os.close(read)
+        os.close(write)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
+
+
+def _replay_signals(environ) -> None:
+    """Re-send to this process the stop signals its previous process received during the exec
+    (:func:`restart`): they stay pending, blocked, until the stop handler is installed."""
+    fd = environ.pop(WAKE_ENV, None)
+    if not fd:
+        return
+    try:
+        fd = int(fd)
+        os.set_blocking(fd, False)
+        received = os.read(fd, 1024)
+        os.close(fd)
+    except (ValueError, OSError):
+        return
+    for signum in {signal.SIGINT, signal.SIGTERM} & set(received):
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signum})
+        os.kill(os.getpid(), signum)

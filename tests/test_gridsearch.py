@@ -172,6 +172,7 @@ def test_reading_back_a_finished_search_leaves_every_file_byte_identical(tmp_pat
     assert code == 0 and len(_computed(err)) == 1
     before = _sha256s(tmp_path)
     assert {f"{EXPERIMENT}/gridsearch.json", f"{EXPERIMENT}/gridsearch.csv", "gridsearch_table.md"} <= set(before)
+    assert json.loads((tmp_path / EXPERIMENT / "gridsearch.json").read_text())["started_at"] == clock().isoformat()
     clock.advance(3600)  # a rewritten gridsearch.json would carry another time
     code, _, err = _run(capsys, *SMALL, "--out", str(tmp_path))
     assert code == 0 and _computed(err) == []

@@ -289,6 +289,7 @@ def test_reading_back_finished_runs_leaves_every_file_byte_identical(tmp_path, c
     assert cli.main(argv) == 0
     before = _sha256s(tmp_path)
     assert {"digits-logreg/history.csv", "digits-logreg/iterations.csv", "digits-logreg/train.json"} <= set(before)
+    assert json.loads((tmp_path / EXP / "train.json").read_text())["finished_at"] == clock().isoformat()  # the clock's
     clock.advance(3600)  # a rewritten train.json would carry another time
     assert cli.main(argv) == 0
     assert _sha256s(tmp_path) == before

@@ -420,6 +420,8 @@ def test_korzeniowski_smallvgg_searches_on_cifar_shaped_arrays():
     frame = run_grid_search(spec, x, y, [GridPoint("amsgrad", 0.01, 0.99, False)], cv=2, epochs=1, seed=0)
     assert not frame["diverged"][0] and np.isfinite(frame["mean_val_loss"][0])
     assert frame["bias_correction"][0] == "off" and frame["schedule"][0] == "linear-decay"
+    fold_losses = -frame[["split0_test_score", "split1_test_score"]].to_numpy(float)[0]
+    assert fold_losses.min() > 0 and frame["mean_val_loss"][0] == pytest.approx(fold_losses.mean())  # both folds
 
 
 def test_long_fits_get_xla_except_conv_nets_on_tensorflow(monkeypatch):

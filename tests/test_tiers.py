@@ -51,8 +51,8 @@ def test_the_rules_in_order():
     assert assign_tier("test_models::test_x", set(), False, code_plain) == "unit"  # its module's tier
     assert assign_tier("test_models::test_x", set(), False, code_cli) == "integration"  # runs the CLI
     assert assign_tier("test_models::test_x", set(), True, code_plain) == "integration"  # slow
-    assert assign_tier("test_stops::test_x", set(), False, code_plain) == "integration"
-    assert assign_tier("test_stops::test_x", {"unit"}, False, code_cli) == "unit"  # explicit wins
+    assert assign_tier("test_demo::test_x", set(), False, code_plain) == "integration"  # its module's tier
+    assert assign_tier("test_demo::test_x", {"unit"}, False, code_cli) == "unit"  # explicit wins
     assert assign_tier("test_models::test_x", {"unit", "integration"}, False, code_plain) is None
     assert assign_tier("test_models::test_vae_learns_digits", set(), False, code_plain) == "integration"  # exception
     assert assign_tier("test_serialization::test_round_trip", set(), False, code_plain, "models.build-vgg") == \

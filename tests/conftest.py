@@ -190,6 +190,16 @@ def _code_read_by(func, seen=None) -> str:
     return source + "".join(_code_read_by(f, seen) for f in called if inspect.isfunction(f))
 
 
+_READ: dict = {}
+
+
+def _read_once(func) -> str:
+    """_code_read_by, once per function (a parametrized test is one function for many items)."""
+    if func not in _READ:
+        _READ[func] = _code_read_by(func)
+    return _READ[func]
+
+
 def _fixture_funcs(item):
     """The functions of the fixtures a test uses (its own, conftest's and those they request)."""
     infos = getattr(item, "_fixtureinfo", None)
@@ -225,8 +235,7 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         explicit = {t for t in TIERS if item.get_closest_marker(t) is not None}
         function = getattr(item, "function", None)
-        code = _code_read_by(function) if function is not None else ""
-        code += "".join(_code_read_by(f) for f in _fixture_funcs(item))
+        code = "".join(_read_once(f) for f in (function, *_fixture_funcs(item)) if f is not None)
         callspec = getattr(item, "callspec", None)
         tier = assign_tier(tier_key(item), explicit, item.get_closest_marker("slow") is not None, code,
                            callspec.id if callspec is not None else "")

@@ -37,6 +37,7 @@ __all__ = ["Claim", "try_claim", "wait_claim", "claim_all", "merging", "lock_pat
 # Pauses between tries of a waiting claim: from the first to the longest (a stop request is
 # checked between tries, so a waiting command still stops at once).
 FIRST_PAUSE, LONGEST_PAUSE = 0.05, 1.0
+sleep = time.sleep  # how a waiting claim pauses: tests replace it to wait without the wall clock
 _BUSY = (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
 
 _held: set[str] = set()  # lock files this process holds (a second claim of one would wait for ever)
@@ -145,7 +146,7 @@ def claim_all(paths, *, wait=False, on_wait=None) -> Claim | None:
                     told = True
                     on_wait(owner(path))
                 stops.check()
-                time.sleep(pause)
+                sleep(pause)
                 pause = min(2 * pause, LONGEST_PAUSE)
                 locked = _open_locked(path)
             if locked is None:

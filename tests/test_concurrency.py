@@ -15,7 +15,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -107,13 +106,22 @@ def test_claim_all_takes_all_or_none(tmp_path):
     claim.release()
 
 
-def test_a_wait_ends_when_the_holder_lets_go(tmp_path):
+def test_a_wait_ends_when_the_holder_lets_go(tmp_path, monkeypatch):
+    """The waiter tries again after pauses doubling from FIRST_PAUSE up to LONGEST_PAUSE (claims.sleep,
+    replaced here: no wall-clock wait) and takes the lock once the holder lets go after the 7th pause."""
     path = tmp_path / "unit.lock"
-    holder = _RawHolder(path)
-    threading.Timer(0.4, holder.release).start()
-    told, start = [], time.monotonic()
-    with claims.wait_claim(path, on_wait=told.append):
-        assert time.monotonic() - start >= 0.35
+    holder, pauses = _RawHolder(path), []
+
+    def sleep(seconds):
+        pauses.append(seconds)
+        if len(pauses) == 7:
+            holder.release()
+
+    monkeypatch.setattr(claims, "sleep", sleep)
+    told = []
+    with claims.wait_claim(path, on_wait=told.append) as claim:
+        assert claim.paths == [path] and claims.owner(path) == f"process {os.getpid()} on {os.uname().nodename}"
+    assert pauses == [0.05, 0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
     assert told == ["process 4242 on elsewhere"]
 
 
@@ -145,7 +153,7 @@ def test_a_lock_that_cannot_be_made_is_one_line(tmp_path):
 
 
 @pytest.mark.parametrize("claimant_finished", [True, False])
-def test_share_goes_on_past_a_claimed_unit_and_comes_back_for_it(tmp_path, claimant_finished):
+def test_share_goes_on_past_a_claimed_unit_and_comes_back_for_it(tmp_path, claimant_finished, monkeypatch):
     """Unit 2 is held elsewhere: 1 and 3 first, then a wait for 2, which is checked again and
     computed only if its claimant let go without finishing it."""
     holder, done, computed, found, lines = _RawHolder(tmp_path / "2.lock"), set(), [], [], []
@@ -153,13 +161,14 @@ def test_share_goes_on_past_a_claimed_unit_and_comes_back_for_it(tmp_path, claim
     def work(unit):
         computed.append(unit)
         done.add(unit)
-        if unit == 3:  # the other process ends its unit while this one waits
-            def let_go():
-                if claimant_finished:
-                    done.add(2)
-                holder.release()
 
-            threading.Timer(0.3, let_go).start()
+    def let_go(seconds):  # the other process ends its unit during this one's first pause of the wait
+        assert computed == [1, 3]
+        if claimant_finished:
+            done.add(2)
+        holder.release()
+
+    monkeypatch.setattr(claims, "sleep", let_go)
 
     result = claims.share([1, 2, 3], lock_paths=lambda u: [tmp_path / f"{u}.lock"], is_done=lambda u: u in done,
                           work=work, found_done=found.append, say=lines.append, label=lambda u: f"unit {u}")

@@ -118,8 +118,10 @@ def test_env_var_is_honoured_and_data_dir_wins(tmp_path, monkeypatch):
 def test_keras_cache_is_used(tmp_path):
     cache = tmp_path / "home" / ".keras" / "datasets"
     cache.mkdir(parents=True)
-    write_npz(cache / "mnist.npz", (28, 28), n_train=16)
-    assert load_dataset("mnist").x_train.shape == (16, 28, 28)
+    x_train, y_train, _, _ = write_npz(cache / "mnist.npz", (28, 28), n_train=16)
+    ds = load_dataset("mnist")  # no data_dir, no $REPLICATION_DATA_DIR: Keras's cache folder
+    np.testing.assert_allclose(ds.x_train, x_train / 255.0, rtol=1e-6)  # the cached file's pixels, scaled
+    np.testing.assert_array_equal(ds.y_train, y_train)
 
 
 def test_keras_cache_dirs_follow_keras_home(tmp_path, monkeypatch):

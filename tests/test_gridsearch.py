@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import time
 from pathlib import Path
 
 import keras
@@ -166,14 +165,15 @@ def _sha256s(folder):
 SMALL = ["--optimizers", "adam", "--learning-rates", "0.01", "--beta2s", "0.99", "--epochs", "2", "--cv", "2"]
 
 
-def test_reading_back_a_finished_search_leaves_every_file_byte_identical(tmp_path, capsys):
+def test_reading_back_a_finished_search_leaves_every_file_byte_identical(tmp_path, capsys, clock):
     """gridsearch.csv, best_params.json, the table, the point records and gridsearch.json (whose
     times and provenance are those of the call that computed the points) stay as they were."""
     code, _, err = _run(capsys, *SMALL, "--out", str(tmp_path))
     assert code == 0 and len(_computed(err)) == 1
     before = _sha256s(tmp_path)
     assert {f"{EXPERIMENT}/gridsearch.json", f"{EXPERIMENT}/gridsearch.csv", "gridsearch_table.md"} <= set(before)
-    time.sleep(1.1)  # a rewritten gridsearch.json would carry another time
+    assert json.loads((tmp_path / EXPERIMENT / "gridsearch.json").read_text())["started_at"] == clock().isoformat()
+    clock.advance(3600)  # a rewritten gridsearch.json would carry another time
     code, _, err = _run(capsys, *SMALL, "--out", str(tmp_path))
     assert code == 0 and _computed(err) == []
     assert _sha256s(tmp_path) == before
@@ -420,6 +420,8 @@ def test_korzeniowski_smallvgg_searches_on_cifar_shaped_arrays():
     frame = run_grid_search(spec, x, y, [GridPoint("amsgrad", 0.01, 0.99, False)], cv=2, epochs=1, seed=0)
     assert not frame["diverged"][0] and np.isfinite(frame["mean_val_loss"][0])
     assert frame["bias_correction"][0] == "off" and frame["schedule"][0] == "linear-decay"
+    fold_losses = -frame[["split0_test_score", "split1_test_score"]].to_numpy(float)[0]
+    assert fold_losses.min() > 0 and frame["mean_val_loss"][0] == pytest.approx(fold_losses.mean())  # both folds
 
 
 def test_long_fits_get_xla_except_conv_nets_on_tensorflow(monkeypatch):

@@ -201,7 +201,16 @@ def test_models_train_one_step(name, input_shape, kwargs):
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=get_loss("binary"))
     before = [np.array(w) for w in model.trainable_weights]
     loss = float(model.train_on_batch(x, y))
-    assert math.isfinite(loss) and loss > 0.0
+    if name == "logreg":  # no dropout, batch norm or flip: training's forward pass is predict's
+        # The step's loss from its definition, in float64: McGill's multiclass log-loss (mean over the K
+        # outputs and the batch of the binary cross-entropy, p clipped to [1e-7, 1 - 1e-7]) of the
+        # probabilities before the step, plus the L2 penalty λ·Σ W² on the kernel.
+        p = np.clip(probs.astype(np.float64), 1e-7, 1 - 1e-7)
+        expected = float(np.mean(-(y * np.log(p) + (1 - y) * np.log(1 - p))))
+        expected += kwargs.get("l2", 0.0) * float(np.sum(before[0].astype(np.float64) ** 2))
+        assert loss == pytest.approx(expected, rel=1e-5)
+    else:
+        assert math.isfinite(loss) and loss > 0.0
     # Adam's first step from zero moments is α·g/(|g| + ε/√(1 − β2)) per weight: α·sign(g) where
     # |g| ≫ 3e-6, less where g is tiny, 0 where g = 0. So no weight moves by more than α, and the
     # ones with a real gradient move by α: the step went through every layer's trainable weights.

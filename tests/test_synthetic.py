@@ -255,14 +255,14 @@ def _sha256s(folder):
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def test_reading_back_finished_sweeps_leaves_every_file_byte_identical(tmp_path):
+def test_reading_back_finished_sweeps_leaves_every_file_byte_identical(tmp_path, clock):
     """trajectories.csv, alpha_search.csv, the figures and trajectories.json (whose times and argv
     are those of the call that computed the sweeps) stay as they were."""
     argv = [a for a in SMALL if a != "--no-plots"] + ["--out", str(tmp_path)]
     assert main(argv) == 0
     before = _sha256s(tmp_path)
     assert {"synthetic/trajectories.json", "synthetic/alpha_search.csv", "synthetic/synthetic-online.png"} <= set(before)
-    time.sleep(1.1)  # a rewritten sidecar would carry another time
+    clock.advance(3600)  # a rewritten sidecar would carry another time
     assert main(argv) == 0
     assert _sha256s(tmp_path) == before
 

@@ -240,7 +240,7 @@ class _KillAtEpoch:
         return Kill()
 
 
-def test_killed_run_leaves_nothing_and_is_redone_then_force(trained, tmp_path):
+def test_killed_run_leaves_nothing_and_is_redone_then_force(trained, tmp_path, clock):
     out = tmp_path / "out"
     runs_dir = out / EXP / "runs"
     with pytest.raises(_Interrupt):
@@ -267,7 +267,7 @@ def test_killed_run_leaves_nothing_and_is_redone_then_force(trained, tmp_path):
     # --force retrains (new sidecar times) and, deterministic, writes the same numbers.
     sidecar = next(runs_dir.glob("adam-*.json"))
     first = json.loads(sidecar.read_text())["started_at"], sidecar.stat().st_mtime_ns
-    time.sleep(1.1)
+    clock.advance(3600)
     again = train_experiment(EXP, optimizers=["adam"], runs=1, epochs=EPOCHS, out_dir=out,
                              progress=False, force=True)
     meta = json.loads((out / EXP / "train.json").read_text())
@@ -282,14 +282,15 @@ def _sha256s(folder):
             for p in sorted(Path(folder).rglob("*")) if p.is_file()}
 
 
-def test_reading_back_finished_runs_leaves_every_file_byte_identical(tmp_path):
+def test_reading_back_finished_runs_leaves_every_file_byte_identical(tmp_path, clock):
     """A call that trains nothing rewrites nothing: history.csv, iterations.csv, the run files and
     train.json (whose times and provenance are those of the call that trained) stay as they were."""
     argv = ["train", EXP, "--runs", "1", "--epochs", "2", "--optimizers", "adam", "--out", str(tmp_path)]
     assert cli.main(argv) == 0
     before = _sha256s(tmp_path)
     assert {"digits-logreg/history.csv", "digits-logreg/iterations.csv", "digits-logreg/train.json"} <= set(before)
-    time.sleep(1.1)  # a rewritten train.json would carry another time
+    assert json.loads((tmp_path / EXP / "train.json").read_text())["finished_at"] == clock().isoformat()  # the clock's
+    clock.advance(3600)  # a rewritten train.json would carry another time
     assert cli.main(argv) == 0
     assert _sha256s(tmp_path) == before
 

@@ -1,0 +1,122 @@
+"""The one store for resumable results (replication/store.py): versioned identity with the Keras
+backend, the migration of schema-1 runs of another backend, the file manifest checked on every read,
+and "nothing computed, nothing rewritten"."""
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from replication import store
+from replication.runfiles import assemble, check_run_files, verify_folder
+
+ROOT = Path(__file__).resolve().parents[1]
+JAX_FOLDER = ROOT / "results" / "cifar10-cifarnet-mcgill-code"  # trained under JAX on a GPU (read-only here)
+
+
+def _sha(fields) -> str:
+    # The id's definition: sha256 of the identity dict's sorted-keys JSON, first 10 hex digits.
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def _config(**changes):
+    from replication.trainer import RunConfig
+
+    fields = dict(experiment="digits-logreg", dataset="digits", model="logreg", model_kwargs=(), loss_function="categorical",
+                  batch_size=128, epochs=2, optimizer="adam", learning_rate=0.01, schedule="constant", beta_1=0.9,
+                  beta_2=0.999, epsilon=1e-7, bias_correction=True, run=0, seed=1)
+    return RunConfig(**{**fields, **changes})
+
+
+def test_backend_is_in_the_identity_except_tensorflows():
+    """TensorFlow's ids are those of schema 1 (no ``backend`` key); JAX's hash the backend in."""
+    tf, jax = _config(), _config(backend="jax")
+    assert "backend" not in tf.to_dict() and jax.to_dict()["backend"] == "jax"
+    assert tf.run_id == _sha(tf.to_dict()) and jax.run_id == _sha({**tf.to_dict(), "backend": "jax"})
+    assert tf.run_id != jax.run_id and tf.stem != jax.stem
+
+
+def test_committed_tensorflow_runs_keep_their_ids():
+    """Every committed run's stored config hashes to its id and its file name, and only runs whose
+    provenance names another backend (the JAX CifarNet runs) need the migration."""
+    sidecars = sorted((ROOT / "results").glob("**/runs/*.json"))
+    assert len(sidecars) > 150
+    migrating = set()
+    for path in sidecars:
+        sidecar = json.loads(path.read_text())
+        assert _sha(sidecar["config"]) == sidecar["run_id"] and path.stem.endswith(sidecar["run_id"]), path
+        if store.needs_migration(sidecar):
+            migrating.add(path.parent.parent)
+    assert migrating <= {JAX_FOLDER}
+
+
+def _copy_jax_run(tmp_path):
+    """One committed JAX run's files in a fresh experiment folder, with a train.json listing it and the
+    history.csv/iterations.csv the project's own assembly code makes of it."""
+    meta = json.loads((JAX_FOLDER / "train.json").read_text())
+    stem = meta["run_files"][0]
+    exp_dir = tmp_path / JAX_FOLDER.name
+    (exp_dir / "runs").mkdir(parents=True)
+    for suffix in (".csv", ".iterations.csv", ".json"):
+        shutil.copy(JAX_FOLDER / "runs" / f"{stem}{suffix}", exp_dir / "runs")
+    meta = {**meta, "run_files": [stem], "trained": [stem], "skipped": [], "optimizers": ["adam"], "runs": 1}
+    (exp_dir / "train.json").write_text(json.dumps(meta))
+    history, iterations = assemble(exp_dir / "runs", [stem], ["adam"], elbo=False)
+    for frame, name in ((history, "history.csv"), (iterations, "iterations.csv")):
+        frame.to_csv(exp_dir / name, index=False, lineterminator="\n")
+    return exp_dir, stem
+
+
+def test_migration_of_a_committed_jax_run_verifies_and_is_read_back_under_jax(tmp_path, monkeypatch):
+    from replication.errors import UserError
+    from replication.trainer import _check_run, _read_back, _refuse_conflicts, plan_training
+
+    exp_dir, old = _copy_jax_run(tmp_path)
+    csv_bytes = (exp_dir / "runs" / f"{old}.csv").read_bytes()
+    history = (exp_dir / "history.csv").read_bytes()
+    assert verify_folder(exp_dir) is None
+    monkeypatch.setattr(store, "keras_backend", lambda: "jax")
+    plan = plan_training(JAX_FOLDER.name, optimizers=["adam"], runs=1, out_dir=tmp_path)
+    assert plan.configs[0].stem != old and _read_back(plan, False) == ({}, {})  # schema 1: not JAX's id
+    with pytest.raises(UserError, match=f"ids predate the backend.*replicate migrate {tmp_path}"):
+        _refuse_conflicts(plan)
+
+    lines = []
+    renamed = store.migrate(tmp_path, say=lines.append)
+    new = renamed[exp_dir][old]
+    assert lines == [f"{exp_dir}: 1 run(s) trained under jax migrated to identity schema 2 (the backend in the run id)"]
+    assert new == plan.configs[0].stem  # the id a JAX process computes for this run
+    runs = exp_dir / "runs"
+    assert sorted(p.name for p in runs.iterdir()) == [f"{new}.csv", f"{new}.iterations.csv", f"{new}.json"]
+    assert (runs / f"{new}.csv").read_bytes() == csv_bytes and (exp_dir / "history.csv").read_bytes() == history
+    sidecar = json.loads((runs / f"{new}.json").read_text())
+    assert sidecar["schema"] == 2 and sidecar["config"]["backend"] == "jax"
+    assert sidecar["run_id"] == _sha(sidecar["config"]) and new.endswith(sidecar["run_id"])
+    assert json.loads((exp_dir / "train.json").read_text())["run_files"] == [new]
+    assert check_run_files(runs / f"{new}.csv", runs / f"{new}.iterations.csv", sidecar) is None
+    assert verify_folder(exp_dir) is None
+    assert _check_run((runs / f"{new}.csv", runs / f"{new}.iterations.csv", runs / f"{new}.json"),
+                      plan.configs[0])[0] is not None
+    finished, damaged = _read_back(plan, False)
+    assert list(finished) == [new] and damaged == {}
+    _refuse_conflicts(plan)  # JAX trains on: nothing to refuse
+    assert store.migrate(tmp_path, say=lines.append) == {} and len(lines) == 1  # a second call: nothing to do
+
+    monkeypatch.setattr(store, "keras_backend", lambda: "tensorflow")
+    tf_plan = plan_training(JAX_FOLDER.name, optimizers=["adam"], runs=1, out_dir=tmp_path)
+    assert _read_back(tf_plan, False) == ({}, {})
+    with pytest.raises(UserError, match="trained under the jax backend, and this process trains under tensorflow"):
+        _refuse_conflicts(tf_plan)
+
+
+def test_migrate_command_says_what_it_did(tmp_path, capsys):
+    from replication.cli import main
+
+    exp_dir, old = _copy_jax_run(tmp_path)
+    assert main(["migrate", "--out", str(tmp_path)]) == 0
+    assert "1 run(s) trained under jax migrated to identity schema 2" in capsys.readouterr().out
+    assert not (exp_dir / "runs" / f"{old}.json").exists() and verify_folder(exp_dir) is None
+    assert main(["migrate", "--out", str(tmp_path)]) == 0
+    assert capsys.readouterr().out == f"{tmp_path}: nothing to migrate\n"
+    assert main(["migrate", "--out", str(tmp_path / "absent")]) == 2

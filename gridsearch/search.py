@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
-import json
 import logging
 import math
 import os
@@ -32,7 +30,7 @@ import warnings
 
 import numpy as np
 
-from replication import claims, stops
+from replication import claims, stops, store
 from replication.experiments import loss_identity
 from replication.hyperparameters import DECAY_RATE_RANGE, is_decay_rate
 from replication.progress import warn
@@ -179,9 +177,11 @@ class SearchSettings:
         return data
 
     def point_key(self, point: GridPoint) -> str:
-        """File-name-safe key of ``point`` under these settings: readable part + hash of all."""
-        payload = json.dumps({"point": dataclasses.asdict(point), "settings": self.to_dict()}, sort_keys=True, default=str)
-        digest = hashlib.sha1(payload.encode()).hexdigest()[:12]
+        """File-name-safe key of ``point`` under these settings: readable part + hash of all, and of the
+        Keras backend unless TensorFlow (:mod:`replication.store`: every TensorFlow point keeps its key,
+        a point scored under JAX is never read back as TensorFlow's)."""
+        fields = {"point": dataclasses.asdict(point), "settings": self.to_dict(), "backend": store.keras_backend()}
+        digest = store.identity_hash(store.identity(fields, {"backend": store.DEFAULT_BACKEND}), 12, "sha1")
         bc = {None: "default", True: "on", False: "off"}[point.bias_correction]
         return f"{point.optimizer}_lr{point.learning_rate!r}_b2{point.beta_2!r}_bc-{bc}_{digest}"
 

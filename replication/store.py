@@ -16,7 +16,9 @@ and is migrated by :func:`migrate_runs` (``replicate migrate``): new id, files r
 Manifest. When a unit finishes, its sidecar records ``{"rows", "sha256"}`` of each file it wrote
 (:func:`manifest`); every read (``train``, ``gridsearch``, ``synthetic``, ``report``) compares the
 files with it (:func:`check_manifest`, :func:`check_digest`), so a file cut short or edited is
-recomputed, or left out of the report, never taken as the unit's result.
+recomputed, or left out of the report, never taken as the unit's result. A grid point's record is
+one JSON file written in one rename: it is validated field by field (:mod:`gridsearch.store`), and
+the search's assembled outputs carry the manifest (``gridsearch.json``'s ``files``).
 
 Nothing computed, nothing rewritten. Assembled files (``history.csv``, ``gridsearch.csv``,
 ``alpha_search.csv``, ...) are written only when their bytes change (:func:`write_csv`,
@@ -133,7 +135,11 @@ def _holds(path, data: bytes) -> bool:
 
 def write_csv(frame, path, float_format=None) -> bool:
     """Write ``frame`` to ``path`` atomically unless it holds those bytes already; whether it wrote."""
-    text = csv_text(frame, float_format)
+    return write_text(csv_text(frame, float_format), path)
+
+
+def write_text(text: str, path) -> bool:
+    """Write ``text`` to ``path`` atomically unless it holds it already; whether it wrote."""
     if _holds(path, text.encode("utf-8")):
         return False
     io.write_text_atomic(text, path)
@@ -147,11 +153,7 @@ def json_text(obj) -> str:
 
 def write_json(obj, path) -> bool:
     """Write ``obj`` as JSON to ``path`` atomically unless it holds that text already; whether it wrote."""
-    text = json_text(obj)
-    if _holds(path, text.encode("utf-8")):
-        return False
-    io.write_text_atomic(text, path)
-    return True
+    return write_text(json_text(obj), path)
 
 
 def write_sidecar(obj, path, *, computed: bool, ignore=()) -> bool:
@@ -239,3 +241,123 @@ def migrate(out, say=print) -> dict:
         if renamed:
             changed[folder] = renamed
     return changed
+
+
+# -- synthetic units -----------------------------------------------------------------------------
+# A synthetic unit is one run (α, seed) of a sweep; trajectories.csv holds them all and
+# trajectories.json records each sweep's config and each run's digest (its manifest), keyed by
+# run_key. Here, Keras-free, so that ``report`` verifies the CSV as ``synthetic`` reads it back.
+def rows_of(config, frame):
+    """The rows of ``frame`` that belong to ``config`` (its sweep, optimizer, α and seeds). Floats
+    match to 8 significant digits, as the CSV stores them (β2 = 1/(1 + C²) is not exact there)."""
+    import numpy as np
+
+    if frame is None or frame.empty:
+        return frame.iloc[0:0] if frame is not None else None
+
+    def close(column, value):
+        return np.isclose(frame[column].to_numpy(dtype=float), value, rtol=1e-7, atol=0.0)
+
+    rate = np.zeros(len(frame), dtype=bool)
+    for lr in config.learning_rates:
+        rate |= close("learning_rate", lr)
+    mask = (
+        (frame.setting == config.setting) & (frame.optimizer == config.optimizer) & rate
+        & (frame.schedule == config.schedule) & (frame.bias_correction == config.bias_correction)
+        & close("beta_1", config.beta_1) & close("beta_2", config.beta_2) & close("epsilon", config.epsilon)
+        & close("big_gradient", config.big) & frame.seed.isin(config.seeds)
+    )
+    return frame[mask]
+
+
+def run_key(lr, seed) -> str:
+    return f"alpha={lr:.8g} seed={int(seed)}"
+
+
+def digest_rows(rows) -> dict:
+    """``{"rows", "sha256"}`` of one run's rows (one α and seed of a sweep) as the CSV stores them:
+    sorted by step, no header, floats to 8 significant digits (so the rows in memory when the run
+    finishes and the same rows read back from the CSV give one digest)."""
+    from .results import SYNTHETIC_DTYPES  # replication.synthetic.COLUMNS, without Keras
+
+    text = rows.sort_values("step")[list(SYNTHETIC_DTYPES)].to_csv(index=False, header=False, float_format="%.8g",
+                                                                   lineterminator="\n")
+    return {"rows": len(rows), "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}
+
+
+def check_sweep(config, rows, entry):
+    """``(done, why)`` for ``config`` given ``rows`` (its rows in the CSV, :func:`rows_of`) and
+    ``entry`` (its sweep's record in trajectories.json, or None). Done when every run (α, seed)
+    holds its rows to ``config.steps``, intact. A run never computed, or computed for another
+    number of steps, is simply not done; a damaged one is not done and ``why`` says which and how.
+
+    trajectories.csv holds every sweep, so the sidecar records the row count and sha256 of each
+    run's rows (:func:`digest_rows`), not of the file: a run added or recomputed later does not
+    invalidate the others. A damaged run makes its whole sweep (one vectorised computation of all
+    its α and seeds, seconds to minutes) be recomputed: finer would mean splitting sweeps.
+    Runs recorded before these digests (the committed results/synthetic) are held to what their
+    sweep's record implies instead: a row every ``record_every`` steps and at the last, each with x
+    and the regret."""
+    import numpy as np
+
+    recorded = (entry or {}).get("runs", {})
+    done, why = True, None
+    for lr, seed in config.columns:
+        run = rows[np.isclose(rows["learning_rate"].to_numpy(dtype=float), lr, rtol=1e-7, atol=0.0)
+                   & (rows["seed"] == seed)]
+        if run.empty:
+            done = False
+            continue
+        problem = _check_synthetic_run(run, recorded.get(run_key(lr, seed)), (entry or {}).get("config"))
+        if problem:
+            done, why = False, why or f"trajectories.csv {problem} (alpha {lr:g}, seed {seed})"
+        elif run["step"].max() != config.steps:
+            done = False
+    return done, why
+
+
+def _check_synthetic_run(run, digest, recorded_config):
+    import numpy as np
+
+    if digest is not None:
+        got = digest_rows(run)
+        if got["rows"] != digest.get("rows"):
+            return f"has {got['rows']} rows of a run, its sidecar says {digest.get('rows')}"
+        if got["sha256"] != digest.get("sha256"):
+            return "holds rows of a run that differ from those its sidecar records (sha256)"
+        return None
+    steps = run["step"].to_numpy()
+    cfg = recorded_config or {}
+    covered = (any(np.isclose(run["learning_rate"].iloc[0], cfg.get("learning_rates", ()), rtol=1e-7, atol=0.0))
+               and int(run["seed"].iloc[0]) in cfg.get("seeds", ()))
+    # The sweep's record gives the steps and interval when it covers this run; else the rows' own.
+    last, every = (int(cfg["steps"]), int(cfg["record_every"])) if covered else (int(steps.max()), int(steps.min()))
+    expected = np.arange(every, last + 1, every)
+    expected = expected if len(expected) and expected[-1] == last else np.append(expected, last)
+    if len(steps) != len(expected):
+        source = "its sidecar implies" if covered else "its record steps imply"
+        return f"has {len(steps)} rows of a run, {source} {len(expected)}"
+    if not np.array_equal(np.sort(steps), expected):
+        return "lacks record steps of a run"
+    if not np.isfinite(run[["x", "x_min", "x_max", "avg_regret"]].to_numpy(dtype=float)).all():
+        return "lacks values of a run"
+    return None
+
+
+def check_trajectories(frame, sweeps) -> str | None:
+    """Why the rows ``frame`` (trajectories.csv as read) are not those ``sweeps`` (trajectories.json's
+    ``sweeps``) record, or None: every recorded sweep's runs are checked by :func:`check_sweep` (a run
+    of a sweep not finished yet is no damage)."""
+    from types import SimpleNamespace
+
+    for label, entry in sorted(sweeps.items()):
+        config = entry.get("config") if isinstance(entry, dict) else None
+        if not isinstance(config, dict):
+            return f"trajectories.json records sweep {label!r} without its config"
+        config = SimpleNamespace(**config)
+        config.columns = [(lr, seed) for lr in config.learning_rates for seed in config.seeds]
+        rows = rows_of(config, frame)
+        why = check_sweep(config, rows, entry)[1] if rows is not None and len(rows) else None
+        if why:
+            return f"{why}, sweep {label}"
+    return None

@@ -120,3 +120,143 @@ def test_migrate_command_says_what_it_did(tmp_path, capsys):
     assert main(["migrate", "--out", str(tmp_path)]) == 0
     assert capsys.readouterr().out == f"{tmp_path}: nothing to migrate\n"
     assert main(["migrate", "--out", str(tmp_path / "absent")]) == 2
+
+
+# -- the manifest on every read, and nothing computed, nothing rewritten ------------------------------
+EXP = "digits-logreg"
+COMMANDS = {
+    "gridsearch": ["gridsearch", EXP, "--engine", "gridsearchcv", "--optimizers", "adam", "--learning-rates", "0.01",
+                   "--beta2s", "0.99", "--epochs", "1", "--cv", "2"],
+    # after the search: train reads its best_params.json (a later search would change train.json's sources)
+    "train": ["train", EXP, "--runs", "1", "--epochs", "2"],
+    "synthetic": ["synthetic", "--setting", "online", "--optimizers", "adam", "--steps", "300", "--learning-rates",
+                  "0.1", "--record-every", "100", "--no-plots"],
+}
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """One results folder where each command finished its small job once."""
+    from replication.cli import main
+
+    out = tmp_path_factory.mktemp("store")
+    for argv in COMMANDS.values():
+        assert main([*argv, "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture()
+def copy(finished, tmp_path):
+    shutil.copytree(finished, tmp_path / "out")
+    return tmp_path / "out"
+
+
+def _state(folder):
+    """Every file under ``folder`` with its inode, mtime and bytes: a file rewritten (temp file +
+    rename) gets a new inode even within one clock tick, so no waiting is needed to see it."""
+    return {p.relative_to(folder).as_posix(): (p.stat().st_ino, p.stat().st_mtime_ns, p.read_bytes())
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_a_rerun_with_nothing_to_compute_rewrites_no_file(copy, command, capsys):
+    from replication.cli import main
+
+    before = _state(copy)
+    assert {f"{EXP}/history.csv", f"{EXP}/train.json", f"{EXP}/gridsearch.csv", f"{EXP}/gridsearch.json",
+            "gridsearch_table.csv", "synthetic/trajectories.csv", "synthetic/alpha_search.csv"} <= set(before)
+    assert main([*COMMANDS[command], "--out", str(copy)]) == 0
+    err = capsys.readouterr().err
+    assert "recomputing" not in err and "retraining" not in err and "fold 1/2 done" not in err
+    assert command == "gridsearch" or "already done, skipped" in err
+    after = _state(copy)
+    assert sorted(after) == sorted(before)
+    changed = [name for name in before if after[name] != before[name]]
+    assert changed == [], f"{command} rewrote {changed}"
+
+
+def _flip_digit(path, after=b"\n"):
+    """Change one digit of ``path`` after its header (one byte; the row count stays)."""
+    data = bytearray(path.read_bytes())
+    start = data.index(after) + 1
+    i = next(k for k in range(start, len(data)) if chr(data[k]).isdigit() and chr(data[k]) != "0")
+    data[i] = ord("1") if data[i] != ord("1") else ord("2")
+    path.write_bytes(bytes(data))
+
+
+def test_a_changed_byte_in_a_run_file_is_seen_by_report_and_train(copy, capsys):
+    from replication import report, results
+    from replication.cli import main
+    from replication.errors import UserError
+
+    run = next(p for p in (copy / EXP / "runs").glob("*.csv") if not p.name.endswith(".iterations.csv"))
+    _flip_digit(run)
+    with pytest.raises(UserError, match=r"differs from the file its sidecar records \(sha256\)"):
+        results.load_history(EXP, out=copy)
+    assert report.collect(copy)["experiments"][EXP]["history"] is None
+    capsys.readouterr()
+    assert main([*COMMANDS["train"], "--out", str(copy)]) == 0
+    assert f"runs/{run.name} differs from the file its sidecar records (sha256); retraining" in capsys.readouterr().err
+    assert verify_folder(copy / EXP) is None
+
+
+@pytest.mark.parametrize("name", ["gridsearch.csv", "best_params.json"])
+def test_a_changed_byte_in_the_search_outputs_is_seen_by_report_and_gridsearch(copy, name, capsys):
+    from replication import report, results
+    from replication.cli import main
+    from replication.errors import UserError
+
+    _flip_digit(copy / EXP / name, after=b"\n" if name.endswith(".csv") else b":")
+    with pytest.raises(UserError, match=f"{name} differs from the file gridsearch.json records"):
+        results.load_gridsearch(EXP, out=copy)
+    assert report.collect(copy)["experiments"][EXP]["gridsearch"] is None
+    capsys.readouterr()
+    assert main([*COMMANDS["gridsearch"], "--out", str(copy)]) == 2
+    err = capsys.readouterr().err.splitlines()  # the search's start line, then the one-line refusal
+    assert f"{name} differs from the file gridsearch.json records" in err[-1] and "Traceback" not in "".join(err)
+
+
+def test_a_changed_byte_in_the_trajectories_is_seen_by_report_and_synthetic(copy, capsys):
+    from replication import report, results
+    from replication.cli import main
+    from replication.errors import UserError
+
+    csv = copy / "synthetic" / "trajectories.csv"
+    lines = csv.read_text().splitlines(keepends=True)
+    header = lines[0].split(",")
+    cells = lines[2].split(",")
+    x = header.index("x")
+    cells[x] = repr(float(cells[x]) + 0.125)  # one value of one run; row count unchanged
+    lines[2] = ",".join(cells)
+    csv.write_text("".join(lines))
+    with pytest.raises(UserError, match=r"holds rows of a run that differ from those its sidecar records \(sha256\)"):
+        results.load_synthetic(copy)
+    assert report.collect(copy)["synthetic"] is None
+    capsys.readouterr()
+    assert main([*COMMANDS["synthetic"], "--out", str(copy)]) == 0
+    assert "differ from those its sidecar records (sha256) (alpha 0.1, seed 0); recomputing" in capsys.readouterr().err
+    assert len(results.load_synthetic(copy)) == 3
+
+
+def test_synthetic_digests_read_the_columns_the_synthetic_module_writes():
+    """store.digest_rows takes the column order from results.SYNTHETIC_DTYPES (no Keras): it must be
+    replication.synthetic.COLUMNS, or digests of new runs would not match their rows."""
+    from replication import results, synthetic
+
+    assert list(results.SYNTHETIC_DTYPES) == synthetic.COLUMNS
+
+
+def test_manifest_definition(tmp_path):
+    """rows = lines after the header, sha256 of the bytes; a missing file and a missing entry are named."""
+    path = tmp_path / "a.csv"
+    path.write_bytes(b"x\n1\n2\n")
+    files = store.manifest([path])
+    assert files == {"a.csv": {"rows": 2, "sha256": hashlib.sha256(b"x\n1\n2\n").hexdigest()}}
+    assert store.check_manifest(files, [path]) is None
+    path.write_bytes(b"x\n1\n")
+    assert store.check_manifest(files, [path]) == "a.csv has 1 rows, its sidecar says 2"
+    path.write_bytes(b"x\n1\n3\n")
+    assert store.check_manifest(files, [path]) == "a.csv differs from the file its sidecar records (sha256)"
+    assert store.check_manifest(files, [tmp_path / "b.csv"]) == "its sidecar records no checksum of b.csv"
+    path.unlink()
+    assert store.check_manifest(files, [path]) == "a.csv is missing"

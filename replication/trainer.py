@@ -17,15 +17,16 @@ Outputs, under ``<out>/<experiment>/``::
 ``<id>`` hashes everything that changes a run's numbers (data, model and its kwargs, loss and, for
 a redefined loss, its definition, batch size, α, schedule, β1, β2, ε, bias correction, epochs, seed,
 the Keras backend unless TensorFlow: :mod:`replication.store`), so changing a flag never reuses an
-old run, and one ``--out`` holds one backend's runs of an experiment (``train`` refuses another's). The flip augmentation enters as the model kwarg ``augment_flip=True`` (only when on, so
+old run, and one ``--out`` holds one backend's runs of an experiment (``train`` refuses another's).
+The flip augmentation enters as the model kwarg ``augment_flip=True`` (only when on, so
 runs without it keep their ids); ``linear-decay``'s length is epochs × steps per epoch, both hashed.
 A run's files are written (atomically) only when it ends, so a killed run leaves no partial rows;
 it resumes from its last finished epoch (``runs/<stem>.checkpoint.npz``, :mod:`replication.run`,
 deleted when the run finishes); ``history.csv``/``iterations.csv`` are rebuilt from the finished run files of the
 requested optimizers × runs in a fixed order, so rerunning the same command skips everything and
-rewrites them byte for byte (and leaves ``train.json`` as it is). A run is skipped only if its files
-still match its sidecar (:func:`check_run_files`); one cut short or edited is retrained, with a line
-saying which and why. Several processes running the command on one ``--out`` share the runs: each
+leaves them and ``train.json`` as they are (:mod:`replication.store`: nothing computed, nothing
+rewritten). A run is skipped only if its files still match its sidecar (:func:`check_run_files`); one
+cut short or edited is retrained, with a line saying which and why. Several processes running the command on one ``--out`` share the runs: each
 is claimed before it is trained (``runs/<stem>.lock``, :mod:`replication.claims`), a run claimed
 elsewhere is waited for at the end, and ``history.csv``/``iterations.csv``/``train.json`` are
 written under the lock of ``history.csv``.

@@ -162,4 +162,5 @@ def test_runs_of_another_backend_are_not_read_back_and_train_refuses_to_mix_them
 
     monkeypatch.setattr(store, "keras_backend", lambda: "tensorflow")
     assert main([*TRAIN, "--out", str(copy)]) == 2
-    assert "holds runs trained under the jax backend, and this process trains under tensorflow" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "holds runs trained under the jax backend, and this process trains under tensorflow" in err

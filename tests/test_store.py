@@ -23,8 +23,8 @@ def _sha(fields) -> str:
 def _config(**changes):
     from replication.trainer import RunConfig
 
-    fields = dict(experiment="digits-logreg", dataset="digits", model="logreg", model_kwargs=(), loss_function="categorical",
-                  batch_size=128, epochs=2, optimizer="adam", learning_rate=0.01, schedule="constant", beta_1=0.9,
+    fields = dict(experiment="digits-logreg", dataset="digits", model="logreg", model_kwargs=(),
+                  loss_function="categorical", batch_size=128, epochs=2, optimizer="adam", learning_rate=0.01, schedule="constant", beta_1=0.9,
                   beta_2=0.999, epsilon=1e-7, bias_correction=True, run=0, seed=1)
     return RunConfig(**{**fields, **changes})
 
@@ -51,6 +51,20 @@ def test_committed_tensorflow_runs_keep_their_ids():
     assert migrating <= {JAX_FOLDER}
 
 
+@pytest.mark.parametrize("name", ["mnist-logreg", "mnist-mlp", "mnist-cnn", "mnist-vae", "cifar10-cifarnet-paper",
+                                  "mnist-logreg-mcgill-code"])
+def test_tensorflow_plans_name_the_committed_runs(name, monkeypatch):
+    """Planned under TensorFlow with the committed call's runs, seed and optimizers, an experiment's
+    run stems are exactly those its committed train.json lists: no TensorFlow id moved."""
+    from replication.trainer import plan_training
+
+    monkeypatch.setattr(store, "keras_backend", lambda: "tensorflow")
+    meta = json.loads((ROOT / "results" / name / "train.json").read_text())
+    plan = plan_training(name, out_dir=ROOT / "results", runs=meta["runs"], seed=meta["seed"],
+                         optimizers=meta["optimizers"], epochs=meta["experiment"]["epochs"])
+    assert [c.stem for c in plan.configs] == meta["run_files"]
+
+
 def _copy_jax_run(tmp_path):
     """One committed JAX run's files in a fresh experiment folder, with a train.json listing it and the
     history.csv/iterations.csv the project's own assembly code makes of it."""
@@ -60,6 +74,17 @@ def _copy_jax_run(tmp_path):
     (exp_dir / "runs").mkdir(parents=True)
     for suffix in (".csv", ".iterations.csv", ".json"):
         shutil.copy(JAX_FOLDER / "runs" / f"{stem}{suffix}", exp_dir / "runs")
+    sidecar = json.loads((exp_dir / "runs" / f"{stem}.json").read_text())
+    if store.schema_of(sidecar) >= 2:  # the committed folder was migrated since: its schema-1 self again
+        old_id = sidecar.pop("migrated_from")["run_id"]
+        old = stem[: -len(sidecar["run_id"])] + old_id
+        for suffix in (".csv", ".iterations.csv"):
+            (exp_dir / "runs" / f"{stem}{suffix}").rename(exp_dir / "runs" / f"{old}{suffix}")
+        sidecar["files"] = {name.replace(stem, old): digest for name, digest in sidecar["files"].items()}
+        del sidecar["schema"], sidecar["config"]["backend"]
+        (exp_dir / "runs" / f"{old}.json").write_text(json.dumps({**sidecar, "run_id": old_id}))
+        (exp_dir / "runs" / f"{stem}.json").unlink()
+        stem = old
     meta = {**meta, "run_files": [stem], "trained": [stem], "skipped": [], "optimizers": ["adam"], "runs": 1}
     (exp_dir / "train.json").write_text(json.dumps(meta))
     history, iterations = assemble(exp_dir / "runs", [stem], ["adam"], elbo=False)

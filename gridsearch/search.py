@@ -30,7 +30,8 @@ import warnings
 
 import numpy as np
 
-from replication import claims, stops, store
+from replication import claims, stops
+from replication import store as unit_store  # identity (the backend); the argument "store" is a PointStore
 from replication.experiments import loss_identity
 from replication.hyperparameters import DECAY_RATE_RANGE, is_decay_rate
 from replication.progress import warn
@@ -180,8 +181,9 @@ class SearchSettings:
         """File-name-safe key of ``point`` under these settings: readable part + hash of all, and of the
         Keras backend unless TensorFlow (:mod:`replication.store`: every TensorFlow point keeps its key,
         a point scored under JAX is never read back as TensorFlow's)."""
-        fields = {"point": dataclasses.asdict(point), "settings": self.to_dict(), "backend": store.keras_backend()}
-        digest = store.identity_hash(store.identity(fields, {"backend": store.DEFAULT_BACKEND}), 12, "sha1")
+        fields = {"point": dataclasses.asdict(point), "settings": self.to_dict(), "backend": unit_store.keras_backend()}
+        fields = unit_store.identity(fields, {"backend": unit_store.DEFAULT_BACKEND})
+        digest = unit_store.identity_hash(fields, 12, "sha1")
         bc = {None: "default", True: "on", False: "off"}[point.bias_correction]
         return f"{point.optimizer}_lr{point.learning_rate!r}_b2{point.beta_2!r}_bc-{bc}_{digest}"
 

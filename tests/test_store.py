@@ -285,3 +285,38 @@ def test_manifest_definition(tmp_path):
     assert store.check_manifest(files, [tmp_path / "b.csv"]) == "its sidecar records no checksum of b.csv"
     path.unlink()
     assert store.check_manifest(files, [path]) == "a.csv is missing"
+
+
+def _settings(record):
+    """The SearchSettings a committed point record was keyed under, rebuilt from its stored dict."""
+    import dataclasses
+
+    from gridsearch.search import SearchSettings
+
+    stored = record["settings"]
+    fields = {f.name for f in dataclasses.fields(SearchSettings)}
+    values = {k: v for k, v in stored.items() if k in fields}
+    values["model_kwargs"] = tuple(tuple(tuple(x) if isinstance(x, list) else x for x in pair)
+                                   for pair in stored["model_kwargs"])
+    values["protocol"] = tuple(sorted((stored.get("protocol") or {}).items()))
+    return SearchSettings(**values)
+
+
+def test_grid_point_keys_carry_the_backend_except_tensorflows(monkeypatch):
+    """Every committed grid point's key is what point_key computes under TensorFlow (keys unchanged),
+    and under another backend the same point gets another key (never read back as TensorFlow's)."""
+    from gridsearch.search import GridPoint
+
+    records = sorted((ROOT / "results").glob("*/gridsearch_points/*.json"))
+    assert len(records) > 100
+    for path in records:
+        record = json.loads(path.read_text())
+        row = record["row"]
+        point = GridPoint(row["optimizer"], row["learning_rate"], row["beta_2"],
+                          {"default": None, "on": True, "off": False}[row["bias_correction"]])
+        settings = _settings(record)
+        monkeypatch.setattr(store, "keras_backend", lambda: "tensorflow")
+        assert settings.point_key(point) == record["key"] == path.stem, path
+        monkeypatch.setattr(store, "keras_backend", lambda: "jax")
+        jax = settings.point_key(point)
+        assert jax != path.stem and jax.rsplit("_", 1)[0] == path.stem.rsplit("_", 1)[0]

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
-import json
 import logging
 import math
 import os
@@ -33,6 +31,7 @@ import warnings
 import numpy as np
 
 from replication import claims, stops
+from replication import store as unit_store  # identity (the backend); the argument "store" is a PointStore
 from replication.experiments import loss_identity
 from replication.hyperparameters import DECAY_RATE_RANGE, is_decay_rate
 from replication.progress import warn
@@ -179,9 +178,12 @@ class SearchSettings:
         return data
 
     def point_key(self, point: GridPoint) -> str:
-        """File-name-safe key of ``point`` under these settings: readable part + hash of all."""
-        payload = json.dumps({"point": dataclasses.asdict(point), "settings": self.to_dict()}, sort_keys=True, default=str)
-        digest = hashlib.sha1(payload.encode()).hexdigest()[:12]
+        """File-name-safe key of ``point`` under these settings: readable part + hash of all, and of the
+        Keras backend unless TensorFlow (:mod:`replication.store`: every TensorFlow point keeps its key,
+        a point scored under JAX is never read back as TensorFlow's)."""
+        fields = {"point": dataclasses.asdict(point), "settings": self.to_dict(), "backend": unit_store.keras_backend()}
+        fields = unit_store.identity(fields, {"backend": unit_store.DEFAULT_BACKEND})
+        digest = unit_store.identity_hash(fields, 12, "sha1")
         bc = {None: "default", True: "on", False: "off"}[point.bias_correction]
         return f"{point.optimizer}_lr{point.learning_rate!r}_b2{point.beta_2!r}_bc-{bc}_{digest}"
 

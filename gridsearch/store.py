@@ -12,6 +12,13 @@ atomic rename, so there is no torn pair to detect, only a file cut short or corr
 parses) or emptied of fields (a hand edit, an older format); a checksum stored in the same file
 would add only a guard against deliberate edits, which can update it too.
 
+The search's outputs (``gridsearch.csv``, ``best_params.json``) are assembled from many points, so
+``gridsearch.json`` records their manifest (:mod:`replication.store`: rows and sha256 of each), which
+``report`` and the next merge check (:func:`check_search_outputs`); sidecars written before it
+(identity schema 1, the committed searches) have none and are read as they are. They are rewritten
+only when their bytes change, and ``gridsearch.json`` only when a point was computed or it would say
+something else than the call's own times (:func:`replication.store.write_sidecar`).
+
 Records name the code that computed them (the source fingerprint of
 :func:`replication.io.code_version`). A finished point is kept across code changes, as a finished
 run is (its record says which code it came from); a fold of an unfinished point that other code
@@ -25,9 +32,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from replication import store
 from replication.claims import merging
-from replication.io import (code_version, holds_json, read_csv, read_json, write_csv_atomic, write_json_atomic,
-                            write_text_atomic)
+from replication.errors import UserError
+from replication.io import code_version, read_csv, read_json, write_json_atomic
 
 __all__ = ["PointStore", "check_point_record", "check_fold_record", "write_search_outputs", "write_table",
            "collect_table"]
@@ -59,7 +67,7 @@ class PointStore:
 
     def save(self, settings, point, row) -> Path:
         record = {"key": settings.point_key(point), "settings": settings.to_dict(), "row": row,
-                  "code": code_version()["source_sha256"]}
+                  "code": code_version()["source_sha256"], "schema": store.SCHEMA}
         return write_json_atomic(record, self.path(settings, point))
 
     # A point's finished folds (the stacked engine's unit of work is one fold of many points);
@@ -215,6 +223,24 @@ def _ordered(frame):
 # gridsearch.json keys that describe the call rather than its points (provenance() is spread in).
 SIDECAR_INVOCATION_KEYS = ("started_at", "finished_at", "wall_seconds", "points_computed", "points_reused",
                            "versions", "device", "written_at")
+# The files gridsearch.json's manifest ("files") records: the search's outputs as last written.
+OUTPUT_FILES = ("gridsearch.csv", "best_params.json")
+
+
+def check_search_outputs(experiment_dir) -> str | None:
+    """Why ``gridsearch.csv``/``best_params.json`` of ``experiment_dir`` are not the files its
+    ``gridsearch.json`` manifest records (:func:`replication.store.check_manifest`), or None if they
+    are, or if there is no manifest to hold them to (no sidecar, or one written before manifests:
+    identity schema 1, e.g. the committed searches)."""
+    path = Path(experiment_dir) / "gridsearch.json"
+    try:
+        files = read_json(path).get("files") if path.is_file() else None
+    except (UserError, AttributeError):
+        return "its sidecar gridsearch.json is not a JSON object"
+    if files is None:
+        return None
+    return store.check_manifest(files, [Path(experiment_dir) / name for name in OUTPUT_FILES],
+                                unit="gridsearch.json")
 
 
 def write_search_outputs(frame, experiment_dir, *, sidecar=None, score="loss"):
@@ -236,22 +262,38 @@ def _merge_search_outputs(frame, experiment_dir, sidecar, score):
     csv_path = experiment_dir / "gridsearch.csv"
     merged = frame
     if csv_path.exists():
+        why = check_search_outputs(experiment_dir)
+        if why:  # its other optimizers' rows would be merged as they are: refuse, as report does
+            raise UserError(f"{csv_path}: {why}; delete gridsearch.csv and gridsearch.json and rerun the search "
+                            "of each optimizer (finished points are read back)")
         old = read_csv(csv_path, float_precision="round_trip")  # rewritten byte for byte
         if "optimizer" in old.columns:
             old = old[~old["optimizer"].isin(set(frame["optimizer"]))]
             if not old.empty:
                 merged = pd.concat([old, frame], ignore_index=True)
     merged = _ordered(merged.reset_index(drop=True))
-    write_csv_atomic(merged, csv_path)
+    store.write_csv(merged, csv_path)  # only if its bytes change (nothing computed, nothing rewritten)
     best = select_best(merged, score=score)
-    write_json_atomic(best, experiment_dir / "best_params.json")
-    # A call that computed no point only read finished ones back: its times and provenance would
-    # overwrite those of the calls that computed them, so an otherwise equal gridsearch.json is kept.
-    path = experiment_dir / "gridsearch.json"
-    if sidecar is not None and (sidecar.get("points_computed", 1)
-                                or not holds_json(path, sidecar, ignore=SIDECAR_INVOCATION_KEYS)):
-        write_json_atomic(sidecar, path)
+    store.write_json(best, experiment_dir / "best_params.json")
+    if sidecar is not None:
+        _write_sidecar(sidecar, experiment_dir)
     return best
+
+
+def _write_sidecar(sidecar, experiment_dir):
+    """gridsearch.json with the manifest of the outputs as they are now. A call that computed no point
+    only read finished ones back: its times and provenance would overwrite those of the calls that
+    computed them, so an otherwise equal gridsearch.json is kept, a schema-1 one (no manifest) too."""
+    path = experiment_dir / "gridsearch.json"
+    files = store.manifest([experiment_dir / name for name in OUTPUT_FILES])
+    try:
+        old = read_json(path) if path.is_file() else {}
+    except UserError:
+        old = {}
+    recorded = old.get("files") if isinstance(old, dict) else None
+    ignore = SIDECAR_INVOCATION_KEYS + (("files",) if recorded is None else ())
+    store.write_sidecar({**sidecar, "files": files, "schema": store.SCHEMA}, path,
+                        computed=bool(sidecar.get("points_computed", 1)), ignore=ignore + ("schema",))
 
 
 def collect_table(out):
@@ -295,6 +337,6 @@ def write_table(out):
     written under the lock of the CSV: a search of another experiment may be writing it too)."""
     with merging(Path(out) / "gridsearch_table.csv"):
         frame = collect_table(out)
-        write_csv_atomic(frame, Path(out) / "gridsearch_table.csv")
-        write_text_atomic(_markdown(frame), Path(out) / "gridsearch_table.md")
+        store.write_csv(frame, Path(out) / "gridsearch_table.csv")  # only what changed is rewritten
+        store.write_text(_markdown(frame), Path(out) / "gridsearch_table.md")
     return frame

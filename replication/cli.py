@@ -18,7 +18,7 @@ from . import recycle, stops
 from .errors import DISK_FULL, OutputError, UserError, write_failed
 
 # Order = order in `replicate --help`.
-COMMANDS = ("demo", "synthetic", "experiments", "train", "gridsearch", "ablation", "report")
+COMMANDS = ("demo", "synthetic", "experiments", "train", "gridsearch", "ablation", "report", "migrate")
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -212,6 +212,13 @@ def load_gridsearch(where, out=None) -> pd.DataFrame:
     better); ``mean_val_loss`` is taken from the file or, when absent, as −``mean_test_score``;
     ``diverged`` from the file or a non-finite validation loss."""
     path = _locate(where, out, "gridsearch.csv", "replicate gridsearch {name} --out {out}")
+    from gridsearch.store import check_search_outputs  # Keras-free: the manifest of gridsearch.json
+
+    why = check_search_outputs(path.parent)
+    if why:
+        raise UserError(f"{why}, so its numbers are not the search's; delete {path.name} and gridsearch.json and "
+                        f"rerun `replicate gridsearch {path.parent.name} --out {path.parent.parent}` for each "
+                        "optimizer (finished points are read back)")
     frame = _read(path)
     if "experiment" not in frame.columns:
         frame["experiment"] = path.parent.name
@@ -224,17 +231,37 @@ def load_gridsearch(where, out=None) -> pd.DataFrame:
     return _ordered(frame, GRIDSEARCH_DTYPES)
 
 
-def load_synthetic(where="results", out=None) -> pd.DataFrame:
+def load_synthetic(where="results", out=None, verify=True) -> pd.DataFrame:
     """The synthetic problem's trajectories (``replicate synthetic``), columns :data:`SYNTHETIC_DTYPES`.
-    ``where``: the CSV, the ``synthetic`` folder, or a results folder holding ``synthetic/``."""
+    ``where``: the CSV, the ``synthetic`` folder, or a results folder holding ``synthetic/``. With
+    ``verify``, a :class:`UserError` unless its runs are the rows trajectories.json records (the
+    ``synthetic`` command reads with ``verify=False`` and recomputes a damaged sweep instead)."""
     path = _locate(where, out, "trajectories.csv", "replicate synthetic --out {out}", subfolder="synthetic")
     frame = _read(path)
     if "big_gradient" not in frame.columns and "setting" in frame.columns:
         # Files written before the column: online/stochastic always used 1010; C was not recorded.
         frame["big_gradient"] = np.where(frame["setting"] == "cyclic", np.nan, 1010.0)
-    frame = _coerce(frame, SYNTHETIC_DTYPES, path,
-                    required=("setting", "optimizer", "learning_rate", "seed", "step", "x"))
-    return _ordered(frame, SYNTHETIC_DTYPES)
+    frame = _ordered(_coerce(frame, SYNTHETIC_DTYPES, path,
+                             required=("setting", "optimizer", "learning_rate", "seed", "step", "x")), SYNTHETIC_DTYPES)
+    if verify:
+        _check_trajectories(frame, path)
+    return frame
+
+
+def _check_trajectories(frame, path):
+    """A :class:`UserError` when the runs of ``path`` (trajectories.csv) are not the rows its sidecar
+    trajectories.json records (:func:`replication.store.check_trajectories`): an edited or cut run."""
+    from .io import read_json
+    from .store import check_trajectories
+
+    sidecar = Path(path).parent / "trajectories.json"
+    sweeps = read_json(sidecar).get("sweeps") if sidecar.is_file() else None
+    if not isinstance(sweeps, dict):
+        return  # no record to hold it to
+    why = check_trajectories(frame, sweeps)
+    if why:
+        raise UserError(f"{path}: {why}; rerun `replicate synthetic --out {path.parent.parent}` with that sweep's "
+                        "settings to recompute it")
 
 
 def _fill_defaults(frame, path):

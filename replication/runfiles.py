@@ -10,7 +10,8 @@ and verify results without it.
 
 :func:`verify_folder` checks the assembled files against the run files and those against their
 sidecars, so a hand-edited, truncated or column-dropped ``history.csv`` is never averaged as if it
-were the runs. :func:`configuration_conflict` keeps one configuration per folder.
+were the runs. :func:`configuration_conflict` keeps one configuration per folder, :func:`backend_conflict` one Keras
+backend.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import io
+from . import io, store
 from .errors import UserError
 
 HISTORY_COLUMNS = [
@@ -55,18 +56,7 @@ def check_run_files(csv_path, it_path, sidecar) -> str | None:
     files = sidecar.get("files")
     if files is None:
         return _check_legacy_run(csv_path, it_path, sidecar)
-    for path in (csv_path, it_path):
-        want = files.get(path.name) if isinstance(files, dict) else None
-        if not isinstance(want, dict):
-            return f"its sidecar records no checksum of {_name(path)}"
-        if not path.exists():
-            return f"{_name(path)} is missing"
-        got = io.digest_file(path)
-        if got["rows"] != want.get("rows"):
-            return f"{_name(path)} has {got['rows']} rows, its sidecar says {want.get('rows')}"
-        if got["sha256"] != want.get("sha256"):
-            return f"{_name(path)} differs from the file its sidecar records (sha256)"
-    return None
+    return store.check_manifest(files, (csv_path, it_path), name=_name)
 
 
 def _check_legacy_run(csv_path, it_path, sidecar) -> str | None:
@@ -211,18 +201,41 @@ def configuration_conflict(exp_dir, configs: dict) -> str | None:
             "give the same --runs and --optimizers as the call that trained them")
 
 
+def backend_conflict(exp_dir, backend: str) -> str | None:
+    """Why training under ``backend`` into ``exp_dir`` would mix two Keras backends' runs of one
+    experiment (one folder, one backend: ``history.csv`` has no backend column), or why its runs
+    must be migrated first (:func:`replication.store.needs_migration`); None if neither."""
+    exp_dir = Path(exp_dir)
+    meta = _read_meta(exp_dir)
+    if meta is None:
+        return None
+    sidecars = [_sidecar(exp_dir / "runs", str(stem)) for stem in meta["run_files"]]
+    sidecars = [s for s in sidecars if s is not None]
+    old = [s for s in sidecars if store.needs_migration(s)]
+    if old:
+        return (f"{exp_dir} holds {len(old)} run(s) trained under {store.run_backend(old[0])} whose ids predate the "
+                f"backend in a run's identity: run `replicate migrate {exp_dir.parent}` once, then this command")
+    other = sorted({store.run_backend(s) for s in sidecars} - {backend})
+    if not other:
+        return None
+    return (f"{exp_dir} holds runs trained under the {other[0]} backend, and this process trains under {backend}: "
+            f"rerun with KERAS_BACKEND={other[0]}, train into another --out, or pass --force to replace them")
+
+
+def _sidecar(runs_dir, stem):
+    try:
+        sidecar = json.loads((runs_dir / f"{stem}.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return sidecar if isinstance(sidecar, dict) else None
+
+
 def _slot(config: dict):
     return config.get("optimizer"), config.get("bias_correction"), config.get("run")
 
 
 def _config(runs_dir, stem):
-    path = runs_dir / f"{stem}.json"
-    if not path.is_file():
-        return None
-    try:
-        config = json.loads(path.read_text(encoding="utf-8")).get("config")
-    except (OSError, ValueError, AttributeError):
-        return None
+    config = (_sidecar(runs_dir, stem) or {}).get("config")
     return config if isinstance(config, dict) else None
 
 

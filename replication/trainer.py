@@ -15,16 +15,18 @@ Outputs, under ``<out>/<experiment>/``::
                                                             with the row count and sha256 of both CSVs
 
 ``<id>`` hashes everything that changes a run's numbers (data, model and its kwargs, loss and, for
-a redefined loss, its definition, batch size, α, schedule, β1, β2, ε, bias correction, epochs, seed), so changing a flag never reuses an
-old run. The flip augmentation enters as the model kwarg ``augment_flip=True`` (only when on, so
+a redefined loss, its definition, batch size, α, schedule, β1, β2, ε, bias correction, epochs, seed,
+the Keras backend unless TensorFlow: :mod:`replication.store`), so changing a flag never reuses an
+old run, and one ``--out`` holds one backend's runs of an experiment (``train`` refuses another's).
+The flip augmentation enters as the model kwarg ``augment_flip=True`` (only when on, so
 runs without it keep their ids); ``linear-decay``'s length is epochs × steps per epoch, both hashed.
 A run's files are written (atomically) only when it ends, so a killed run leaves no partial rows;
 it resumes from its last finished epoch (``runs/<stem>.checkpoint.npz``, :mod:`replication.run`,
 deleted when the run finishes); ``history.csv``/``iterations.csv`` are rebuilt from the finished run files of the
 requested optimizers × runs in a fixed order, so rerunning the same command skips everything and
-rewrites them byte for byte (and leaves ``train.json`` as it is). A run is skipped only if its files
-still match its sidecar (:func:`check_run_files`); one cut short or edited is retrained, with a line
-saying which and why. Several processes running the command on one ``--out`` share the runs: each
+leaves them and ``train.json`` as they are (:mod:`replication.store`: nothing computed, nothing
+rewritten). A run is skipped only if its files still match its sidecar (:func:`check_run_files`); one
+cut short or edited is retrained, with a line saying which and why. Several processes running the command on one ``--out`` share the runs: each
 is claimed before it is trained (``runs/<stem>.lock``, :mod:`replication.claims`), a run claimed
 elsewhere is waited for at the end, and ``history.csv``/``iterations.csv``/``train.json`` are
 written under the lock of ``history.csv``.
@@ -56,7 +58,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import json
 import sys
 import time
@@ -65,13 +66,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import claims, io, recycle
+from . import claims, io, recycle, store
 from .errors import UserError
 from .experiments import PROTOCOL_DEFAULTS, loss_identity
 from .hyperparameters import PARAMS_KEYS, params_problem
 from .optimizers import OPTIMIZERS
 from .progress import Progress, format_seconds, warn
-from .runfiles import _name, assemble, check_run_files, configuration_conflict, run_paths
+from .runfiles import _name, assemble, backend_conflict, check_run_files, configuration_conflict, run_paths
 from .run import (  # noqa: F401 - one run lives in replication.run; re-exported for callers
     DEFAULT_EPSILON,
     DEFAULT_MAX_POINTS,
@@ -130,12 +131,13 @@ class RunConfig:
     input_scale: str = _PROTOCOL_DEFAULTS["input_scale"]
     split: str = _PROTOCOL_DEFAULTS["split"]
     decay: float = _PROTOCOL_DEFAULTS["decay"]  # the "time-decay" schedule's d
+    # The Keras backend (replication.store, identity schema 2): a run trained under JAX is never read
+    # back as TensorFlow's. Out of to_dict for "tensorflow", so every TensorFlow run keeps its id.
+    backend: str = store.DEFAULT_BACKEND
 
     def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        for key in ("input_scale", "split", "decay"):
-            if d[key] == _PROTOCOL_DEFAULTS[key]:
-                del d[key]
+        defaults = {key: _PROTOCOL_DEFAULTS[key] for key in ("input_scale", "split", "decay")}
+        d = store.identity(dataclasses.asdict(self), {**defaults, "backend": store.DEFAULT_BACKEND})
         d["model_kwargs"] = {k: v for k, v in self.model_kwargs}
         # A redefined loss (replication.losses.LOSS_DEFINITIONS) changes the run id: runs trained
         # on the old definition are never read back as finished.
@@ -144,8 +146,7 @@ class RunConfig:
 
     @property
     def run_id(self) -> str:
-        payload = json.dumps(self.to_dict(), sort_keys=True, default=str)
-        return hashlib.sha256(payload.encode()).hexdigest()[:10]
+        return store.identity_hash(self.to_dict())
 
     @property
     def stem(self) -> str:
@@ -280,20 +281,6 @@ class _EpochClock:
         return on_epoch
 
 
-def _other_backends(sidecars) -> str:
-    """'' or which of the finished runs (their parsed ``sidecars``) were trained under another Keras
-    backend than this process's (their provenance), e.g. ``10 finished run(s) were trained under
-    jax, not tensorflow``."""
-    import keras
-
-    here, counts = keras.backend.backend(), {}
-    for sidecar in sidecars:
-        backend = ((sidecar.get("provenance") or {}).get("device") or {}).get("backend", here)
-        if backend != here:
-            counts[backend] = counts.get(backend, 0) + 1
-    return "; ".join(f"{n} finished run(s) were trained under {name}, not {here}" for name, n in sorted(counts.items()))
-
-
 def _check_run(paths, config):
     """``(sidecar, None)`` (parsed) when ``paths`` hold a finished, intact run of ``config``;
     ``(None, None)`` for a run that never finished (no sidecar: not started, or killed), which is
@@ -367,14 +354,12 @@ def train_experiment(
     plan = plan_training(experiment, optimizers=optimizers, runs=runs, seed=seed, out_dir=out_dir,
                          epochs=epochs, learning_rate=learning_rate, beta_2=beta_2, schedule=schedule,
                          bias_correction=bias_correction, loss=loss, epsilon=epsilon, flip=flip, params=params)
-    conflict = None if force else configuration_conflict(plan.exp_dir, {c.stem: c.to_dict() for c in plan.configs})
-    if conflict:  # history.csv would silently switch to this call's configuration
-        raise UserError(f"{plan.exp_dir} holds the results of another configuration ({conflict}); train this one "
-                        "into another --out, or pass --force to replace them")
+    if not force:
+        _refuse_conflicts(plan)
     started_at, since = io.now_iso(), time.time()
     started_at = recycle.carried(plan.spec.name)[1] or started_at  # an earlier process of this command began
     bar = Progress(len(plan.configs), f"train {plan.spec.name}") if progress else None
-    finished, damaged = _read_back(plan, force, progress)
+    finished, damaged = _read_back(plan, force)
     if dataset is None and len(finished) < len(plan.configs):
         dataset = _load(plan.spec.dataset, data_dir)  # before anything is printed: a missing file is one line
     if dataset is not None:
@@ -404,6 +389,21 @@ def train_experiment(
         say=lambda text: warn(bar, text), label=_label,
         found_done=lambda c: bar.skip(f"{_label(c)}: trained by another process") if bar else None)}
     return _assemble_experiment(plan, trained, fit_settings, started_at)
+
+
+def _refuse_conflicts(plan):
+    """A :class:`UserError` when this call would replace the results ``train.json`` lists in
+    ``history.csv``: runs of another Keras backend (one backend per folder, so every number of
+    ``history.csv`` comes from one), runs whose ids predate the backend (``replicate migrate``), or
+    another configuration."""
+    backend = plan.configs[0].backend if plan.configs else store.DEFAULT_BACKEND
+    why = backend_conflict(plan.exp_dir, backend)
+    if why:
+        raise UserError(why)
+    conflict = configuration_conflict(plan.exp_dir, {c.stem: c.to_dict() for c in plan.configs})
+    if conflict:  # history.csv would silently switch to this call's configuration
+        raise UserError(f"{plan.exp_dir} holds the results of another configuration ({conflict}); train this one "
+                        "into another --out, or pass --force to replace them")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -460,7 +460,8 @@ def plan_training(experiment, *, optimizers=None, runs=None, seed=0, out_dir="re
     hyper = {name: resolve_hyperparameters(spec, name, flags=flags, params=params, best_params=best_params)
              for name in optimizers}
     seeds = {k: derive_seed(seed, k) for k in range(int(spec.runs))}
-    configs = [_run_config(spec, name, hyper[name], k, seeds[k]) for name in optimizers for k in seeds]
+    backend = store.keras_backend()  # part of each run's identity
+    configs = [_run_config(spec, name, hyper[name], k, seeds[k], backend) for name in optimizers for k in seeds]
     return TrainPlan(spec, optimizers, exp_dir, hyper, int(seed), seeds, configs, params_path, best_path)
 
 
@@ -482,20 +483,20 @@ def _search_choice(spec, out_dir, exp_dir, flags, params):
     return best_path, best_params
 
 
-def _run_config(spec, optimizer, hyper, run, seed) -> RunConfig:
+def _run_config(spec, optimizer, hyper, run, seed, backend=store.DEFAULT_BACKEND) -> RunConfig:
     return RunConfig(
         experiment=spec.name, dataset=spec.dataset, model=spec.model, model_kwargs=spec.builder_kwargs,
         loss_function=spec.loss, batch_size=int(spec.batch_size), epochs=int(spec.epochs), optimizer=optimizer,
         learning_rate=hyper["learning_rate"], schedule=spec.schedule, beta_1=float(spec.beta_1),
         beta_2=hyper["beta_2"], epsilon=float(spec.epsilon), bias_correction=hyper["bias_correction"],
         run=run, seed=seed, input_scale=spec.input_scale, split=spec.split,
-        decay=float(spec.decay) if spec.schedule == "time-decay" else 0.0,
+        decay=float(spec.decay) if spec.schedule == "time-decay" else 0.0, backend=backend,
     )
 
 
-def _read_back(plan, force, progress):
+def _read_back(plan, force):
     """({stem of each finished, intact run: its sidecar}, {stem: why its files are damaged});
-    nothing under ``force``. Says which finished runs another Keras backend trained."""
+    nothing under ``force``. A run of another Keras backend has another id: it is never read back."""
     finished, damaged = {}, {}  # stem -> its sidecar / why its files are damaged
     for config in plan.configs if not force else ():
         sidecar, why = _check_run(run_paths(plan.runs_dir, config.stem), config)
@@ -503,10 +504,6 @@ def _read_back(plan, force, progress):
             finished[config.stem] = sidecar
         elif why:
             damaged[config.stem] = why
-    elsewhere = _other_backends(finished.values())
-    if elsewhere and progress:  # a run's identity is its configuration; the backend is its provenance
-        print(f"train {plan.spec.name}: {elsewhere}; kept as they are (--force retrains them here)",
-              file=sys.stderr, flush=True)
     return finished, damaged
 
 
@@ -528,9 +525,8 @@ def _train_one(config, *, plan, dataset, damaged, force, bar, clock, fit):
     io.write_csv_atomic(history, csv_path)
     io.write_csv_atomic(iterations, it_path)
     io.write_json_atomic(
-        {"config": config.to_dict(), "run_id": config.run_id, "spec": plan.spec.to_dict(), **info,
-         "files": {path.name: io.digest_file(path) for path in (csv_path, it_path)},
-         "provenance": io.provenance()},
+        {"config": config.to_dict(), "run_id": config.run_id, "schema": store.SCHEMA, "spec": plan.spec.to_dict(),
+         **info, "files": store.manifest((csv_path, it_path)), "provenance": io.provenance()},
         json_path,
     )
     remove_checkpoint(checkpoint)  # the run is finished: its checkpoint is no longer needed
@@ -555,8 +551,8 @@ def _assemble_experiment(plan, trained, fit_settings, started_at) -> pd.DataFram
     spec, configs = plan.spec, plan.configs
     with claims.merging(plan.exp_dir / "history.csv"):  # read the run files and write inside the lock
         history, iterations = assemble(plan.runs_dir, [c.stem for c in configs], plan.optimizers, spec.loss == "elbo")
-        io.write_csv_atomic(history, plan.exp_dir / "history.csv")
-        io.write_csv_atomic(iterations, plan.exp_dir / "iterations.csv")
+        store.write_csv(history, plan.exp_dir / "history.csv")  # only if its bytes change
+        store.write_csv(iterations, plan.exp_dir / "iterations.csv")
         meta = {
             "experiment": spec.to_dict(),
             "optimizers": plan.optimizers,
@@ -580,8 +576,7 @@ def _assemble_experiment(plan, trained, fit_settings, started_at) -> pd.DataFram
         }
         # A call that trained nothing only read finished runs back: its own times and provenance would
         # overwrite those of the calls that trained them, so an otherwise equal train.json is kept.
-        if meta["trained"] or not io.holds_json(plan.exp_dir / "train.json", meta, ignore=_INVOCATION_KEYS):
-            io.write_json_atomic(meta, plan.exp_dir / "train.json")
+        store.write_sidecar(meta, plan.exp_dir / "train.json", computed=bool(meta["trained"]), ignore=_INVOCATION_KEYS)
     return history
 
 

@@ -131,19 +131,36 @@ def test_runs_cut_short_are_flagged_in_the_verdict_and_final_tables():
     assert report.short_runs(full, "mnist-logreg") == ""
 
 
-def test_runs_trained_under_another_backend_are_named_when_read_back(copy, capsys):
-    """A run's identity is its configuration: a run trained under JAX is read back under TensorFlow
-    (or the other way round), and the command says so instead of passing it off as its own."""
+def test_runs_of_another_backend_are_not_read_back_and_train_refuses_to_mix_them(copy, capsys, monkeypatch):
+    """The Keras backend is part of a run's identity (issue 25): a run trained under one backend is
+    never read back as finished by another, and one folder holds one backend's runs (history.csv has
+    no backend column), so ``train`` under another backend refuses with one line. The other backend
+    is simulated where the identity reads it (training itself stays on this process's backend)."""
     import json
 
-    import keras
+    from replication import store
 
-    other = "jax" if keras.backend.backend() != "jax" else "tensorflow"
-    sidecars = sorted((copy / EXP / "runs").glob("adam-*.json"))
-    for path in sidecars:
-        sidecar = json.loads(path.read_text())
-        sidecar["provenance"]["device"]["backend"] = other
-        path.write_text(json.dumps(sidecar))
-    assert main([*TRAIN, "--out", str(copy)]) == 0
+    before = (copy / EXP / "history.csv").read_bytes()
+    stems = json.loads((copy / EXP / "train.json").read_text())["run_files"]
+    monkeypatch.setattr(store, "keras_backend", lambda: "jax")
+    assert main([*TRAIN, "--out", str(copy)]) == 2
     err = capsys.readouterr().err
-    assert f"{len(sidecars)} finished run(s) were trained under {other}, not {keras.backend.backend()}" in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert (f"{copy / EXP} holds runs trained under the tensorflow backend, and this process trains under jax"
+            in err) and "KERAS_BACKEND=tensorflow" in err and "--force" in err
+    assert (copy / EXP / "history.csv").read_bytes() == before and "already done" not in err
+
+    assert main([*TRAIN, "--force", "--out", str(copy)]) == 0  # replaces them: four runs trained, none read back
+    err = capsys.readouterr().err
+    assert "already done, skipped" not in err
+    meta = json.loads((copy / EXP / "train.json").read_text())
+    assert len(meta["trained"]) == 4 and not set(meta["run_files"]) & set(stems)
+    for stem in meta["run_files"]:
+        sidecar = json.loads((copy / EXP / "runs" / f"{stem}.json").read_text())
+        assert sidecar["config"]["backend"] == "jax" and sidecar["schema"] == 2
+    assert verify_folder(copy / EXP) is None
+
+    monkeypatch.setattr(store, "keras_backend", lambda: "tensorflow")
+    assert main([*TRAIN, "--out", str(copy)]) == 2
+    err = capsys.readouterr().err
+    assert "holds runs trained under the jax backend, and this process trains under tensorflow" in err

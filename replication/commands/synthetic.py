@@ -6,6 +6,8 @@ import sys
 import time
 from pathlib import Path
 
+# A synthetic unit's checks live in the store (report verifies the CSV with them, without Keras).
+from ..store import check_sweep, digest_rows, rows_of as _rows_of, run_key as _run_key  # noqa: F401
 from ._args import add_out, beta, nonnegative_int, on_off, positive_float, positive_int
 
 # The α grid of the search (1-2-5 steps, 0.001 to 10). The paper gives no range; 0.001 is the
@@ -55,103 +57,6 @@ def add_parser(sub):
     p.set_defaults(func=run)
 
 
-def _rows_of(config, frame):
-    """The rows of ``frame`` that belong to ``config`` (its sweep, optimizer, α and seeds). Floats
-    match to 8 significant digits, as the CSV stores them (β2 = 1/(1 + C²) is not exact there)."""
-    import numpy as np
-
-    if frame is None or frame.empty:
-        return frame.iloc[0:0] if frame is not None else None
-
-    def close(column, value):
-        return np.isclose(frame[column].to_numpy(dtype=float), value, rtol=1e-7, atol=0.0)
-
-    rate = np.zeros(len(frame), dtype=bool)
-    for lr in config.learning_rates:
-        rate |= close("learning_rate", lr)
-    mask = (
-        (frame.setting == config.setting) & (frame.optimizer == config.optimizer) & rate
-        & (frame.schedule == config.schedule) & (frame.bias_correction == config.bias_correction)
-        & close("beta_1", config.beta_1) & close("beta_2", config.beta_2) & close("epsilon", config.epsilon)
-        & close("big_gradient", config.big) & frame.seed.isin(config.seeds)
-    )
-    return frame[mask]
-
-
-def _run_key(lr, seed) -> str:
-    return f"alpha={lr:.8g} seed={int(seed)}"
-
-
-def digest_rows(rows) -> dict:
-    """``{"rows", "sha256"}`` of one run's rows (one α and seed of a sweep) as the CSV stores them:
-    sorted by step, no header, floats to 8 significant digits (so the rows in memory when the run
-    finishes and the same rows read back from the CSV give one digest)."""
-    from ..synthetic import COLUMNS
-
-    text = rows.sort_values("step")[COLUMNS].to_csv(index=False, header=False, float_format="%.8g",
-                                                    lineterminator="\n")
-    return {"rows": len(rows), "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}
-
-
-def check_sweep(config, rows, entry):
-    """``(done, why)`` for ``config`` given ``rows`` (its rows in the CSV, :func:`_rows_of`) and
-    ``entry`` (its sweep's record in trajectories.json, or None). Done when every run (α, seed)
-    holds its rows to ``config.steps``, intact. A run never computed, or computed for another
-    number of steps, is simply not done; a damaged one is not done and ``why`` says which and how.
-
-    trajectories.csv holds every sweep, so the sidecar records the row count and sha256 of each
-    run's rows (:func:`digest_rows`), not of the file: a run added or recomputed later does not
-    invalidate the others. A damaged run makes its whole sweep (one vectorised computation of all
-    its α and seeds, seconds to minutes) be recomputed: finer would mean splitting sweeps.
-    Runs recorded before these digests (the committed results/synthetic) are held to what their
-    sweep's record implies instead: a row every ``record_every`` steps and at the last, each with x
-    and the regret."""
-    import numpy as np
-
-    recorded = (entry or {}).get("runs", {})
-    done, why = True, None
-    for lr, seed in config.columns:
-        run = rows[np.isclose(rows["learning_rate"].to_numpy(dtype=float), lr, rtol=1e-7, atol=0.0)
-                   & (rows["seed"] == seed)]
-        if run.empty:
-            done = False
-            continue
-        problem = _check_run(run, recorded.get(_run_key(lr, seed)), (entry or {}).get("config"))
-        if problem:
-            done, why = False, why or f"trajectories.csv {problem} (alpha {lr:g}, seed {seed})"
-        elif run["step"].max() != config.steps:
-            done = False
-    return done, why
-
-
-def _check_run(run, digest, recorded_config):
-    import numpy as np
-
-    if digest is not None:
-        got = digest_rows(run)
-        if got["rows"] != digest.get("rows"):
-            return f"has {got['rows']} rows of a run, its sidecar says {digest.get('rows')}"
-        if got["sha256"] != digest.get("sha256"):
-            return "holds rows of a run that differ from those its sidecar records (sha256)"
-        return None
-    steps = run["step"].to_numpy()
-    cfg = recorded_config or {}
-    covered = (any(np.isclose(run["learning_rate"].iloc[0], cfg.get("learning_rates", ()), rtol=1e-7, atol=0.0))
-               and int(run["seed"].iloc[0]) in cfg.get("seeds", ()))
-    # The sweep's record gives the steps and interval when it covers this run; else the rows' own.
-    last, every = (int(cfg["steps"]), int(cfg["record_every"])) if covered else (int(steps.max()), int(steps.min()))
-    expected = np.arange(every, last + 1, every)
-    expected = expected if len(expected) and expected[-1] == last else np.append(expected, last)
-    if len(steps) != len(expected):
-        source = "its sidecar implies" if covered else "its record steps imply"
-        return f"has {len(steps)} rows of a run, {source} {len(expected)}"
-    if not np.array_equal(np.sort(steps), expected):
-        return "lacks record steps of a run"
-    if not np.isfinite(run[["x", "x_min", "x_max", "avg_regret"]].to_numpy(dtype=float)).all():
-        return "lacks values of a run"
-    return None
-
-
 def _sweep_label(config) -> str:
     label = f"{config.setting} {config.schedule} beta1={config.beta_1:g} beta2={config.beta_2:g}"
     label += "" if config.bias_correction else " no-bias-correction"
@@ -161,7 +66,7 @@ def _sweep_label(config) -> str:
 def run(args) -> int:
     import pandas as pd
 
-    from .. import claims, io, results, synthetic
+    from .. import claims, io, results, store, synthetic
     from ..errors import UserError
     from ..progress import Progress
 
@@ -193,11 +98,11 @@ def run(args) -> int:
         frame, sweeps = _read_sweeps(csv_path, json_path)
         # A call that computed no sweep only read finished ones back: the sidecar keeps the times and
         # argv of the calls that computed them (rewriting it said 0.07 s for a 24 s run).
-        if computed or not json_path.exists():
-            _write_sidecar(json_path, sweeps, started, time.perf_counter() - t0)
+        _write_sidecar(json_path, sweeps, started, time.perf_counter() - t0, computed=bool(computed))
         wanted = pd.concat([_rows_of(c, frame) for c in configs])
         search = results.search_learning_rate(frame)
-        search_path = io.write_csv_atomic(search, out / "alpha_search.csv", float_format="%.8g")
+        search_path = out / "alpha_search.csv"
+        store.write_csv(search, search_path, float_format="%.8g")  # only if its bytes change
         figures = [] if args.no_plots else _draw(frame, wanted, search, out, args.plot_rates)
     print(f"trajectories: {csv_path}")
     print(f"alpha search: {search_path}")
@@ -222,7 +127,8 @@ def _read_sweeps(csv_path, json_path):
     """trajectories.csv (None while there is none) and trajectories.json's sweeps, as they are now."""
     from .. import io, results, synthetic
 
-    frame = results.load_synthetic(csv_path)[synthetic.COLUMNS] if csv_path.exists() else None
+    # verify=False: check_sweep verifies each sweep here, and a damaged one is recomputed, not refused
+    frame = results.load_synthetic(csv_path, verify=False)[synthetic.COLUMNS] if csv_path.exists() else None
     sidecar = io.read_json(json_path) if json_path.exists() else {}
     return frame, dict(sidecar.get("sweeps", {}))
 
@@ -286,7 +192,7 @@ def _merge(config, frame, seconds, csv_path, json_path, invocation):
     ``frame``, and record the sweep with its runs' digests in trajectories.json."""
     import pandas as pd
 
-    from .. import io, synthetic
+    from .. import io, store, synthetic
 
     previous, sweeps = _read_sweeps(csv_path, json_path)
     if previous is not None:
@@ -301,16 +207,20 @@ def _merge(config, frame, seconds, csv_path, json_path, invocation):
         _run_key(lr, seed): digest_rows(run) for (lr, seed), run in rows.groupby(["learning_rate", "seed"])}}
     sweeps[label] = {
         "config": config.__dict__, "seconds": round(seconds, 2), "argv": ["replicate"] + sys.argv[1:],
-        "runs": runs, **io.provenance(),
+        "runs": runs, "schema": store.SCHEMA, **io.provenance(),
     }
     # Beside the rows at once: rows whose digests are not on disk would pass for older ones.
     _write_sidecar(json_path, sweeps, *invocation())
 
 
-def _write_sidecar(path, sweeps, started, seconds):
-    from .. import io, results
+# trajectories.json keys that describe the last call rather than its sweeps (provenance() is spread in).
+_INVOCATION_KEYS = ("last_invocation", "versions", "device", "code", "written_at")
 
-    io.write_json_atomic(
+
+def _write_sidecar(path, sweeps, started, seconds, computed=True):
+    from .. import io, results, store
+
+    store.write_sidecar(
         {
             "command": "synthetic",
             "search_criterion": results.SEARCH_CRITERION,
@@ -320,7 +230,7 @@ def _write_sidecar(path, sweeps, started, seconds):
             "sweeps": sweeps,
             **io.provenance(),
         },
-        path,
+        path, computed=computed, ignore=_INVOCATION_KEYS,
     )
 
 

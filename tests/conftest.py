@@ -109,7 +109,7 @@ MODULE_TIERS = {
     "test_integrity": "unit", "test_jax_only": "integration", "test_losses": "unit", "test_mcgill_code": "unit",
     "test_models": "unit", "test_optimizers": "unit", "test_readme": "unit", "test_report": "unit",
     "test_recycle": "unit", "test_results": "unit", "test_serialization": "unit", "test_stacked": "unit", "test_stats": "unit",
-    "test_stops": "unit", "test_structure": "unit", "test_synthetic": "unit", "test_tiers": "unit",
+    "test_stops": "unit", "test_store": "unit", "test_structure": "unit", "test_synthetic": "unit", "test_tiers": "unit",
     "test_trainer": "unit", "test_verdicts": "unit",
 }
 # "module::test function" (or "module::test function[parameter id]") -> tier, for what the rules above get

@@ -69,7 +69,7 @@ from . import claims, io
 from .errors import UserError
 from .experiments import PROTOCOL_DEFAULTS, loss_identity
 from .hyperparameters import PARAMS_KEYS, params_problem
-from .optimizers import OPTIMIZERS
+from .optimizers import OPTIMIZERS, get_optimizer_class, optimizer_identity
 from .progress import Progress, format_seconds, warn
 from .runfiles import _name, assemble, check_run_files, configuration_conflict, run_paths
 from .run import (  # noqa: F401 - one run lives in replication.run; re-exported for callers
@@ -130,11 +130,19 @@ class RunConfig:
     input_scale: str = _PROTOCOL_DEFAULTS["input_scale"]
     split: str = _PROTOCOL_DEFAULTS["split"]
     decay: float = _PROTOCOL_DEFAULTS["decay"]  # the "time-decay" schedule's d
+    # A user's optimizer (``module:Class`` or an entry point): its class path and get_config() at
+    # this run's hyperparameters (sorted JSON), so a changed class default is another run. Empty
+    # for the built-ins, and then out of to_dict: their ids stay as they were.
+    optimizer_class: str = ""
+    optimizer_config: str = ""
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         for key in ("input_scale", "split", "decay"):
             if d[key] == _PROTOCOL_DEFAULTS[key]:
+                del d[key]
+        for key in ("optimizer_class", "optimizer_config"):
+            if not d[key]:
                 del d[key]
         d["model_kwargs"] = {k: v for k, v in self.model_kwargs}
         # A redefined loss (replication.losses.LOSS_DEFINITIONS) changes the run id: runs trained
@@ -150,7 +158,9 @@ class RunConfig:
     @property
     def stem(self) -> str:
         bc = "on" if self.bias_correction else "off"
-        return f"{self.optimizer}-bc{bc}-run{self.run}-{self.run_id}"
+        # A user's "module:Class" becomes "module-Class" in file names (the id tells classes apart).
+        name = "".join(c if c.isalnum() or c in "._-" else "-" for c in self.optimizer)
+        return f"{name}-bc{bc}-run{self.run}-{self.run_id}"
 
 
 def derive_seed(seed: int, run: int) -> int:
@@ -435,12 +445,10 @@ def plan_training(experiment, *, optimizers=None, runs=None, seed=0, out_dir="re
         except (KeyError, ValueError) as exc:
             raise UserError(str(exc).strip("'\"")) from None
     optimizers = list(dict.fromkeys(experiment.optimizers if optimizers is None else optimizers))
-    unknown = [name for name in optimizers if name not in OPTIMIZERS]
-    if unknown or not optimizers:
-        raise UserError(
-            f"unknown optimizer {', '.join(map(repr, unknown)) or '(none given)'}; "
-            f"choose from {', '.join(OPTIMIZERS)}"
-        )
+    if not optimizers:
+        raise UserError(f"unknown optimizer (none given); choose from {', '.join(OPTIMIZERS)} or module:Class")
+    for name in optimizers:
+        get_optimizer_class(name)  # a built-in or a user's Optimizer subclass, else one line (UserError)
     spec = with_overrides(experiment, epochs=epochs, schedule=schedule, loss=loss, runs=runs,
                           epsilon=None if epsilon is None else float(epsilon), flip=flip)
     # Checked, not made: the first finished run's files make the folders, so a start that fails
@@ -478,13 +486,16 @@ def _search_choice(spec, out_dir, exp_dir, flags, params):
 
 
 def _run_config(spec, optimizer, hyper, run, seed) -> RunConfig:
+    identity = optimizer_identity(optimizer, hyper["learning_rate"], beta_1=float(spec.beta_1),
+                                  beta_2=hyper["beta_2"], epsilon=float(spec.epsilon),
+                                  bias_correction=hyper["bias_correction"])
     return RunConfig(
         experiment=spec.name, dataset=spec.dataset, model=spec.model, model_kwargs=spec.builder_kwargs,
         loss_function=spec.loss, batch_size=int(spec.batch_size), epochs=int(spec.epochs), optimizer=optimizer,
         learning_rate=hyper["learning_rate"], schedule=spec.schedule, beta_1=float(spec.beta_1),
         beta_2=hyper["beta_2"], epsilon=float(spec.epsilon), bias_correction=hyper["bias_correction"],
         run=run, seed=seed, input_scale=spec.input_scale, split=spec.split,
-        decay=float(spec.decay) if spec.schedule == "time-decay" else 0.0,
+        decay=float(spec.decay) if spec.schedule == "time-decay" else 0.0, **identity,
     )
 
 

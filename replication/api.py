@@ -17,6 +17,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .registry import COMPARED
+
 __all__ = ["load_results", "train", "gridsearch", "compare", "optimizer_path", "LEADING_COLUMNS"]
 
 # The tidy frame's first columns; the history's other columns (metrics, hyperparameters) follow.
@@ -79,7 +81,7 @@ def train(experiment, **options):
     return train_experiment(experiment, **options)
 
 
-def gridsearch(experiment, *, optimizers=("adam", "amsgrad"), learning_rates=None, beta_2s=None, cv=3, epochs=None,
+def gridsearch(experiment, *, optimizers=COMPARED, learning_rates=None, beta_2s=None, cv=3, epochs=None,
                seed=0, engine="auto", out="results", data_dir=None, force=False, n_jobs=1, bias_correction=None,
                quiet=True) -> dict:
     """Grid-search ``experiment`` as ``replicate gridsearch`` does (McGill §IV-A: every (α, β2) of
@@ -112,7 +114,7 @@ def gridsearch(experiment, *, optimizers=("adam", "amsgrad"), learning_rates=Non
             "best_params": read_json(best) if best.is_file() else {}}
 
 
-def compare(optimizer, experiment, *, against=("adam", "amsgrad"), search=True, out="results", runs=None,
+def compare(optimizer, experiment, *, against=COMPARED, search=True, out="results", runs=None,
             epochs=None, learning_rates=None, beta_2s=None, cv=3, gridsearch_epochs=None, seed=0, data_dir=None,
             force=False) -> dict:
     """Your optimizer (a ``keras.optimizers.Optimizer`` subclass, or its ``module:Class`` path)

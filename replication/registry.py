@@ -16,6 +16,7 @@ from __future__ import annotations
 
 __all__ = [
     "OPTIMIZER_NAMES",
+    "COMPARED",
     "SCHEDULES",
     "LOSSES",
     "CLASSIFIER_LOSSES",
@@ -32,6 +33,9 @@ __all__ = [
 # The optimizers the suite implements (replication.optimizers): Reddi et al.'s two, and AdaMax
 # (Kingma & Ba §7.1), which Pérez compares with Adam.
 OPTIMIZER_NAMES = ("adam", "amsgrad", "adamax")
+# The pair the paper's claims compare (Reddi et al.: AMSGrad fixes Adam): what `train`, `gridsearch`
+# and the Python API compare unless told otherwise, and what a user's optimizer is compared with.
+COMPARED = ("adam", "amsgrad")
 
 # Learning-rate schedules (replication.optimizers.make_schedule): α/√t (Reddi et al. §5), constant,
 # linear decay to 0 (Korzeniowski), α/√(1 + epoch), Keras 2's time decay α/(1 + d·k) (McGill's code).

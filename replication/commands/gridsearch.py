@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from . import _args
+from ..registry import COMPARED
 from ._args import add_out, positive_int, seed
 
 HELP = "grid-search (α, β2) per optimizer with 3-fold cross-validation (McGill §IV-A)"
@@ -35,7 +36,7 @@ def add_parser(subparsers):
 
     parser = subparsers.add_parser("gridsearch", help=HELP, description=HELP)
     parser.add_argument("experiment", metavar="EXPERIMENT", help="experiment name (see `replicate experiments`)")
-    parser.add_argument("--optimizers", nargs="+", default=["adam", "amsgrad"], metavar="NAME",
+    parser.add_argument("--optimizers", nargs="+", default=list(COMPARED), metavar="NAME",
                         help="optimizers to tune: adam, amsgrad, adamax, or your own keras.optimizers.Optimizer "
                              "subclass as module:Class (or a registered entry point name) that takes learning_rate "
                              "and beta_2 (default: adam amsgrad)")

@@ -35,7 +35,7 @@ import numpy as np
 from replication import claims, stops
 from replication.experiments import loss_identity
 from replication.hyperparameters import DECAY_RATE_RANGE, is_decay_rate
-from replication.registry import CONV_MODELS, XLA_MIN_STEPS
+from replication.registry import CONV_MODELS, DEFAULT_EPSILON, XLA_MIN_STEPS
 from replication.progress import warn
 
 from .folds import FoldWork, finish_later, written_since
@@ -130,7 +130,7 @@ class SearchSettings:
     epochs: int = 30
     seed: int = 0
     halving: bool = False
-    epsilon: float = 1e-7
+    epsilon: float = DEFAULT_EPSILON
     engine: str = "gridsearchcv"
     # The experiment's protocol fields that differ from their defaults (Experiment.protocol():
     # input scale, split, decay, the search's score, folds and early stopping), as sorted pairs;

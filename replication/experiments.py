@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from .datasets import DATASETS, INPUT_SCALES, SPLITS, check_protocol
 from .errors import UserError
 from .hyperparameters import DECAY_RATE_RANGE, is_decay_rate
-from .registry import COMPARED, CLASSIFIER_LOSSES, GENERATIVE_MODELS, OPTIMIZER_NAMES, SCHEDULES  # noqa: F401 - re-exported
+from .registry import COMPARED, CLASSIFIER_LOSSES, DEFAULT_EPSILON, GENERATIVE_MODELS, OPTIMIZER_NAMES, SCHEDULES  # noqa: F401 - re-exported
 from .registry import LOSSES as LOSS_NAMES
 from .registry import user_optimizer_path
 
@@ -85,7 +85,7 @@ class Experiment:
     learning_rate: float = 0.001  # α, McGill Table I
     beta_2: tuple = (("adam", 0.99), ("amsgrad", 0.99), ("adamax", 0.999))  # McGill Table I
     model_kwargs: tuple = ()  # (key, value) pairs for the model builder
-    epsilon: float = 1e-7  # ε, Keras's default (McGill used Keras); Kingma & Ba / Pérez use 1e-8
+    epsilon: float = DEFAULT_EPSILON  # ε, Keras's default (McGill used Keras); Kingma & Ba / Pérez use 1e-8
     flip: bool = False  # left-right flip augmentation during training (Korzeniowski, CIFAR-10)
     optimizers: tuple = COMPARED  # what `replicate train` trains by default
     # The published study's own search, (hyperparameter, values) pairs; informational: the grid

@@ -18,6 +18,7 @@ __all__ = [
     "OPTIMIZER_NAMES",
     "COMPARED",
     "SCHEDULES",
+    "DEFAULT_EPSILON",
     "LOSSES",
     "CLASSIFIER_LOSSES",
     "CLIP_EPSILON",
@@ -40,6 +41,10 @@ COMPARED = ("adam", "amsgrad")
 # Learning-rate schedules (replication.optimizers.make_schedule): α/√t (Reddi et al. §5), constant,
 # linear decay to 0 (Korzeniowski), α/√(1 + epoch), Keras 2's time decay α/(1 + d·k) (McGill's code).
 SCHEDULES = ("inverse-sqrt", "constant", "linear-decay", "epoch-inverse-sqrt", "time-decay")
+
+# The optimizers' ε (added to √v) unless an experiment says otherwise: Keras's default, which
+# McGill used; Kingma & Ba and Pérez use 1e-8 (their experiments set it).
+DEFAULT_EPSILON = 1e-7
 
 # Training losses (replication.losses.get_loss); the classifiers take the first two, the VAE "elbo".
 LOSSES = ("categorical", "binary", "elbo")

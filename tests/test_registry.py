@@ -191,3 +191,15 @@ def test_builtin_ids_unchanged():
 def test_user_optimizer_path(name, path, monkeypatch):
     monkeypatch.setattr(registry, "entry_point_optimizers", lambda: {})
     assert registry.user_optimizer_path(name) == path
+
+
+def test_one_default_epsilon():
+    import dataclasses
+
+    from gridsearch.search import SearchSettings
+    from replication import run
+    from replication.experiments import Experiment
+
+    defaults = {f.name: f.default for f in dataclasses.fields(Experiment)}
+    search_defaults = {f.name: f.default for f in dataclasses.fields(SearchSettings)}
+    assert defaults["epsilon"] == search_defaults["epsilon"] == run.DEFAULT_EPSILON == registry.DEFAULT_EPSILON == 1e-7

@@ -477,7 +477,14 @@ def optimizer_identity(name, learning_rate, **kwargs) -> dict:
     if name in OPTIMIZERS:
         return {}
     cls = get_optimizer_class(name)
-    config = _config_json(cls, float(learning_rate), tuple(sorted(accepted_kwargs(cls, **kwargs).items())))
+    given = tuple(sorted(accepted_kwargs(cls, **kwargs).items()))
+    try:
+        config = _config_json(cls, float(learning_rate), given)
+    except Exception as exc:  # noqa: BLE001 - a user's class may fail in any way; one line says how
+        arguments = ", ".join(f"{k}={v!r}" for k, v in (("learning_rate", float(learning_rate)), *given))
+        raise OptimizerError(f"optimizer {name!r}: {cls.__qualname__}({arguments}) failed ({type(exc).__name__}: "
+                             f"{' '.join(str(exc).split())}); it must build from these arguments and get_config() "
+                             "must return them") from None
     return {"optimizer_class": f"{cls.__module__}:{cls.__qualname__}", "optimizer_config": config}
 
 

@@ -227,3 +227,16 @@ def test_bad_optimizers_are_one_line(argv, message, tmp_path, monkeypatch, capsy
     forget_module()
     assert len(err.splitlines()) == 1 and message in err, err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_class_that_fails_to_build_is_one_line(tmp_path, monkeypatch, capsys):
+    (tmp_path / "broken_opt_mod.py").write_text(
+        "import keras\n\nclass Broken(keras.optimizers.SGD):\n"
+        "    def __init__(self, learning_rate=0.01, beta_2=0.9, **kwargs):\n"
+        "        raise RuntimeError('not today')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert cli.main(["train", EXP, "--optimizers", "broken_opt_mod:Broken", "--runs", "1", "--epochs", "1",
+                     "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    sys.modules.pop("broken_opt_mod", None)
+    assert len(err.splitlines()) == 1 and "RuntimeError: not today" in err, err

@@ -27,7 +27,8 @@ from scikeras.utils.transformers import ClassifierLabelEncoder
 from scikeras.wrappers import KerasClassifier
 
 from replication import stops
-from replication.optimizers import AdaMax, Adam, AMSGrad, make_schedule
+from replication.optimizers import OPTIMIZERS, AdaMax, Adam, AMSGrad, make_schedule
+from replication.registry import CLIP_EPSILON, OPTIMIZER_NAMES
 from replication.progress import format_seconds
 
 # A fresh model per fit means fresh tf.functions; TensorFlow's "retracing" warning about that is
@@ -54,7 +55,7 @@ __all__ = [
 EARLY_STOPPING_PATIENCE = 3
 # Keras clips probabilities to [ε, 1−ε] inside its cross-entropies; the scorer does the same so the
 # validation loss it reports is the loss the trainer would log.
-_EPSILON = 1e-7
+_EPSILON = CLIP_EPSILON
 
 
 class _Scheduled:
@@ -102,7 +103,33 @@ class ScheduledAdaMax(_Scheduled, AdaMax):
     """:class:`replication.optimizers.AdaMax` with ``schedule`` (see :class:`_Scheduled`)."""
 
 
-SEARCH_OPTIMIZERS = {"adam": ScheduledAdam, "amsgrad": ScheduledAMSGrad, "adamax": ScheduledAdaMax}
+# Built from the registry's names: each built-in optimizer's schedule-aware subclass.
+_SCHEDULED = {cls.__bases__[-1]: cls for cls in (ScheduledAdam, ScheduledAMSGrad, ScheduledAdaMax)}
+SEARCH_OPTIMIZERS = {name: _SCHEDULED[OPTIMIZERS[name]] for name in OPTIMIZER_NAMES}
+_USER_SCHEDULED = {}  # a user's optimizer class -> its schedule-aware subclass
+
+
+def search_optimizer_class(name):
+    """The class the grid search fits with for optimizer ``name``: :data:`SEARCH_OPTIMIZERS`'
+    for a built-in; for a user's class (``module:Class`` or an entry point, see
+    :func:`replication.optimizers.get_optimizer_class`) its subclass with :class:`_Scheduled`,
+    so α follows the experiment's schedule as for the built-ins. A :class:`UserError` when the
+    class takes no ``learning_rate`` and ``beta_2``, the two hyperparameters the search varies."""
+    if name in SEARCH_OPTIMIZERS:
+        return SEARCH_OPTIMIZERS[name]
+    from replication.errors import UserError
+    from replication.optimizers import accepted_kwargs, get_optimizer_class
+
+    cls = get_optimizer_class(name)
+    missing = [key for key in ("learning_rate", "beta_2") if not accepted_kwargs(cls, **{key: None})]
+    if missing:
+        raise UserError(f"optimizer {name!r}: the grid search varies learning_rate and beta_2, and "
+                        f"{cls.__qualname__}.__init__ takes no {' or '.join(missing)}; add the argument(s) "
+                        "or train it at fixed values with `replicate train`")
+    if cls not in _USER_SCHEDULED:
+        _USER_SCHEDULED[cls] = type(f"Scheduled{cls.__name__}", (_Scheduled, cls),
+                                    {"__module__": cls.__module__, "__doc__": cls.__doc__, "user_class": cls})
+    return _USER_SCHEDULED[cls]
 
 
 class StopOnNonFiniteLoss(keras.callbacks.Callback):
@@ -306,7 +333,7 @@ def make_estimator(
     """
     from replication.models import MODELS, get_loss
 
-    optimizer_class = SEARCH_OPTIMIZERS[optimizer] if isinstance(optimizer, str) else optimizer
+    optimizer_class = search_optimizer_class(optimizer) if isinstance(optimizer, str) else optimizer
     routed = {f"model__{k}": v for k, v in spec.builder_kwargs}
     routed.update(
         {
@@ -318,6 +345,13 @@ def make_estimator(
         }
     )
     routed.update(params)
+    if optimizer_class not in SEARCH_OPTIMIZERS.values():  # a user's class takes only its own keywords
+        from replication.optimizers import accepted_kwargs
+
+        own = {"schedule", "total_steps", "decay"}  # taken by _Scheduled
+        routed = {key: value for key, value in routed.items() if not key.startswith("optimizer__")
+                  or key[len("optimizer__"):] in own
+                  or accepted_kwargs(getattr(optimizer_class, "user_class", optimizer_class), **{key[len("optimizer__"):]: 0})}
     return OneHotKerasClassifier(
         model=MODELS[spec.model],
         optimizer=optimizer_class,

@@ -34,6 +34,7 @@ from replication import claims, stops
 from replication import store as unit_store  # identity (the backend); the argument "store" is a PointStore
 from replication.experiments import loss_identity
 from replication.hyperparameters import DECAY_RATE_RANGE, is_decay_rate
+from replication.registry import CONV_MODELS, DEFAULT_EPSILON, XLA_MIN_STEPS
 from replication.progress import warn
 
 from .folds import FoldWork, finish_later, written_since
@@ -55,8 +56,8 @@ __all__ = [
 # McGill §IV-A: "five values for α of increasing orders of magnitude ... five different values of β2".
 DEFAULT_LEARNING_RATES = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 DEFAULT_BETA_2S = (0.99, 0.9925, 0.995, 0.9975, 0.999)
-# Fits of at least this many optimizer steps are XLA-compiled (``jit_compile="auto"``).
-XLA_MIN_STEPS = 3000
+# Fits of at least XLA_MIN_STEPS optimizer steps are XLA-compiled (``jit_compile="auto"``): the
+# trainer's policy (replication.registry says why one value).
 # At most one progress line per this many seconds within a GridSearchCV-engine fit.
 EPOCH_LINE_SECONDS = 10.0
 
@@ -86,11 +87,10 @@ class GridPoint:
 
 def validate_grid(optimizers, learning_rates, beta_2s):
     """Raise ``ValueError`` (one line, says what to do) on a value the search cannot use."""
-    from .estimator import SEARCH_OPTIMIZERS
+    from .estimator import search_optimizer_class
 
     for name in optimizers:
-        if name not in SEARCH_OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {name!r}; choose from {', '.join(SEARCH_OPTIMIZERS)}")
+        search_optimizer_class(name)  # a built-in, or a user's class that takes learning_rate and beta_2
     for value in learning_rates:
         if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
             raise ValueError(f"learning rate must be a positive finite number, got {value!r}")
@@ -129,7 +129,7 @@ class SearchSettings:
     epochs: int = 30
     seed: int = 0
     halving: bool = False
-    epsilon: float = 1e-7
+    epsilon: float = DEFAULT_EPSILON
     engine: str = "gridsearchcv"
     # The experiment's protocol fields that differ from their defaults (Experiment.protocol():
     # input scale, split, decay, the search's score, folds and early stopping), as sorted pairs;
@@ -180,12 +180,33 @@ class SearchSettings:
     def point_key(self, point: GridPoint) -> str:
         """File-name-safe key of ``point`` under these settings: readable part + hash of all, and of the
         Keras backend unless TensorFlow (:mod:`replication.store`: every TensorFlow point keeps its key,
-        a point scored under JAX is never read back as TensorFlow's)."""
+        a point scored under JAX is never read back as TensorFlow's), and of a user's optimizer's class
+        and config (built-in optimizers keep their keys)."""
         fields = {"point": dataclasses.asdict(point), "settings": self.to_dict(), "backend": unit_store.keras_backend()}
+        fields.update(_optimizer_identity(point, self))
         fields = unit_store.identity(fields, {"backend": unit_store.DEFAULT_BACKEND})
         digest = unit_store.identity_hash(fields, 12, "sha1")
         bc = {None: "default", True: "on", False: "off"}[point.bias_correction]
-        return f"{point.optimizer}_lr{point.learning_rate!r}_b2{point.beta_2!r}_bc-{bc}_{digest}"
+        return f"{_file_safe(point.optimizer)}_lr{point.learning_rate!r}_b2{point.beta_2!r}_bc-{bc}_{digest}"
+
+
+def _file_safe(name: str) -> str:
+    """``name`` as part of a file name: a user's ``module:Class`` becomes ``module-Class``."""
+    return "".join(c if c.isalnum() or c in "._-" else "-" for c in name)
+
+
+def _optimizer_identity(point, settings) -> dict:
+    """``{}`` for a built-in optimizer (point keys as before); a user's optimizer's class path and
+    ``get_config()`` at the point's hyperparameters (:func:`replication.optimizers.optimizer_identity`)."""
+    from replication.registry import is_builtin_optimizer
+
+    if is_builtin_optimizer(point.optimizer):
+        return {}
+    from replication.optimizers import optimizer_identity
+
+    extra = {} if point.bias_correction is None else {"bias_correction": point.bias_correction}
+    return optimizer_identity(point.optimizer, point.learning_rate, beta_1=settings.beta_1, beta_2=point.beta_2,
+                              epsilon=settings.epsilon, **extra)
 
 
 def search_spec(spec):
@@ -203,11 +224,12 @@ def search_spec(spec):
 ENGINES = ("auto", "stacked", "gridsearchcv")
 
 
-def resolve_engine(spec, engine="auto", *, halving=False, backend="loky"):
+def resolve_engine(spec, engine="auto", *, halving=False, backend="loky", optimizers=()):
     """The engine that runs the search: ``stacked`` (:mod:`gridsearch.stacked`: every point of a
     fold trained at once) or ``gridsearchcv`` (one scikeras fit per point and fold). ``auto``
     takes ``stacked`` for the dense models unless successive halving or a Dask backend is asked
-    for, which only GridSearchCV does. Raises ``ValueError`` for an impossible combination."""
+    for, which only GridSearchCV does, or one of ``optimizers`` is a user's class, which only
+    GridSearchCV fits. Raises ``ValueError`` for an impossible combination."""
     from .stacked import why_not_stackable
 
     if engine not in ENGINES:
@@ -215,7 +237,7 @@ def resolve_engine(spec, engine="auto", *, halving=False, backend="loky"):
     if halving and spec.schedule == "linear-decay":
         raise ValueError(f"{spec.name} uses the linear-decay schedule, which needs every fit's epochs fixed; "
                          "--halving varies them: drop --halving")
-    reason = why_not_stackable(spec)
+    reason = why_not_stackable(spec, optimizers)
     if halving:
         reason = "--halving runs HalvingGridSearchCV"
     elif backend != "loky":
@@ -481,7 +503,7 @@ def run_grid_search(
     import pandas as pd
 
     spec = search_spec(spec)
-    engine = resolve_engine(spec, engine, halving=halving, backend=backend)
+    engine = resolve_engine(spec, engine, halving=halving, backend=backend, optimizers=[p.optimizer for p in points])
     settings = SearchSettings.from_spec(spec, cv=cv, epochs=epochs, seed=seed, halving=halving, engine=engine)
     X = np.asarray(X, dtype=np.float32)  # once, up front: no per-fit float64 copies
     y = np.asarray(y)
@@ -537,7 +559,6 @@ def _fit_kwargs(spec, settings, X, y, engine, estimator_kwargs) -> dict:
         # A conv net never gets XLA on TensorFlow, as in `replicate train`: XLA's CPU convolutions
         # made a CifarNet epoch 2.2x slower (benchmarks/bench_cifarnet.py).
         from replication.backend import auto_jit_compile
-        from replication.run import CONV_MODELS
 
         estimator_kwargs["jit_compile"] = auto_jit_compile(steps_per_epoch * settings.epochs, XLA_MIN_STEPS,
                                                            conv=spec.model in CONV_MODELS)

@@ -46,7 +46,8 @@ from keras import layers, ops
 
 from replication import stops
 from replication.hyperparameters import DECAY_RATE_RANGE, is_decay_rate
-from replication.optimizers import AdaMax, Adam, AMSGrad, make_schedule
+from replication.optimizers import OPTIMIZERS, AdaMax, Adam, AMSGrad, make_schedule
+from replication.registry import OPTIMIZER_NAMES
 
 from .estimator import accuracy, cross_entropy, fit_callbacks, predict_proba_eager
 
@@ -69,8 +70,13 @@ __all__ = [
 _DENSE_MODELS = ("logreg", "mlp")
 
 
-def why_not_stackable(spec):
-    """``None`` if the stacked engine can train ``spec``'s model, else the reason (one phrase)."""
+def why_not_stackable(spec, optimizers=()):
+    """``None`` if the stacked engine can train ``spec``'s model with ``optimizers``, else the reason
+    (one phrase). It stacks the built-in optimizers only: their per-member α and β2 are written into
+    each class (:class:`_PerMember`), which an arbitrary user's class cannot be."""
+    own = [name for name in optimizers if name not in OPTIMIZER_NAMES]
+    if own:
+        return f"it stacks only the built-in optimizers ({', '.join(OPTIMIZER_NAMES)}), not {', '.join(own)}"
     kwargs = dict(spec.builder_kwargs)
     if spec.model not in _DENSE_MODELS:
         return f"model {spec.model!r} is not one of the dense models ({', '.join(_DENSE_MODELS)})"
@@ -224,7 +230,9 @@ class StackedAdaMax(_PerMember, AdaMax):
     """:class:`replication.optimizers.AdaMax` with per-member α and β2 (see :class:`_PerMember`)."""
 
 
-STACKED_OPTIMIZERS = {"adam": StackedAdam, "amsgrad": StackedAMSGrad, "adamax": StackedAdaMax}
+# Built from the registry's names: each built-in optimizer's stacked subclass.
+_STACKED = {cls.__bases__[-1]: cls for cls in (StackedAdam, StackedAMSGrad, StackedAdaMax)}
+STACKED_OPTIMIZERS = {name: _STACKED[OPTIMIZERS[name]] for name in OPTIMIZER_NAMES}
 
 
 # -- per-member loss, metric and early stopping -------------------------------------------------

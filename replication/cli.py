@@ -75,14 +75,41 @@ def _import_keras_silently():
         os.close(saved)
 
 
+DISTRIBUTION = "adam-amsgrad-replication"  # setup.cfg's name
+
+
+def version_line() -> str:
+    """``replicate 0.1.0 (code 1a2b3c4d5e6f)``: the installed package's version (importlib.metadata;
+    the source's ``__version__`` when it is not installed) and the short sha256 of the code that
+    computes numbers (:func:`replication.io.source_fingerprint`, recorded in every result's sidecar)."""
+    from importlib.metadata import PackageNotFoundError, version
+    from pathlib import Path
+
+    from . import __version__
+    from .io import source_fingerprint
+
+    try:
+        installed = version(DISTRIBUTION)
+    except PackageNotFoundError:
+        installed = __version__
+    return f"replicate {installed} (code {source_fingerprint(Path(__file__).resolve().parents[1])[:12]})"
+
+
+class _Version(argparse.Action):
+    """``--version``: computed when asked for, not each time the parser is built."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(version_line())
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="replicate",
         description="Replicate Adam vs AMSGrad (Reddi et al., ICLR 2018) as the McGill study did.",
     )
-    from . import __version__
-
-    parser.add_argument("--version", action="version", version=f"replicate {__version__}")
+    parser.add_argument("--version", action=_Version, nargs=0,
+                        help="print the package version and the fingerprint of the code that computes numbers, and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     sub.required = True
     for name in COMMANDS:

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from .datasets import DATASETS, INPUT_SCALES, SPLITS, check_protocol
 from .errors import UserError
 from .hyperparameters import DECAY_RATE_RANGE, is_decay_rate
+from .registry import COMPARED, CLASSIFIER_LOSSES, DEFAULT_EPSILON, GENERATIVE_MODELS, OPTIMIZER_NAMES, SCHEDULES  # noqa: F401 - re-exported
+from .registry import LOSSES as LOSS_NAMES
+from .registry import user_optimizer_path
 
-# as replication.optimizers.SCHEDULES
-SCHEDULES = ("inverse-sqrt", "constant", "linear-decay", "epoch-inverse-sqrt", "time-decay")
 GRIDSEARCH_SCORES = ("loss", "accuracy")  # what picks a grid point: smallest validation loss, or highest accuracy
 GRIDSEARCH_FOLDS = ("stratified", "kfold")  # shuffled StratifiedKFold (ours), or scikit-learn's unshuffled KFold
 # The protocol fields (issue 27: McGill's code ran another protocol than their report describes).
@@ -34,18 +35,16 @@ PROTOCOL_DEFAULTS = (
     ("gridsearch_folds", "stratified"),
     ("early_stopping", True),
 )
-OPTIMIZER_NAMES = ("adam", "amsgrad", "adamax")  # replication.optimizers.OPTIMIZERS (no Keras here)
 GRID_KEYS = ("learning_rate", "beta_2", "bias_correction")
 
-# Keras's defaults, for an optimizer an experiment was not tuned for.
-_DEFAULT_BETA_2 = (("adam", 0.999), ("amsgrad", 0.999), ("adamax", 0.999))
+# Keras's default β2, for an optimizer an experiment was not tuned for (a user's class included).
+_KERAS_BETA_2 = 0.999
 
 _MCGILL = "McGill reproducibility study (Bennatan, Collin & Ng Cheng Hin)"
 _REDDI = "Reddi, Kale & Kumar, On the Convergence of Adam and Beyond, ICLR 2018"
 _KORZENIOWSKI = "Korzeniowski, Experiments with AMSGrad (blog post, 2017)"
 _PEREZ = "Pérez, Review and investigation of Adam (MNIST: LR, NN, CNN with Adam and AdaMax)"
 _VAE_REPRODUCTION = "Reproducing «On The Convergence of ADAM and Beyond» (the reproduction that added a VAE)"
-LOSS_NAMES = ("categorical", "binary", "elbo")  # replication.models.LOSSES (no Keras here)
 
 # Part of every run id and grid-point key whose loss is listed: a change to a loss's definition
 # must never let a result computed with the old one be read back as finished. "binary" was, until
@@ -60,9 +59,6 @@ def loss_identity(name: str) -> dict:
     """``{"loss_definition": ...}`` for a loss whose definition changed since run ids were
     introduced, else ``{}`` (ids of the other losses stay as they were)."""
     return {"loss_definition": LOSS_DEFINITIONS[name]} if name in LOSS_DEFINITIONS else {}
-
-
-GENERATIVE_MODELS = ("vae",)  # replication.models.GENERATIVE_MODELS: trained with the "elbo" loss
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -89,9 +85,9 @@ class Experiment:
     learning_rate: float = 0.001  # α, McGill Table I
     beta_2: tuple = (("adam", 0.99), ("amsgrad", 0.99), ("adamax", 0.999))  # McGill Table I
     model_kwargs: tuple = ()  # (key, value) pairs for the model builder
-    epsilon: float = 1e-7  # ε, Keras's default (McGill used Keras); Kingma & Ba / Pérez use 1e-8
+    epsilon: float = DEFAULT_EPSILON  # ε, Keras's default (McGill used Keras); Kingma & Ba / Pérez use 1e-8
     flip: bool = False  # left-right flip augmentation during training (Korzeniowski, CIFAR-10)
-    optimizers: tuple = ("adam", "amsgrad")  # what `replicate train` trains by default
+    optimizers: tuple = COMPARED  # what `replicate train` trains by default
     # The published study's own search, (hyperparameter, values) pairs; informational: the grid
     # search CLI keeps its own defaults.
     grid: tuple = ()
@@ -135,7 +131,7 @@ class Experiment:
             value = getattr(self, field_name)
             if value not in SCHEDULES and not (field_name == "gridsearch_schedule" and value == ""):
                 bad(f"unknown {field_name} {value!r}; choose one of: {', '.join(SCHEDULES)}")
-        if self.gridsearch_loss not in ("", "categorical", "binary") or (self.gridsearch_loss and self.loss == "elbo"):
+        if self.gridsearch_loss not in ("", *CLASSIFIER_LOSSES) or (self.gridsearch_loss and self.loss == "elbo"):
             bad(f"gridsearch_loss {self.gridsearch_loss!r} does not fit: categorical or binary for a classifier, "
                 "or empty for the final runs' loss")
         if self.gridsearch_score not in GRIDSEARCH_SCORES:
@@ -201,15 +197,16 @@ class Experiment:
         return {key: getattr(self, key) for key, default in PROTOCOL_DEFAULTS if getattr(self, key) != default}
 
     def default_hyperparameters(self, optimizer: str) -> dict:
-        """``{"learning_rate": α, "beta_2": β2}`` for ``optimizer`` ("adam", "amsgrad", "adamax").
+        """``{"learning_rate": α, "beta_2": β2}`` for ``optimizer`` (a built-in name, or a user's
+        ``module:Class`` / entry point: :func:`replication.registry.user_optimizer_path`).
 
-        These are the tuned values (McGill Table I) used when no grid-search result is given.
+        These are the tuned values (McGill Table I) used when no grid-search result is given;
+        an optimizer the experiment was not tuned for gets its α and Keras's β2.
         """
-        table = dict(_DEFAULT_BETA_2)
-        table.update(self.beta_2)
-        if optimizer not in table:
-            raise UserError(f"unknown optimizer {optimizer!r}; choose one of: {', '.join(table)}")
-        return {"learning_rate": self.learning_rate, "beta_2": table[optimizer]}
+        table = dict(self.beta_2)
+        if optimizer not in OPTIMIZER_NAMES and user_optimizer_path(optimizer) is None:
+            raise UserError(f"unknown optimizer {optimizer!r}; choose one of: {', '.join(OPTIMIZER_NAMES)}")
+        return {"learning_rate": self.learning_rate, "beta_2": table.get(optimizer, _KERAS_BETA_2)}
 
     def to_dict(self) -> dict:
         """A JSON-ready dict (pairs become dicts, tuples lists via ``json``)."""

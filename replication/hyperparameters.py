@@ -109,8 +109,10 @@ def params_problem(data, optimizers) -> str | None:
             if problem:
                 return problem
         return None
+    from .registry import user_optimizer_path
+
     for name, values in data.items():
-        if name not in optimizers:
+        if name not in optimizers and user_optimizer_path(name) is None:  # a user's module:Class is a name too
             return (f"unknown optimizer {name!r}; top-level keys are optimizer names ({', '.join(optimizers)}) "
                     f"or {', '.join(PARAMS_KEYS)} ({PARAMS_LAYOUTS})")
         if not isinstance(values, dict):

@@ -462,18 +462,101 @@ class ClipValue(keras.constraints.Constraint):
         return {"min_value": self.min_value, "max_value": self.max_value}
 
 
-OPTIMIZERS = {"adam": Adam, "amsgrad": AMSGrad, "adamax": AdaMax}
-SCHEDULES = ("inverse-sqrt", "constant", "linear-decay", "epoch-inverse-sqrt", "time-decay")
+# Every name below comes from the registry; a researcher's own optimizer is loaded by name.
+import functools  # noqa: E402
+import json  # noqa: E402
+
+from .errors import UserError  # noqa: E402
+from .registry import OPTIMIZER_ENTRY_POINTS, OPTIMIZER_NAMES, SCHEDULES, user_optimizer_path  # noqa: E402
+
+_CLASSES = {cls.__name__.lower(): cls for cls in (Adam, AMSGrad, AdaMax)}
+OPTIMIZERS = {name: _CLASSES[name] for name in OPTIMIZER_NAMES}  # the registry's names, in its order
+
+
+class OptimizerError(UserError, ValueError):
+    """An optimizer name that names no optimizer (unknown, unimportable, not an ``Optimizer``):
+    one line for the CLI (a :class:`UserError`), a ``ValueError`` for library callers."""
 
 
 def get_optimizer_class(name):
-    """The optimizer class registered under ``name`` (``adam``, ``amsgrad``, ``adamax``)."""
-    try:
+    """The optimizer class named ``name``: a built-in (``adam``, ``amsgrad``, ``adamax``), or a
+    researcher's own ``keras.optimizers.Optimizer`` subclass named ``module:Class`` (importable
+    from ``PYTHONPATH`` or the current folder) or registered as an entry point of the group
+    ``replication.optimizers`` (:func:`replication.registry.user_optimizer_path`)."""
+    if name in OPTIMIZERS:
         return OPTIMIZERS[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown optimizer {name!r}; choose from {', '.join(OPTIMIZERS)}"
-        ) from None
+    path = user_optimizer_path(name)
+    if path is None:
+        raise OptimizerError(f"unknown optimizer {name!r}; choose from {', '.join(OPTIMIZERS)}, an optimizer "
+                             f"registered under the entry point group {OPTIMIZER_ENTRY_POINTS!r}, or your own "
+                             "as module:Class (a keras.optimizers.Optimizer subclass)")
+    return _load_class(name, path)
+
+
+def _load_class(name, path):
+    import importlib
+    import os
+    import sys
+
+    module_name, _, attribute = path.partition(":")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.append(os.getcwd())  # `replicate` is a console script: the current folder is not on its path
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # noqa: BLE001 - a user's module may fail in any way; one line says how
+        raise OptimizerError(f"optimizer {name!r}: cannot import {module_name!r} ({type(exc).__name__}: "
+                             f"{' '.join(str(exc).split())}); put its folder on PYTHONPATH or run from it") from None
+    cls = module
+    for part in attribute.split("."):
+        cls = getattr(cls, part, None)
+    if not (isinstance(cls, type) and issubclass(cls, keras.optimizers.Optimizer)):
+        what = "not found" if cls is None else f"a {type(cls).__name__}, not a keras.optimizers.Optimizer subclass"
+        raise OptimizerError(f"optimizer {name!r}: {path} is {what}; name a keras.optimizers.Optimizer subclass "
+                             "as module:Class")
+    return cls
+
+
+def accepted_kwargs(cls, **kwargs) -> dict:
+    """The ``kwargs`` that ``cls.__init__`` names as parameters (a user's class takes only its own
+    hyperparameters: Keras's base class rejects unknown keywords)."""
+    import inspect
+
+    parameters = inspect.signature(cls.__init__).parameters
+    return {key: value for key, value in kwargs.items() if key in parameters}
+
+
+def optimizer_kwargs(name, **kwargs) -> dict:
+    """What optimizer ``name``'s class is built with of ``kwargs`` (β1, β2, ε, bias correction):
+    all of them for a built-in, those its ``__init__`` names for a user's class."""
+    if name in OPTIMIZERS:
+        return kwargs
+    return accepted_kwargs(get_optimizer_class(name), **kwargs)
+
+
+def optimizer_identity(name, learning_rate, **kwargs) -> dict:
+    """``{}`` for a built-in optimizer (its ids stay as they were); for a user's optimizer its
+    class path and its ``get_config()`` at these hyperparameters (JSON, sorted keys), so a changed
+    class default gives another run id / grid-point key. ``learning_rate`` is α (the schedule is
+    part of the identity already)."""
+    if name in OPTIMIZERS:
+        return {}
+    cls = get_optimizer_class(name)
+    given = tuple(sorted(accepted_kwargs(cls, **kwargs).items()))
+    try:
+        config = _config_json(cls, float(learning_rate), given)
+    except Exception as exc:  # noqa: BLE001 - a user's class may fail in any way; one line says how
+        arguments = ", ".join(f"{k}={v!r}" for k, v in (("learning_rate", float(learning_rate)), *given))
+        raise OptimizerError(f"optimizer {name!r}: {cls.__qualname__}({arguments}) failed ({type(exc).__name__}: "
+                             f"{' '.join(str(exc).split())}); it must build from these arguments and get_config() "
+                             "must return them") from None
+    return {"optimizer_class": f"{cls.__module__}:{cls.__qualname__}", "optimizer_config": config}
+
+
+@functools.lru_cache(maxsize=256)
+def _config_json(cls, learning_rate, kwargs):
+    # Per class object: a reloaded module (a changed default) is another class, another config.
+    optimizer = cls(learning_rate=learning_rate, **dict(kwargs))
+    return json.dumps(optimizer.get_config(), sort_keys=True, default=str)
 
 
 def make_schedule(learning_rate, schedule="constant", *, total_steps=None, steps_per_epoch=None, decay=None):
@@ -506,4 +589,4 @@ def make_optimizer(name, learning_rate, schedule="constant", *, total_steps=None
     """Instantiate optimizer ``name`` with α = ``learning_rate`` under ``schedule`` (see
     :func:`make_schedule`); other kwargs go to the class."""
     lr = make_schedule(learning_rate, schedule, total_steps=total_steps, steps_per_epoch=steps_per_epoch, decay=decay)
-    return get_optimizer_class(name)(learning_rate=lr, **kwargs)
+    return get_optimizer_class(name)(learning_rate=lr, **optimizer_kwargs(name, **kwargs))

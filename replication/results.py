@@ -35,22 +35,17 @@ from scipy import stats
 from . import stats as paired_stats
 from .errors import UserError
 from .io import read_csv
-from .runfiles import verify_folder
+from .runfiles import HISTORY_COLUMNS, ITERATION_COLUMNS, verify_folder
 
 STR, BOOL, INT, FLOAT = "str", "bool", "int64", "float64"
 
-HISTORY_DTYPES = {
-    "experiment": STR, "optimizer": STR, "bias_correction": BOOL, "run": INT, "seed": INT, "epoch": INT,
-    "iteration": INT, "learning_rate": FLOAT, "schedule": STR, "beta_1": FLOAT, "beta_2": FLOAT,
-    "epsilon": FLOAT, "batch_size": INT, "loss_function": STR, "loss": FLOAT, "accuracy": FLOAT,
-    "test_loss": FLOAT, "test_accuracy": FLOAT, "diverged": BOOL, "epoch_seconds": FLOAT,
-    # Reddi et al. eq. 2 summed over the epoch, per coordinate: share < 0 and the minimum
-    "gamma_negative_fraction": FLOAT, "gamma_min": FLOAT,
-}
-ITERATION_DTYPES = {
-    "experiment": STR, "optimizer": STR, "bias_correction": BOOL, "run": INT, "seed": INT, "epoch": INT,
-    "iteration": INT, "batches": INT, "loss": FLOAT,
-}
+# The columns are the writer's (replication.runfiles, the one home of the history schema); the
+# types: these columns as named, every other one float.
+_TYPES = {"experiment": STR, "optimizer": STR, "bias_correction": BOOL, "run": INT, "seed": INT, "epoch": INT,
+          "iteration": INT, "batches": INT, "schedule": STR, "batch_size": INT, "loss_function": STR,
+          "diverged": BOOL}
+HISTORY_DTYPES = {column: _TYPES.get(column, FLOAT) for column in HISTORY_COLUMNS}
+ITERATION_DTYPES = {column: _TYPES.get(column, FLOAT) for column in ITERATION_COLUMNS}
 GRIDSEARCH_DTYPES = {
     "experiment": STR, "optimizer": STR, "learning_rate": FLOAT, "beta_2": FLOAT, "bias_correction": BOOL,
     "mean_test_score": FLOAT, "std_test_score": FLOAT, "mean_train_score": FLOAT, "mean_val_loss": FLOAT,

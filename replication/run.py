@@ -38,6 +38,7 @@ from . import io, stops
 from .errors import write_failed
 from .backend import auto_jit_compile
 from .optimizers import make_optimizer
+from .registry import CONV_MODELS, DEFAULT_EPSILON, XLA_MIN_STEPS  # noqa: F401 - re-exported
 from .runfiles import ELBO_COLUMNS, EXACT_COLUMNS, HISTORY_COLUMNS, ITERATION_COLUMNS, history_columns
 
 __all__ = [
@@ -65,11 +66,9 @@ __all__ = [
 # (CifarNet: see benchmarks/bench_cifarnet.py). On JAX always (backend.auto_jit_compile: without
 # XLA, JAX runs the step op by op).
 FIT_SETTINGS = {"jit_compile": "auto", "steps_per_execution": 32}
-JIT_MIN_STEPS = 2000
-CONV_MODELS = ("cifarnet", "cifarnet-paper", "cifarnet-coded", "cnn", "vgg", "small-vgg")
+JIT_MIN_STEPS = XLA_MIN_STEPS  # the one XLA policy, shared with the grid search (replication.registry)
 EVAL_BATCH_SIZE = 2048
 DEFAULT_MAX_POINTS = 200  # iteration points kept per run
-DEFAULT_EPSILON = 1e-7  # Keras's default ε (McGill used Keras); Kingma & Ba use 1e-8
 CHECKPOINT_FORMAT = 3  # 2: records the code that wrote it; 3: history in a journal beside it
 
 

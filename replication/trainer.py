@@ -70,7 +70,7 @@ from . import claims, io, recycle, store
 from .errors import UserError
 from .experiments import PROTOCOL_DEFAULTS, loss_identity
 from .hyperparameters import PARAMS_KEYS, params_problem
-from .optimizers import OPTIMIZERS
+from .optimizers import OPTIMIZERS, get_optimizer_class, optimizer_identity
 from .progress import Progress, format_seconds, warn
 from .runfiles import _name, assemble, backend_conflict, check_run_files, configuration_conflict, run_paths
 from .run import (  # noqa: F401 - one run lives in replication.run; re-exported for callers
@@ -134,10 +134,16 @@ class RunConfig:
     # The Keras backend (replication.store, identity schema 2): a run trained under JAX is never read
     # back as TensorFlow's. Out of to_dict for "tensorflow", so every TensorFlow run keeps its id.
     backend: str = store.DEFAULT_BACKEND
+    # A user's optimizer (``module:Class`` or an entry point): its class path and get_config() at
+    # this run's hyperparameters (sorted JSON), so a changed class default is another run. Empty
+    # for the built-ins, and then out of to_dict: their ids stay as they were.
+    optimizer_class: str = ""
+    optimizer_config: str = ""
 
     def to_dict(self) -> dict:
         defaults = {key: _PROTOCOL_DEFAULTS[key] for key in ("input_scale", "split", "decay")}
-        d = store.identity(dataclasses.asdict(self), {**defaults, "backend": store.DEFAULT_BACKEND})
+        d = store.identity(dataclasses.asdict(self), {**defaults, "backend": store.DEFAULT_BACKEND,
+                                                      "optimizer_class": "", "optimizer_config": ""})
         d["model_kwargs"] = {k: v for k, v in self.model_kwargs}
         # A redefined loss (replication.losses.LOSS_DEFINITIONS) changes the run id: runs trained
         # on the old definition are never read back as finished.
@@ -151,7 +157,9 @@ class RunConfig:
     @property
     def stem(self) -> str:
         bc = "on" if self.bias_correction else "off"
-        return f"{self.optimizer}-bc{bc}-run{self.run}-{self.run_id}"
+        # A user's "module:Class" becomes "module-Class" in file names (the id tells classes apart).
+        name = "".join(c if c.isalnum() or c in "._-" else "-" for c in self.optimizer)
+        return f"{name}-bc{bc}-run{self.run}-{self.run_id}"
 
 
 def derive_seed(seed: int, run: int) -> int:
@@ -440,12 +448,10 @@ def plan_training(experiment, *, optimizers=None, runs=None, seed=0, out_dir="re
         except (KeyError, ValueError) as exc:
             raise UserError(str(exc).strip("'\"")) from None
     optimizers = list(dict.fromkeys(experiment.optimizers if optimizers is None else optimizers))
-    unknown = [name for name in optimizers if name not in OPTIMIZERS]
-    if unknown or not optimizers:
-        raise UserError(
-            f"unknown optimizer {', '.join(map(repr, unknown)) or '(none given)'}; "
-            f"choose from {', '.join(OPTIMIZERS)}"
-        )
+    if not optimizers:
+        raise UserError(f"unknown optimizer (none given); choose from {', '.join(OPTIMIZERS)} or module:Class")
+    for name in optimizers:
+        get_optimizer_class(name)  # a built-in or a user's Optimizer subclass, else one line (UserError)
     spec = with_overrides(experiment, epochs=epochs, schedule=schedule, loss=loss, runs=runs,
                           epsilon=None if epsilon is None else float(epsilon), flip=flip)
     # Checked, not made: the first finished run's files make the folders, so a start that fails
@@ -484,13 +490,16 @@ def _search_choice(spec, out_dir, exp_dir, flags, params):
 
 
 def _run_config(spec, optimizer, hyper, run, seed, backend=store.DEFAULT_BACKEND) -> RunConfig:
+    identity = optimizer_identity(optimizer, hyper["learning_rate"], beta_1=float(spec.beta_1),
+                                  beta_2=hyper["beta_2"], epsilon=float(spec.epsilon),
+                                  bias_correction=hyper["bias_correction"])
     return RunConfig(
         experiment=spec.name, dataset=spec.dataset, model=spec.model, model_kwargs=spec.builder_kwargs,
         loss_function=spec.loss, batch_size=int(spec.batch_size), epochs=int(spec.epochs), optimizer=optimizer,
         learning_rate=hyper["learning_rate"], schedule=spec.schedule, beta_1=float(spec.beta_1),
         beta_2=hyper["beta_2"], epsilon=float(spec.epsilon), bias_correction=hyper["bias_correction"],
         run=run, seed=seed, input_scale=spec.input_scale, split=spec.split,
-        decay=float(spec.decay) if spec.schedule == "time-decay" else 0.0, backend=backend,
+        decay=float(spec.decay) if spec.schedule == "time-decay" else 0.0, backend=backend, **identity,
     )
 
 

@@ -104,13 +104,13 @@ import tokenize  # noqa: E402
 TIERS = ("unit", "integration")
 TESTS_DIR = Path(__file__).resolve().parent
 MODULE_TIERS = {
-    "test_cli": "unit", "test_concurrency": "unit", "test_datasets": "unit", "test_demo": "integration",
+    "test_api": "integration", "test_cli": "unit", "test_concurrency": "unit", "test_datasets": "unit", "test_demo": "integration",
     "test_experiments": "unit", "test_gridsearch": "unit", "test_input_checks": "unit",
     "test_integrity": "unit", "test_jax_only": "integration", "test_losses": "unit", "test_mcgill_code": "unit",
     "test_models": "unit", "test_optimizers": "unit", "test_readme": "unit", "test_report": "unit",
-    "test_recycle": "unit", "test_results": "unit", "test_serialization": "unit", "test_stacked": "unit", "test_stats": "unit",
+    "test_recycle": "unit", "test_registry": "unit", "test_results": "unit", "test_serialization": "unit", "test_stacked": "unit", "test_stats": "unit",
     "test_stops": "unit", "test_store": "unit", "test_structure": "unit", "test_synthetic": "unit", "test_tiers": "unit",
-    "test_trainer": "unit", "test_verdicts": "unit",
+    "test_trainer": "unit", "test_user_optimizer": "integration", "test_verdicts": "unit",
 }
 # "module::test function" (or "module::test function[parameter id]") -> tier, for what the rules above get
 # wrong: tests that compile or train for seconds without running the CLI (measured with -m unit --durations=0

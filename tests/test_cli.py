@@ -133,10 +133,15 @@ def test_a_backend_whose_package_is_missing_is_named():
 
 
 def test_version_is_the_package_version(capsys):
-    """`replicate --version` prints the installed package's version (pyproject/setup.cfg) and exits 0."""
+    """`replicate --version` prints the installed package's version (pyproject/setup.cfg) and the
+    short fingerprint of the code that computes numbers (what results' sidecars record), exits 0."""
     from importlib import metadata
+    from pathlib import Path
+
+    from replication.io import source_fingerprint
 
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["--version"])
     assert exit_info.value.code == 0
-    assert capsys.readouterr().out.strip() == f"replicate {metadata.version('adam-amsgrad-replication')}"
+    code = source_fingerprint(Path(cli.__file__).resolve().parents[1])[:12]
+    assert capsys.readouterr().out.strip() == f"replicate {metadata.version('adam-amsgrad-replication')} (code {code})"

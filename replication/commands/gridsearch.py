@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from . import _args
+from ..registry import COMPARED
 from ._args import add_out, positive_int, seed
 
 HELP = "grid-search (α, β2) per optimizer with 3-fold cross-validation (McGill §IV-A)"
@@ -35,8 +36,10 @@ def add_parser(subparsers):
 
     parser = subparsers.add_parser("gridsearch", help=HELP, description=HELP)
     parser.add_argument("experiment", metavar="EXPERIMENT", help="experiment name (see `replicate experiments`)")
-    parser.add_argument("--optimizers", nargs="+", default=["adam", "amsgrad"], metavar="NAME",
-                        help="optimizers to tune (default: adam amsgrad)")
+    parser.add_argument("--optimizers", nargs="+", default=list(COMPARED), metavar="NAME",
+                        help="optimizers to tune: adam, amsgrad, adamax, or your own keras.optimizers.Optimizer "
+                             "subclass as module:Class (or a registered entry point name) that takes learning_rate "
+                             "and beta_2 (default: adam amsgrad)")
     parser.add_argument("--learning-rates", nargs="+", type=_number, default=list(DEFAULT_LEARNING_RATES),
                         metavar="ALPHA", help="α grid (default: McGill's 1e-4 1e-3 1e-2 1e-1 1)")
     parser.add_argument("--beta2s", nargs="+", type=_number, default=list(DEFAULT_BETA_2S), metavar="BETA2",
@@ -81,6 +84,15 @@ def _check(args):
     except ValueError as exc:
         flag = "--optimizers" if "optimizer" in str(exc) else ("--learning-rates" if "learning rate" in str(exc) else "--beta2s")
         raise UserError(f"{exc}; fix {flag}") from None
+    if args.bias_correction is not None:
+        from gridsearch.estimator import search_optimizer_class
+        from replication.optimizers import accepted_kwargs
+
+        for name in args.optimizers:
+            cls = getattr(search_optimizer_class(name), "user_class", None)  # None: a built-in, which takes it
+            if cls is not None and not accepted_kwargs(cls, bias_correction=True):
+                raise UserError(f"--bias-correction: optimizer {name!r} takes no bias_correction argument; "
+                                "drop --bias-correction or that optimizer")
     if args.cv < 2:
         raise UserError(f"--cv must be at least 2, got {args.cv}")
     if args.scheduler and args.backend != "dask":
@@ -102,9 +114,14 @@ def run(args) -> int:
     from replication.progress import Progress
 
     try:
-        engine = resolve_engine(spec, args.engine, halving=args.halving, backend=args.backend)
+        engine = resolve_engine(spec, args.engine, halving=args.halving, backend=args.backend,
+                                optimizers=args.optimizers)
     except ValueError as exc:
         raise UserError(str(exc)) from None
+    if args.engine == "auto" and engine == "gridsearchcv" and resolve_engine(spec, "auto", halving=args.halving,
+                                                                             backend=args.backend) == "stacked":
+        print(f"gridsearch {spec.name}: engine gridsearchcv, as the stacked engine stacks only the built-in "
+              "optimizers", file=sys.stderr, flush=True)
     # Checked, not made: the first finished point makes the folders, so a start that fails (missing
     # or corrupt data) leaves no empty <out>/<experiment>/ behind.
     out = Path(args.out)

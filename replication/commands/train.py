@@ -8,9 +8,8 @@ from __future__ import annotations
 import argparse
 
 from . import _args
-from ..experiments import SCHEDULES as _SCHEDULES
-
-_LOSSES = ("categorical", "binary")  # the classifiers' losses; the VAE's "elbo" is fixed by its spec
+from ..registry import CLASSIFIER_LOSSES as _LOSSES  # the VAE's "elbo" is fixed by its spec
+from ..registry import SCHEDULES as _SCHEDULES
 
 
 def add_parser(subparsers):
@@ -26,8 +25,9 @@ def add_parser(subparsers):
     p.add_argument("--runs", type=_args.runs, default=None,
                    help="runs per optimizer (default: the spec's, 5)")
     p.add_argument("--optimizers", nargs="+", default=None, metavar="NAME",
-                   help="optimizers to train (adam, amsgrad, adamax; default: the spec's, "
-                   "adam amsgrad for most, adam adamax for Pérez's)")
+                   help="optimizers to train (adam, amsgrad, adamax, your own keras.optimizers.Optimizer "
+                   "subclass as module:Class, or one registered under the entry point group "
+                   "replication.optimizers; default: the spec's, adam amsgrad for most, adam adamax for Pérez's)")
     p.add_argument("--epochs", type=_args.epochs, default=None, help="epochs per run (default: spec)")
     p.add_argument("--learning-rate", type=_args.learning_rate, default=None, metavar="A",
                    help="alpha in (0, 10] for every optimizer (overrides params/best_params/spec)")

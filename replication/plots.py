@@ -1,7 +1,8 @@
 """Figures (matplotlib, Agg backend; each saved as PNG and SVG).
 
 Colours follow the paper: Adam blue, AMSGrad red; AdaMax green. Runs without bias correction are
-drawn in a lighter shade of the same colour.
+drawn in a lighter shade of the same colour. Colours and names are the registry's
+(:data:`replication.registry.OPTIMIZER_COLORS`, :func:`replication.registry.optimizer_label`).
 """
 from __future__ import annotations
 
@@ -15,15 +16,18 @@ import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 from .errors import write_failed  # noqa: E402
-
-COLORS = {"adam": "#1f4e9c", "amsgrad": "#c0262d", "adamax": "#2a8a3e"}
-LIGHT = {"adam": "#8fb0e3", "amsgrad": "#ef9a9e", "adamax": "#9ad3a6"}
-LABELS = {"adam": "Adam", "amsgrad": "AMSGrad", "adamax": "AdaMax"}
+from .registry import OPTIMIZER_COLORS, OPTIMIZER_LIGHT_COLORS, optimizer_label  # noqa: E402
 
 
 def color_for(optimizer: str, bias_correction: bool = True) -> str:
-    table = COLORS if bias_correction else LIGHT
+    """The registry's colour of ``optimizer`` (its lighter shade without bias correction); grey for
+    an optimizer it does not list (a user's)."""
+    table = OPTIMIZER_COLORS if bias_correction else OPTIMIZER_LIGHT_COLORS
     return table.get(optimizer, "#555555")
+
+
+# The × on a diverged grid point of a search's heat map: red on viridis, whichever optimizer's panel.
+DIVERGED_MARK = "#c0262d"
 
 
 def save_figure(fig, path_stem) -> list[Path]:
@@ -96,7 +100,7 @@ def plot_synthetic(frame, out_dir) -> list[Path]:
             for (name, bc, seed), run in sub.groupby(["optimizer", "bias_correction", "seed"], sort=False):
                 color = color_for(name, bool(bc))
                 first = seed == sub["seed"].min()
-                legend = f"{LABELS.get(name, name)}{'' if bc else ' (no bias corr.)'}" if first else None
+                legend = f"{optimizer_label(name)}{'' if bc else ' (no bias corr.)'}" if first else None
                 ax_x.plot(run["step"], run["x"], color=color, lw=1.0, alpha=0.9, label=legend)
                 ax_x.fill_between(run["step"], run["x_min"], run["x_max"], color=color, alpha=0.08, lw=0)
                 ax_r.plot(run["step"], run["avg_regret"], color=color, lw=1.0, alpha=0.9, label=legend)
@@ -160,10 +164,10 @@ def plot_alpha_search(search, out_dir) -> list[Path]:
                 style = "-" if final else ("--" if steps == HORIZON_MARK else ":")
                 med = at["amsgrad_distance_median"].to_numpy()
                 err = np.vstack([med - at["amsgrad_distance_min"].to_numpy(), at["amsgrad_distance_max"].to_numpy() - med])
-                ax_d.errorbar(at["learning_rate"], med, yerr=err if final else None, color=COLORS["amsgrad"],
+                ax_d.errorbar(at["learning_rate"], med, yerr=err if final else None, color=color_for("amsgrad"),
                               ls=style, marker="o", ms=3, lw=1.2 if final else 0.9, capsize=2,
                               alpha=1.0 if final else 0.6, label=f"AMSGrad, T = {steps:,}")
-            ax_d.plot(last["learning_rate"], last["adam_x_median"] + 1.0, color=COLORS["adam"], marker="o", ms=3,
+            ax_d.plot(last["learning_rate"], last["adam_x_median"] + 1.0, color=color_for("adam"), marker="o", ms=3,
                       lw=1.2, label=f"Adam, T = {budgets[-1]:,}")
             best = last[last["chosen"]]
             ax_d.plot(best["learning_rate"], best["amsgrad_distance_median"], marker="*", ms=14, color="k",
@@ -175,8 +179,8 @@ def plot_alpha_search(search, out_dir) -> list[Path]:
             ax_d.set_title(f"{setting}, {k.get('schedule', 'constant')}: distance to the optimum")
             ax_d.legend(fontsize=7)
             for name, column in (("amsgrad", "amsgrad_regret_median"), ("adam", "adam_regret_median")):
-                ax_r.plot(last["learning_rate"], last[column], color=COLORS[name], marker="o", ms=3,
-                          label=f"{LABELS[name]}, T = {budgets[-1]:,}")
+                ax_r.plot(last["learning_rate"], last[column], color=color_for(name), marker="o", ms=3,
+                          label=f"{optimizer_label(name)}, T = {budgets[-1]:,}")
             ax_r.set_yscale("symlog", linthresh=1e-2)
             ax_r.set_ylabel("median R_T / T")
             ax_r.set_xlabel("α (α_t = α/√t)" if k.get("schedule") == "inverse-sqrt" else "α")
@@ -197,7 +201,7 @@ PANELS = (("loss", "train loss"), ("test_loss", "test loss"), ("accuracy", "trai
 
 
 def _label(optimizer, bias_correction=True) -> str:
-    return f"{LABELS.get(optimizer, optimizer)}{'' if bias_correction else ' (no bias corr.)'}"
+    return f"{optimizer_label(optimizer)}{'' if bias_correction else ' (no bias corr.)'}"
 
 
 def _metric_axes(title):
@@ -363,7 +367,7 @@ def plot_gridsearch(grid, out_dir, scores=None) -> list[Path]:
             for i in range(len(betas)):
                 for j in range(len(rates)):
                     if dead[i, j]:
-                        ax.text(j, i, "×", ha="center", va="center", color="#c0262d", fontsize=16, weight="bold")
+                        ax.text(j, i, "×", ha="center", va="center", color=DIVERGED_MARK, fontsize=16, weight="bold")
                     elif np.isfinite(table[i, j]):
                         ax.text(j, i, f"{table[i, j]:.3g}", ha="center", va="center", fontsize=8,
                                 color=_ink_on(image.cmap(image.norm(table[i, j]))))
@@ -405,7 +409,7 @@ def plot_mcgill_form(history, model, out_dir, note="") -> list[Path]:
                 r = r.sort_values("epoch")
                 ax.plot(r["epoch"] - 1, r[metric], color=color, lw=0.8, alpha=0.6)
             mean = frame.groupby("epoch")[metric].mean()
-            ax.plot(mean.index - 1, mean.values, color=color, lw=2.6, label=LABELS.get(optimizer, optimizer))
+            ax.plot(mean.index - 1, mean.values, color=color, lw=2.6, label=optimizer_label(optimizer))
         ax.set_xlabel("epoch (from 0, as McGill's figures)")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)

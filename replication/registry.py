@@ -16,6 +16,9 @@ from __future__ import annotations
 
 __all__ = [
     "OPTIMIZER_NAMES",
+    "OPTIMIZER_LABELS",
+    "OPTIMIZER_COLORS",
+    "OPTIMIZER_LIGHT_COLORS",
     "COMPARED",
     "SCHEDULES",
     "DEFAULT_EPSILON",
@@ -27,13 +30,24 @@ __all__ = [
     "XLA_MIN_STEPS",
     "OPTIMIZER_ENTRY_POINTS",
     "is_builtin_optimizer",
+    "optimizer_label",
     "user_optimizer_path",
     "entry_point_optimizers",
 ]
 
 # The optimizers the suite implements (replication.optimizers): Reddi et al.'s two, and AdaMax
-# (Kingma & Ba §7.1), which Pérez compares with Adam.
-OPTIMIZER_NAMES = ("adam", "amsgrad", "adamax")
+# (Kingma & Ba §7.1), which Pérez compares with Adam. Each with how figures and tables show it: its
+# name as the papers write it, its colour (the paper's: Adam blue, AMSGrad red; AdaMax green) and the
+# lighter shade of the same colour for runs without bias correction.
+_OPTIMIZERS = (
+    ("adam", "Adam", "#1f4e9c", "#8fb0e3"),
+    ("amsgrad", "AMSGrad", "#c0262d", "#ef9a9e"),
+    ("adamax", "AdaMax", "#2a8a3e", "#9ad3a6"),
+)
+OPTIMIZER_NAMES = tuple(name for name, *_display in _OPTIMIZERS)
+OPTIMIZER_LABELS = {name: label for name, label, *_colors in _OPTIMIZERS}
+OPTIMIZER_COLORS = {name: color for name, _label, color, _light in _OPTIMIZERS}
+OPTIMIZER_LIGHT_COLORS = {name: light for name, _label, _color, light in _OPTIMIZERS}
 # The pair the paper's claims compare (Reddi et al.: AMSGrad fixes Adam): what `train`, `gridsearch`
 # and the Python API compare unless told otherwise, and what a user's optimizer is compared with.
 COMPARED = ("adam", "amsgrad")
@@ -77,6 +91,16 @@ OPTIMIZER_ENTRY_POINTS = "replication.optimizers"
 def is_builtin_optimizer(name) -> bool:
     """Whether ``name`` is one of :data:`OPTIMIZER_NAMES`."""
     return name in OPTIMIZER_NAMES
+
+
+def optimizer_label(name) -> str:
+    """How figures and tables name optimizer ``name``: :data:`OPTIMIZER_LABELS`' label for a built-in
+    one, the class name of a user's ``module:Class`` (``mypkg.opt:MyAdam`` → ``MyAdam``), else
+    ``name`` itself (an entry point's name is the user's own)."""
+    if name in OPTIMIZER_LABELS:
+        return OPTIMIZER_LABELS[name]
+    module, _, attribute = str(name).partition(":")
+    return attribute.rsplit(".", 1)[-1] if module and attribute else str(name)
 
 
 def entry_point_optimizers() -> dict:

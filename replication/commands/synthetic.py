@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 # A synthetic unit's checks live in the store (report verifies the CSV with them, without Keras).
+from ..registry import COMPARED, OPTIMIZER_NAMES
 from ..store import check_sweep, digest_rows, rows_of as _rows_of, run_key as _run_key  # noqa: F401
 from ._args import add_out, beta, nonnegative_int, on_off, positive_float, positive_int
 
@@ -30,8 +31,7 @@ def add_parser(sub):
     )
     p.add_argument("--setting", default="all", choices=["online", "stochastic", "cyclic", "all"],
                    help="which problem; 'all' = online and stochastic (default)")
-    p.add_argument("--optimizers", nargs="+", default=["adam", "amsgrad"],
-                   choices=["adam", "amsgrad", "adamax"])
+    p.add_argument("--optimizers", nargs="+", default=list(COMPARED), choices=list(OPTIMIZER_NAMES))
     p.add_argument("--steps", type=positive_int, default=1_000_000, help="iterations (default 1000000)")
     p.add_argument("--learning-rates", nargs="+", type=positive_float, default=list(SEARCH_RATES),
                    help="α grid (default: 0.001 to 10 in 1-2-5 steps, 13 values)")

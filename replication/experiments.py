@@ -55,6 +55,54 @@ LOSS_DEFINITIONS = {
 }
 
 
+# -- the claims of Reddi et al. the verdict table tests (replication.report.claim_verdicts) ----------
+# Their texts live here, on the experiment (Experiment.claim) or, for the synthetic problem that has
+# no spec, in SYNTHETIC_CLAIMS: the report, the README and docs/ read them, and keep no copy
+# (tests/test_registry.py). REPORT.md writes `text`, `what` and `mcgill`; the README its `brief` and
+# `mcgill_brief`.
+LOSS_CLAIM = "AMSGrad reaches lower train and test loss than Adam"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Claim:
+    """A claim of Reddi et al. as one row of the verdict table tests it, with McGill's conclusion.
+
+    Never part of :meth:`Experiment.to_dict`, run ids or grid-point keys: rewording a claim changes
+    no sidecar and recomputes nothing.
+    """
+
+    text: str  # the claim, as REPORT.md words it
+    what: str  # what the row tests it on (REPORT.md's "Experiment" column)
+    mcgill: str  # McGill's conclusion, as REPORT.md words it
+    brief: str  # the claim and where, as the README's verdict table words it
+    mcgill_brief: str  # McGill's conclusion in the README
+    setting: str = ""  # the synthetic problem's setting the row tests; "" = an experiment's losses
+    paper: bool = False  # the paper's own experiment: its row is in the table even before it has runs
+    demo: bool = False  # demo data: its row comes after the others in REPORT.md and is not in the README
+
+
+def loss_claim(what: str, mcgill: str, *, paper: bool = False, demo: bool = False) -> Claim:
+    """The :data:`LOSS_CLAIM` row of an experiment: ``what`` it is called and McGill's conclusion;
+    the README drops McGill's section reference."""
+    return Claim(text=LOSS_CLAIM, what=what, mcgill=mcgill, brief=f"AMSGrad reaches lower train/test loss on {what}",
+                 mcgill_brief=mcgill.replace(" (§V)", ""), paper=paper, demo=demo)
+
+
+_SYNTHETIC_CLAIM = "AMSGrad converges on the synthetic problem and Adam does not"
+# The synthetic problem (replication.synthetic): the paper's sweep, one row per setting, then §3's family.
+SYNTHETIC_CLAIMS = (
+    *(Claim(text=_SYNTHETIC_CLAIM, what=f"synthetic, {setting} (α/√t)", setting=setting,
+            mcgill="reproduced: results virtually identical to the paper, both settings (§V)",
+            brief=f"AMSGrad converges on the synthetic problem, Adam does not ({setting})", mcgill_brief="reproduced")
+      for setting in ("online", "stochastic")),
+    Claim(text="Adam converges to the worst point +1 on the §3 family f_t = Cx / −x",
+          what="§3 family, β1 = 0, β2 = 1/(1 + C²)", setting="cyclic", mcgill="— (not run by McGill)",
+          brief="Adam converges to the worst point on the §3 family", mcgill_brief="— (not run)"),
+)
+_MCGILL_LOSS = "AMSGrad slightly lower train loss, smaller gap than the paper (§V)"
+_DEMO = "— (demo data, not in McGill)"
+
+
 def loss_identity(name: str) -> dict:
     """``{"loss_definition": ...}`` for a loss whose definition changed since run ids were
     introduced, else ``{}`` (ids of the other losses stay as they were)."""
@@ -115,6 +163,9 @@ class Experiment:
     code_of: str = ""
     description: str = ""
     source: str = ""
+    # Its row of the verdict table (Reddi et al.'s loss claim), None = no row. Text only: left out of
+    # to_dict(), so it changes no sidecar, and of == (a spec rebuilt from its to_dict() equals it).
+    claim: Claim | None = dataclasses.field(default=None, compare=False)
 
     def __post_init__(self):
         def bad(message):
@@ -211,6 +262,7 @@ class Experiment:
     def to_dict(self) -> dict:
         """A JSON-ready dict (pairs become dicts, tuples lists via ``json``)."""
         data = dataclasses.asdict(self)
+        del data["claim"]  # text, not configuration: written sidecars stay as they were
         data["beta_2"] = dict(self.beta_2)
         data["model_kwargs"] = dict(self.model_kwargs)
         data["grid"] = dict(self.grid)
@@ -254,6 +306,7 @@ MNIST_LOGREG = Experiment(
     beta_2=(("adam", 0.99), ("amsgrad", 0.99), ("adamax", 0.999)),
     description="Logistic regression on MNIST (paper Fig. 2 left/centre)",
     source=f"{_REDDI} §5; {_MCGILL} §III-C, Table I",
+    claim=loss_claim("logistic regression (MNIST)", "no discernible difference in final train loss (§V)", paper=True),
 )
 MNIST_MLP = Experiment(
     name="mnist-mlp",
@@ -266,6 +319,7 @@ MNIST_MLP = Experiment(
     model_kwargs=(("hidden", (100,)),),
     description="1-hidden-layer (100 ReLU) network on MNIST (paper Fig. 2 right)",
     source=f"{_REDDI} §5; {_MCGILL} §III-C, Table I",
+    claim=loss_claim("1-hidden-layer MLP (MNIST)", _MCGILL_LOSS, paper=True),
 )
 # McGill §IV-A: 30 epochs for the final runs, an abridged 15-epoch search; Table I: β2 0.999.
 _MCGILL_CIFAR_SETTINGS = dict(
@@ -281,6 +335,7 @@ CIFAR10_CIFARNET = Experiment(
     **_MCGILL_CIFAR_SETTINGS,
     description="CifarNet as McGill built it (batch norm) on CIFAR-10 (paper Fig. 3)",
     source=f"{_REDDI} §5; {_MCGILL} §III-D, Appendix 1, Table I",
+    claim=loss_claim("CifarNet (CIFAR-10)", _MCGILL_LOSS, paper=True),
 )
 CIFAR10_CIFARNET_PAPER = Experiment(
     name="cifar10-cifarnet-paper",
@@ -288,6 +343,7 @@ CIFAR10_CIFARNET_PAPER = Experiment(
     **_MCGILL_CIFAR_SETTINGS,
     description="CifarNet as the paper describes it (6x6 conv, 2x2 pool, LRN) on CIFAR-10",
     source=f"{_REDDI} §5; hyperparameters from {_MCGILL} Table I",
+    claim=loss_claim("CifarNet as the paper describes it (CIFAR-10)", "— (McGill ran the batch-norm variant)"),
 )
 # Our own search's choice for McGill's CifarNet (issue 11, §4.3): the same protocol as
 # cifar10-cifarnet, at the α and β2 of `replicate gridsearch cifar10-cifarnet`; its own folder, so
@@ -300,6 +356,8 @@ CIFAR10_CIFARNET_SEARCHED = Experiment(
     description="CifarNet as McGill built it on CIFAR-10, at our own grid search's α and β2 "
     "(results/cifar10-cifarnet/best_params.json)",
     source=f"{_REDDI} §5; {_MCGILL} §III-D, §IV-A (the search protocol), Appendix 1",
+    claim=loss_claim("CifarNet at our own search's α and β2 (CIFAR-10)",
+                     "— (McGill's final runs used their Table I values)"),
 )
 # McGill's protocol as their code ran it (issue 27; ../shared/mcgill/README.md lists each point with
 # the file of tamirbennatan/Adam-Convergence that shows it): raw pixels, their random MNIST split and
@@ -402,6 +460,7 @@ DIGITS_LOGREG = Experiment(
     beta_2=MNIST_LOGREG.beta_2,
     description="Demo: mnist-logreg on scikit-learn's 8x8 digits (offline, seconds)",
     source=f"scikit-learn digits; settings of mnist-logreg ({_MCGILL} Table I) but α = 0.01",
+    claim=loss_claim("demo: logistic regression (8×8 digits)", _DEMO, demo=True),
 )
 DIGITS_MLP = Experiment(
     learning_rate=0.01,
@@ -415,6 +474,7 @@ DIGITS_MLP = Experiment(
     model_kwargs=(("hidden", (100,)),),
     description="Demo: mnist-mlp on scikit-learn's 8x8 digits (offline, seconds)",
     source=f"scikit-learn digits; settings of mnist-mlp ({_MCGILL} Table I) but α = 0.01",
+    claim=loss_claim("demo: MLP (8×8 digits)", _DEMO, demo=True),
 )
 
 # Korzeniowski trained every point of his grid in full (5 runs, 150 epochs) with Lasagne's
@@ -514,6 +574,8 @@ MNIST_VAE = Experiment(
     "added one (α = 0.002/√t, β1 = 0.5, β2 = 0.999, batch 128, 100 epochs; theirs ran on CelebA). "
     "They report AMSGrad reaching a lower loss than Adam over 100 epochs, both approaching the same value",
     source=f"{_VAE_REPRODUCTION}, Table 1 and §2.2.4",
+    claim=loss_claim("VAE (MNIST; the reproduction that added one ran it on CelebA)",
+                     "— (not in McGill; that reproduction saw AMSGrad reach a lower loss over 100 epochs)"),
 )
 
 EXPERIMENTS = {
@@ -545,6 +607,12 @@ for _spec in EXPERIMENTS.values():
         raise UserError(f"experiment {_spec.name}: params_from names no experiment ({_spec.params_from!r})")
     if _spec.code_of and _spec.code_of not in EXPERIMENTS:
         raise UserError(f"experiment {_spec.name}: code_of names no experiment ({_spec.code_of!r})")
+
+
+def loss_claims() -> list[Experiment]:
+    """The registered experiments with a verdict row (:attr:`Experiment.claim`), in the table's
+    order: registration order, the demos' rows last."""
+    return sorted((spec for spec in EXPERIMENTS.values() if spec.claim is not None), key=lambda spec: spec.claim.demo)
 
 
 def get_experiment(name: str) -> Experiment:

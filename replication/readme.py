@@ -21,13 +21,13 @@ import pandas as pd
 from . import mcgill, results, verdicts
 from .errors import UserError
 from .experiments import EXPERIMENTS
+from .registry import COMPARED, optimizer_label
 from .report import CIFAR_PROVENANCE, KORZENIOWSKI_CIFARNET, _claimed_experiments, _table, claim_verdicts, pm_values
 
 MARK = re.compile(r"(<!-- generated:(?P<name>[a-z0-9-]+) -->\n)(?P<body>.*?)(<!-- /generated:(?P=name) -->)", re.S)
 OPEN = re.compile(r"<!-- generated:([a-z0-9-]+) -->")
 DOCS = "docs"  # the folder beside the README whose Markdown files may hold blocks too
 SHORT = {"mnist-logreg": "LR", "mnist-mlp": "MLP"}
-NAMES = {"adam": "Adam", "amsgrad": "AMSGrad", "adamax": "AdaMax"}
 
 
 def update_readme(text: str, blocks: dict, where: str = "README") -> str:
@@ -166,14 +166,14 @@ def _mnist_final(data, comparison) -> str:
         finals = None if entry is None else _finals(entry)
         if finals is None:
             continue
-        for optimizer in ("adam", "amsgrad"):
+        for optimizer in COMPARED:
             f = finals[(finals["optimizer"] == optimizer) & finals["bias_correction"].astype(bool)]
             wins = ""
             if optimizer == "amsgrad" and not comparison.empty:
                 c = comparison[(comparison["experiment"] == name) & comparison["bias_correction"]].set_index("metric")
                 if {"loss", "test_loss"} <= set(c.index):
                     wins = f"{c.loc['loss', 'adam_wins']} / {c.loc['test_loss', 'adam_wins']} of {c.loc['loss', 'pairs']}"
-            rows.append([SHORT[name], NAMES[optimizer], pm_values(f["loss"]), pm_values(f["test_loss"]),
+            rows.append([SHORT[name], optimizer_label(optimizer), pm_values(f["loss"]), pm_values(f["test_loss"]),
                          pm_values(f["test_accuracy"], 100, 2, " %"), wins])
         seconds = _seconds(data, name)
         if seconds is not None:
@@ -187,7 +187,7 @@ def _mnist_final(data, comparison) -> str:
 
 
 def _verdicts(data, comparison) -> str:
-    # The report's verdict rows in the wording of docs/results.md; the demo's digits rows stay in the report.
+    # The report's verdict rows in the wording of docs/results.md; the demos' rows stay in the report.
     return _verdict_table(data, comparison, lambda row: f"**{row.verdict}** — {row.detail}", lambda row: row.as_coded)
 
 
@@ -204,19 +204,11 @@ def _verdicts_summary(data, comparison) -> str:
 
 
 def _verdict_table(data, comparison, ours, as_coded) -> str:
-    """The verdict rows of :func:`replication.report.claim_verdicts` but the digits ones; ``ours(row)``
-    writes our cell and ``as_coded(row)`` the as-coded one."""
-    claims = {"synthetic, online (α/√t)": "AMSGrad converges on the synthetic problem, Adam does not (online)",
-              "synthetic, stochastic (α/√t)": "AMSGrad converges on the synthetic problem, Adam does not (stochastic)"}
-    rows = []
-    for row in claim_verdicts(data, comparison):
-        if row.name is None and row.what in claims:
-            rows.append([claims[row.what], ours(row), as_coded(row), "reproduced"])
-        elif row.name is None:
-            rows.append(["Adam converges to the worst point on the §3 family", ours(row), as_coded(row), "— (not run)"])
-        elif not row.name.startswith("digits"):
-            rows.append([f"AMSGrad reaches lower train/test loss on {row.what}", ours(row), as_coded(row),
-                         row.mcgill.replace(" (§V)", "")])
+    """The verdict rows of :func:`replication.report.claim_verdicts` but the demos' ones, in the
+    README's words of each claim (:class:`~replication.experiments.Claim`'s ``brief`` and
+    ``mcgill_brief``); ``ours(row)`` writes our cell and ``as_coded(row)`` the as-coded one."""
+    rows = [[row.spec.brief, ours(row), as_coded(row), row.spec.mcgill_brief]
+            for row in claim_verdicts(data, comparison) if not row.spec.demo]
     return "\n".join(_table(["claim of Reddi et al.", "ours", "as McGill ran it (our rerun)", "McGill"], rows))
 
 
@@ -233,11 +225,11 @@ def _table_one(data) -> str:
     for name in ("mnist-logreg", "mnist-mlp"):
         entry = data["experiments"].get(name)
         best = (entry or {}).get("best_params") or {}
-        for optimizer in ("adam", "amsgrad"):
+        for optimizer in COMPARED:
             if optimizer not in best:
                 continue
             mcgill = EXPERIMENTS[name].default_hyperparameters(optimizer)
-            rows.append([f"{SHORT[name]} (MNIST)", NAMES[optimizer], f"{best[optimizer]['learning_rate']:g}",
+            rows.append([f"{SHORT[name]} (MNIST)", optimizer_label(optimizer), f"{best[optimizer]['learning_rate']:g}",
                          f"{best[optimizer]['beta_2']:g}", f"{mcgill['learning_rate']:g}", f"{mcgill['beta_2']:g}"])
         seconds = _seconds(data, name, "gridsearch")
         if seconds is not None:
@@ -246,7 +238,7 @@ def _table_one(data) -> str:
     grid = (data["experiments"].get("mnist-logreg") or {}).get("gridsearch")
     if grid is not None and not grid.empty:
         near, spread = [], []
-        for optimizer in ("adam", "amsgrad"):
+        for optimizer in COMPARED:
             g = grid[(grid["optimizer"] == optimizer) & ~grid["diverged"].astype(bool)]
             if g.empty:
                 continue
@@ -254,8 +246,8 @@ def _table_one(data) -> str:
             at = g[np.isclose(g["learning_rate"], 0.01)]["mean_val_loss"]
             chosen = g[np.isclose(g["learning_rate"], best["learning_rate"])]["mean_val_loss"]
             if len(at):
-                near.append(f"{100 * (at.min() / best['mean_val_loss'] - 1):.1f} % ({NAMES[optimizer]})")
-            spread.append(f"{100 * (chosen.max() / chosen.min() - 1):.1f} % ({NAMES[optimizer]})")
+                near.append(f"{100 * (at.min() / best['mean_val_loss'] - 1):.1f} % ({optimizer_label(optimizer)})")
+            spread.append(f"{100 * (chosen.max() / chosen.min() - 1):.1f} % ({optimizer_label(optimizer)})")
         lines.append(f"LR: the best β2 at α = 0.01 is within {' and '.join(near)} of the best validation loss; at "
                      f"the chosen α the worst β2 is {' and '.join(spread)} above the best.")
         lines.append("")
@@ -281,7 +273,7 @@ def _cifarnet_search(data, name) -> str:
     for _, r in grid.iterrows():
         loss = "diverged" if r["diverged"] else f"{r['mean_val_loss']:.4f} ± {r['std_test_score']:.4f}"
         epochs = r.get("mean_epochs_run", math.nan)
-        rows.append([NAMES.get(r["optimizer"], r["optimizer"]), f"{r['learning_rate']:g}", f"{r['beta_2']:g}",
+        rows.append([optimizer_label(r["optimizer"]), f"{r['learning_rate']:g}", f"{r['beta_2']:g}",
                      f"**{loss}**" if _is_choice(r, best.get(r["optimizer"])) else loss,
                      "—" if pd.isna(epochs) else f"{epochs:g}", f"{r['mean_fit_time']:.0f} s"])
     lines = _table(["optimizer", "α", "β2", "validation loss (mean ± std over folds)", "epochs run (mean)",
@@ -293,7 +285,7 @@ def _cifarnet_search(data, name) -> str:
         same = _same_point(ours, mcgill)
         differs |= not same
         theirs = "McGill's too" if same else f"McGill: α {mcgill['learning_rate']:g}, β2 {mcgill['beta_2']:g}"
-        choice.append(f"{NAMES.get(optimizer, optimizer)} α {ours['learning_rate']:g}, β2 {ours['beta_2']:g} ({theirs})")
+        choice.append(f"{optimizer_label(optimizer)} α {ours['learning_rate']:g}, β2 {ours['beta_2']:g} ({theirs})")
     cv = grid["cv"].astype(int)
     fits = int(cv.sum())
     hours = float((cv * (grid["mean_fit_time"] + grid["mean_score_time"])).sum()) / 3600
@@ -319,7 +311,7 @@ def _alpha_edges(grid, best) -> str:
         at = [o for o in sorted(best)
               if rates[o].nunique() > 1 and math.isclose(best[o]["learning_rate"], pick(rates[o]))]
         if at:
-            whose = " and ".join(NAMES.get(o, o) for o in at)
+            whose = " and ".join(optimizer_label(o) for o in at)
             rate = ", ".join(sorted({f"{best[o]['learning_rate']:g}" for o in at}))
             beyond = "larger" if side == "largest" else "smaller"
             said.append(f"α {rate} ({whose}) is the {side} α of the grid, so the search says nothing about "
@@ -351,9 +343,9 @@ def _cifarnet(data, comparison, name) -> str:
     if finals is None or finals.empty:
         return "Not run yet."
     rows = []
-    for optimizer in ("adam", "amsgrad"):
+    for optimizer in COMPARED:
         f = finals[finals["optimizer"] == optimizer]
-        rows.append([NAMES[optimizer], str(len(f)), pm_values(f["loss"]), pm_values(f["test_loss"]),
+        rows.append([optimizer_label(optimizer), str(len(f)), pm_values(f["loss"]), pm_values(f["test_loss"]),
                      pm_values(f["test_exact_loss"]) if "test_exact_loss" in f else "—",
                      pm_values(f["test_accuracy"], 100, 2, " %"),
                      pm_values(f["test_exact_accuracy"], 100, 2, " %") if "test_exact_accuracy" in f else "—"])
@@ -363,7 +355,7 @@ def _cifarnet(data, comparison, name) -> str:
     spec_runs = EXPERIMENTS[name].runs
     hyper = ((entry["train"] or {}).get("hyperparameters") or {})
     source = {v.get("source", {}).get("learning_rate") for v in hyper.values()}
-    used = "; ".join(f"{NAMES[o]} α {v['learning_rate']:g}, β2 {v['beta_2']:g}" for o, v in hyper.items())
+    used = "; ".join(f"{optimizer_label(o)} α {v['learning_rate']:g}, β2 {v['beta_2']:g}" for o, v in hyper.items())
     lines = [("CifarNet as Reddi et al. describe it (6×6 convolutions, LRN, one dropout layer), trained with "
               if paper else "") + f"McGill's final protocol (α/√t, batch 128, multiclass log-loss, {int(finals['epoch'].max())} epochs, "
              f"run k of both optimizers paired by seed) at {used}"
@@ -408,7 +400,7 @@ def _beyond(data) -> str:
             if f.empty:
                 continue
             shape.add((len(f), int(f["epoch"].max())))
-            label = NAMES[optimizer] + ("" if f["bias_correction"].all() else " (no bias corr.)")
+            label = optimizer_label(optimizer) + ("" if f["bias_correction"].all() else " (no bias corr.)")
             if spec.loss == "elbo":
                 ours.append(f"{label} {pm_values(f['test_loss'], digits=2)} nats")
             else:
@@ -416,7 +408,7 @@ def _beyond(data) -> str:
             h = hyper.get(optimizer, {})
             where = {"best_params.json": "grid search", "spec": "spec", "params file": "--params"}.get(
                 (h.get("source") or {}).get("learning_rate"), "?")
-            used.append(f"{NAMES[optimizer]} {h.get('learning_rate', math.nan):g} ({where})")
+            used.append(f"{optimizer_label(optimizer)} {h.get('learning_rate', math.nan):g} ({where})")
         published = dict(spec.published)
         theirs = (" / ".join(f"{100 * published[o]:.2f} %" for o in spec.optimizers if o in published)
                   if published else "AMSGrad lower over 100 epochs (CelebA)")

@@ -18,27 +18,9 @@ import pandas as pd
 
 from . import mcgill, plots, results, verdicts
 from .errors import UserError
-from .experiments import EXPERIMENTS
+from .experiments import EXPERIMENTS, SYNTHETIC_CLAIMS, Claim, loss_claims
 from .stats import ALPHA, POWER
 
-SYNTHETIC_CLAIM = "AMSGrad converges on the synthetic problem and Adam does not"
-SECTION3_CLAIM = "Adam converges to the worst point +1 on the §3 family f_t = Cx / −x"
-LOSS_CLAIM = "AMSGrad reaches lower train and test loss than Adam"
-# (experiment, what the paper calls it, McGill's conclusion, is the paper's own experiment)
-LOSS_CLAIMS = (
-    ("mnist-logreg", "logistic regression (MNIST)", "no discernible difference in final train loss (§V)", True),
-    ("mnist-mlp", "1-hidden-layer MLP (MNIST)", "AMSGrad slightly lower train loss, smaller gap than the paper (§V)", True),
-    ("cifar10-cifarnet", "CifarNet (CIFAR-10)", "AMSGrad slightly lower train loss, smaller gap than the paper (§V)", True),
-    ("cifar10-cifarnet-paper", "CifarNet as the paper describes it (CIFAR-10)", "— (McGill ran the batch-norm variant)", False),
-    ("cifar10-cifarnet-searched", "CifarNet at our own search's α and β2 (CIFAR-10)",
-     "— (McGill's final runs used their Table I values)", False),
-    ("mnist-vae", "VAE (MNIST; the reproduction that added one ran it on CelebA)",
-     "— (not in McGill; that reproduction saw AMSGrad reach a lower loss over 100 epochs)", False),
-    ("digits-logreg", "demo: logistic regression (8×8 digits)", "— (demo data, not in McGill)", False),
-    ("digits-mlp", "demo: MLP (8×8 digits)", "— (demo data, not in McGill)", False),
-)
-SYNTHETIC_MCGILL = "reproduced: results virtually identical to the paper, both settings (§V)"
-SECTION3_MCGILL = "— (not run by McGill)"
 # The reproduction with α = 0.001/√t (papers/001, §2.2.1 and Table 1): its exact synthetic setting
 # and what it reports; the starting point x₀ is not stated (ours: 0, the centre of F).
 REPRODUCTION_001 = {
@@ -48,9 +30,9 @@ REPRODUCTION_001 = {
 
 
 def _claimed_experiments(data) -> list[str]:
-    """The experiments whose loss claim is a row of the verdict table: the paper's always, the
-    others when they were run. Their train and test loss tests are Holm's family."""
-    return [name for name, _what, _mcgill, paper in LOSS_CLAIMS if paper or name in data["experiments"]]
+    """The experiments whose loss claim (:attr:`Experiment.claim`) is a row of the verdict table: the
+    paper's always, the others when they were run. Their train and test loss tests are Holm's family."""
+    return [spec.name for spec in loss_claims() if spec.claim.paper or spec.name in data["experiments"]]
 
 
 # -------------------------------------------------------------------------------------- loading
@@ -415,7 +397,8 @@ class ClaimRow(NamedTuple):
     verdict on the row's as-coded experiment (``Experiment.code_of``), or — where none has runs.
     The loss claims also carry what the cells were written from: ``losses`` (:func:`verdicts.loss_claim`'s
     per-loss entries), ``short`` (:func:`short_runs`' flag) and ``coded`` (the as-coded experiment's
-    name, verdict, losses and flag, or None)."""
+    name, verdict, losses and flag, or None). ``spec`` is the :class:`~replication.experiments.Claim`
+    the row tests, whose texts ``claim``, ``what`` and ``mcgill`` are."""
 
     claim: str
     name: str | None
@@ -427,19 +410,22 @@ class ClaimRow(NamedTuple):
     losses: tuple = ()
     short: str = ""
     coded: tuple | None = None
+    spec: Claim | None = None
 
 
 def claim_verdicts(data, comparison):
-    """Each :class:`ClaimRow` of the verdict table, for REPORT.md, the README and docs/results.md alike."""
-    for setting in ("online", "stochastic"):
-        verdict, detail = verdicts.synthetic_verdict(data["synthetic"], setting)
-        yield ClaimRow(SYNTHETIC_CLAIM, None, f"synthetic, {setting} (α/√t)", verdict, detail, SYNTHETIC_MCGILL, "—")
-    verdict, detail = verdicts.section3_verdict(data["synthetic"])
-    yield ClaimRow(SECTION3_CLAIM, None, "§3 family, β1 = 0, β2 = 1/(1 + C²)", verdict, detail, SECTION3_MCGILL, "—")
+    """Each :class:`ClaimRow` of the verdict table, for REPORT.md, the README and docs/results.md alike:
+    the synthetic problem's claims (:data:`~replication.experiments.SYNTHETIC_CLAIMS`), then each
+    experiment's loss claim (:func:`~replication.experiments.loss_claims`)."""
+    for claim in SYNTHETIC_CLAIMS:
+        verdict, detail = (verdicts.section3_verdict(data["synthetic"]) if claim.setting == "cyclic"
+                           else verdicts.synthetic_verdict(data["synthetic"], claim.setting))
+        yield ClaimRow(claim.text, None, claim.what, verdict, detail, claim.mcgill, "—", spec=claim)
     claimed = _claimed_experiments(data)
     coded = coded_experiments(data)
     coded_comp = coded_comparison(data) if coded else None
-    for name, what, theirs, _paper in LOSS_CLAIMS:
+    for spec in loss_claims():
+        name, claim = spec.name, spec.claim
         if name in claimed:
             verdict, losses, short, detail = _loss_cell(comparison, data, name)
             as_coded, coded_row = "—", None
@@ -447,7 +433,8 @@ def claim_verdicts(data, comparison):
                 coded_verdict, coded_losses, coded_short, coded_detail = _loss_cell(coded_comp, data, coded[name])
                 as_coded = f"**{coded_verdict}** (`{coded[name]}`) — {coded_detail}"
                 coded_row = (coded[name], coded_verdict, coded_losses, coded_short)
-            yield ClaimRow(LOSS_CLAIM, name, what, verdict, detail, theirs, as_coded, losses, short, coded_row)
+            yield ClaimRow(claim.text, name, claim.what, verdict, detail, claim.mcgill, as_coded, losses, short,
+                           coded_row, claim)
 
 
 def _loss_cell(comparison, data, name):

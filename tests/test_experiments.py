@@ -1,6 +1,7 @@
 """replication.experiments and `replicate experiments`: the registry holds the study's settings."""
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 
@@ -62,7 +63,7 @@ def test_searched_cifarnet_is_mcgills_cifarnet_at_the_searchs_choice():
     β2 come from (the other's best_params.json): same protocol, so the two sets compare."""
     base, searched = get_experiment("cifar10-cifarnet"), get_experiment("cifar10-cifarnet-searched")
     assert searched.params_from == "cifar10-cifarnet" and base.params_from == ""
-    same = {f.name for f in dataclasses.fields(Experiment)} - {"name", "description", "source", "params_from"}
+    same = {f.name for f in dataclasses.fields(Experiment)} - {"name", "description", "source", "params_from", "claim"}
     assert {k: getattr(searched, k) for k in same} == {k: getattr(base, k) for k in same}
     # Only set where it is: every other spec's train.json keeps its keys.
     assert searched.to_dict()["params_from"] == "cifar10-cifarnet"
@@ -138,6 +139,34 @@ def test_frozen_and_overrides():
         with_overrides(e, epochs=0)
     with pytest.raises(UserError, match="unknown dataset"):
         Experiment(name="x", dataset="svhn", model="mlp", epochs=1, gridsearch_epochs=1)
+
+
+def _committed_specs():
+    """(file, the experiment entry) of every committed sidecar that records its spec's to_dict():
+    train.json and each run's sidecar ("spec"), gridsearch.json ("experiment")."""
+    root = Path(__file__).resolve().parents[1] / "results"
+    for path in sorted([*root.glob("*/train.json"), *root.glob("*/gridsearch.json"), *root.glob("*/runs/*.json")]):
+        data = json.loads(path.read_text())
+        entry = data.get("experiment", data.get("spec"))
+        if isinstance(entry, dict) and entry.get("name") in EXPERIMENTS:
+            yield path, entry
+
+
+def test_to_dict_is_what_the_committed_sidecars_hold():
+    """Every registered spec's to_dict() is the one its committed results recorded (with the runs'
+    own --runs/--epochs): a field added to Experiment (e.g. its claim's texts) changes no sidecar,
+    so no rerun rewrites one or reports a conflict. gridsearch.json predates final_params."""
+    seen = set()
+    for path, entry in _committed_specs():
+        spec = with_overrides(EXPERIMENTS[entry["name"]], runs=entry["runs"], epochs=entry["epochs"])
+        ours = json.loads(json.dumps(spec.to_dict()))
+        if path.name == "gridsearch.json":
+            assert set(ours) - set(entry) <= {"final_params"}, path
+            ours = {key: ours[key] for key in entry}
+        assert entry == ours, path
+        seen.add(entry["name"])
+    assert {"mnist-logreg", "cifar10-cifarnet-searched", "mnist-mlp-mcgill-code", "mnist-vae"} <= seen
+    assert "claim" not in get_experiment("mnist-logreg").to_dict() and get_experiment("mnist-logreg").claim
 
 
 def test_to_dict_is_json_ready():

@@ -1,7 +1,8 @@
 """The registry (replication/registry.py) is the one home of the suite's name lists.
 
 (a) it imports without Keras/TensorFlow; (b) no other module of replication/ or gridsearch/ spells a
-list of registered names again; (c) the class tables cover exactly the registry's names.
+list of registered names again, nor an optimizer's colour; (c) the class tables cover exactly the
+registry's names; (d) the claims' texts live on the experiments (replication/experiments.py) only.
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ ALLOWED = {
     # Per-experiment configuration: which optimizers an experiment compares (Adam vs AMSGrad for
     # Reddi et al.'s claims, Adam vs AdaMax for Pérez's): a choice per spec, not the list of names.
     ("replication/experiments.py", "optimizers"): "per-experiment choice of the optimizers compared",
-    # McGill's code's figures and the README's claim rows compare exactly Adam and AMSGrad.
+    # McGill's code's figures compare exactly Adam and AMSGrad (readme.py says registry.COMPARED).
     ("replication/mcgill.py", "*"): "McGill's figures: Adam vs AMSGrad, the pair their code ran",
     # The synthetic problem has its own float64 optimizer loop, run under α/√t or a constant α only.
     ("replication/plots.py", "plot_synthetic"): "the synthetic problem's schedule captions",

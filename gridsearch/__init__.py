@@ -1,6 +1,8 @@
 """The tuning stage (McGill §IV-A): a scikeras ``KerasClassifier`` factory, ``GridSearchCV`` jobs
 over (α, β2[, bias correction]) per optimizer, the stacked engine that trains a fold's grid points
-as one model (same fits, several times faster), and their export (tidy CSV, best params, Table I).
+as one model (same fits, several times faster), and their export (tidy CSV, best params, Table I);
+``search_experiment`` runs a whole search of an experiment and writes all of it (what ``replicate
+gridsearch``, the demo and ``replication.gridsearch`` call).
 
 Names are imported lazily so that ``replicate --help`` does not pay for importing Keras.
 """
@@ -27,6 +29,8 @@ _EXPORTS = {
     "collect_table": "store",
     "write_search_outputs": "store",
     "write_table": "store",
+    "SearchResult": "experiment",
+    "search_experiment": "experiment",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -14,7 +14,6 @@ Nothing is imported here until a function is called: ``import replication`` stay
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from .registry import COMPARED
@@ -91,23 +90,22 @@ def gridsearch(experiment, *, optimizers=COMPARED, learning_rates=None, beta_2s=
 
     Returns ``{"folder": Path, "gridsearch": DataFrame of gridsearch.csv, "best_params": dict of
     best_params.json}``."""
+    from gridsearch.experiment import search_experiment
     from gridsearch.search import DEFAULT_BETA_2S, DEFAULT_LEARNING_RATES
 
     from . import results
-    from .commands import gridsearch as command
+    from .commands.gridsearch import say_choices
     from .io import read_json
 
     name = experiment if isinstance(experiment, str) else experiment.name
-    # The command's own function with its arguments as values (no command line is parsed), so the
-    # checks, the engine choice and every file written are the command's.
-    args = argparse.Namespace(
-        experiment=name, optimizers=[optimizer_path(o) for o in optimizers],
-        learning_rates=[float(v) for v in (learning_rates or DEFAULT_LEARNING_RATES)],
-        beta2s=[float(v) for v in (beta_2s or DEFAULT_BETA_2S)], bias_correction=bias_correction, cv=int(cv),
-        epochs=epochs, seed=int(seed), n_jobs=int(n_jobs), backend="loky", scheduler=None, halving=False,
-        engine=engine, data_dir=data_dir, force=bool(force), quiet=bool(quiet), out=str(out),
-    )
-    command.run(args)
+    # The library function the command calls, so the checks, the engine choice and every file
+    # written are the command's; and the lines it prints after the search (the choices, the files).
+    say_choices(search_experiment(
+        name, out=out, optimizers=[optimizer_path(o) for o in optimizers],
+        learning_rates=learning_rates or DEFAULT_LEARNING_RATES, beta_2s=beta_2s or DEFAULT_BETA_2S,
+        bias_correction=bias_correction, cv=cv, epochs=epochs, seed=seed, n_jobs=n_jobs, engine=engine,
+        data_dir=data_dir, force=force, progress=not quiet,
+    ))
     folder = Path(out) / name
     best = folder / "best_params.json"
     return {"folder": folder, "gridsearch": results.load_gridsearch(folder),

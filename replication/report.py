@@ -587,3 +587,40 @@ def build_report(data: dict, figures: dict | None = None) -> str:
     lines += _published_section(data, history)
     lines += _figures_section(data, figures)
     return "\n".join(lines).rstrip() + "\n"
+
+
+# -------------------------------------------------------------------------------------- entry point
+class WrittenReport(NamedTuple):
+    """What :func:`write_report` wrote: ``REPORT.md``, the figures by experiment (``None`` without
+    figures) and, with a README, ``[(path, changed)]`` of the files whose generated blocks it rewrote."""
+
+    path: Path
+    figures: dict | None
+    readme: list
+
+
+def write_report(out, *, figures=True, readme=None) -> WrittenReport:
+    """``replicate report``: read the results under ``out`` (no training, no TensorFlow), draw the
+    figures (unless ``figures`` is false) and write ``<out>/REPORT.md``; with ``readme`` (a README.md
+    path) also rewrite the generated blocks of it and of the Markdown files of the docs/ folder beside
+    it from the same results. A missing or empty results folder is a :class:`UserError`."""
+    from .io import check_writable, write_text_atomic
+
+    out = Path(out)
+    if not out.is_dir():
+        raise UserError(f"results folder {str(out)!r} does not exist; run `replicate demo --out {out}` "
+                        "or pass the folder with --out")
+    check_writable(out)
+    data = collect(out)
+    if not data["experiments"] and data["synthetic"] is None:
+        raise UserError(f"no results under {out} (no synthetic/trajectories.csv, no <experiment>/history.csv); "
+                        "run `replicate synthetic` or `replicate train EXPERIMENT` first")
+    drawn = write_figures(data) if figures else None
+    path = write_text_atomic(build_report(data, drawn), out / "REPORT.md")
+    updated = []
+    if readme:
+        from .readme import readme_blocks, update_files
+
+        # README and docs/*.md; an unchanged file keeps its bytes and its time stamp
+        updated = update_files(readme, readme_blocks(data))
+    return WrittenReport(path, drawn, updated)

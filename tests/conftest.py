@@ -106,7 +106,7 @@ TESTS_DIR = Path(__file__).resolve().parent
 MODULE_TIERS = {
     "test_api": "integration", "test_cli": "unit", "test_concurrency": "unit", "test_datasets": "unit", "test_demo": "integration",
     "test_experiments": "unit", "test_gridsearch": "unit", "test_input_checks": "unit",
-    "test_integrity": "unit", "test_jax_only": "integration", "test_losses": "unit", "test_mcgill_code": "unit",
+    "test_integrity": "unit", "test_jax_only": "integration", "test_library_calls": "unit", "test_losses": "unit", "test_mcgill_code": "unit",
     "test_models": "unit", "test_optimizers": "unit", "test_readme": "unit", "test_report": "unit",
     "test_recycle": "unit", "test_registry": "unit", "test_results": "unit", "test_serialization": "unit", "test_stacked": "unit", "test_stats": "unit",
     "test_stops": "unit", "test_store": "unit", "test_structure": "unit", "test_synthetic": "unit", "test_tiers": "unit",

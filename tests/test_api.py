@@ -75,15 +75,23 @@ def test_load_results_is_one_tidy_frame_of_every_experiment(trained, tmp_path):
     assert api.load_results(tmp_path / "empty").empty
 
 
-def test_gridsearch_returns_its_frame_and_choice(tmp_path):
+def test_gridsearch_returns_its_frame_and_choice(tmp_path, capsys):
     result = replication.gridsearch(EXP, optimizers=["adam"], learning_rates=[0.01, 0.5], beta_2s=[0.99], cv=2,
                                     epochs=2, out=tmp_path)
+    printed = capsys.readouterr()
     frame, best = result["gridsearch"], result["best_params"]
     assert result["folder"] == tmp_path / EXP
     assert sorted(frame["learning_rate"]) == [0.01, 0.5]
     assert best == json.loads((tmp_path / EXP / "best_params.json").read_text())
     chosen = frame.loc[frame["mean_val_loss"].idxmin()]  # McGill: smallest mean validation loss
     assert best["adam"] == {"learning_rate": chosen["learning_rate"], "beta_2": 0.99}
+    # quiet: no progress on stderr; the command's lines on stdout (the choice, the files written)
+    folder = tmp_path / EXP
+    assert printed.err == ""
+    assert printed.out.splitlines() == [
+        f"{EXP} adam: α={chosen['learning_rate']:g} β2=0.99",
+        f"wrote {folder / 'gridsearch.csv'} (2 points, {int(frame['diverged'].sum())} diverged), "
+        f"{folder / 'best_params.json'}, {tmp_path / 'gridsearch_table.md'}"]
 
 
 SGD_MODULE = '''

@@ -1,8 +1,6 @@
 """``replicate report``: figures and ``<out>/REPORT.md`` from the results under ``--out``."""
 from __future__ import annotations
 
-from pathlib import Path
-
 from ._args import add_out
 
 
@@ -25,27 +23,15 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from .. import report
-    from ..errors import UserError
-    from ..io import check_writable, write_text_atomic
+    from ..report import write_report
 
-    out = Path(args.out)
-    if not out.is_dir():
-        raise UserError(f"results folder {str(out)!r} does not exist; run `replicate demo --out {out}` "
-                        "or pass the folder with --out")
-    check_writable(out)
-    data = report.collect(out)
-    if not data["experiments"] and data["synthetic"] is None:
-        raise UserError(f"no results under {out} (no synthetic/trajectories.csv, no <experiment>/history.csv); "
-                        "run `replicate synthetic` or `replicate train EXPERIMENT` first")
-    figures = None if getattr(args, "no_figures", False) else report.write_figures(data)
-    path = write_text_atomic(report.build_report(data, figures), out / "REPORT.md")
-    n = sum(len(v) for v in (figures or {}).values())
-    print(f"wrote {path} ({n} figures)")
-    if args.readme:
-        from ..readme import readme_blocks, update_files
-
-        # README and docs/*.md; an unchanged file keeps its bytes and its time stamp
-        for path, changed in update_files(args.readme, readme_blocks(data)):
-            print(f"{'updated' if changed else 'unchanged'}: {path}")
+    say_report(write_report(args.out, figures=not getattr(args, "no_figures", False), readme=args.readme))
     return 0
+
+
+def say_report(written):
+    """The lines ``replicate report`` prints for a :class:`replication.report.WrittenReport`."""
+    n = sum(len(v) for v in (written.figures or {}).values())
+    print(f"wrote {written.path} ({n} figures)")
+    for path, changed in written.readme:
+        print(f"{'updated' if changed else 'unchanged'}: {path}")

@@ -1,7 +1,9 @@
 """``replicate synthetic``: Reddi et al.'s synthetic convex problem (online, stochastic, §3 family)."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import inspect
 import sys
 import time
 from pathlib import Path
@@ -21,6 +23,7 @@ MAX_PLOTTED_RATES = 4
 
 
 def add_parser(sub):
+    default = _defaults()  # run_experiment's: the paper's, kept in one place
     p = sub.add_parser(
         "synthetic",
         help="the synthetic problem on which Adam provably fails (paper §3 and §5, McGill §III-A)",
@@ -29,32 +32,37 @@ def add_parser(sub):
         "with the paper's α_t = α/√t and reports the α search: AMSGrad's median final distance to "
         "the optimum -1 over seeds, per α.",
     )
-    p.add_argument("--setting", default="all", choices=["online", "stochastic", "cyclic", "all"],
+    p.add_argument("--setting", default=default["setting"], choices=["online", "stochastic", "cyclic", "all"],
                    help="which problem; 'all' = online and stochastic (default)")
-    p.add_argument("--optimizers", nargs="+", default=list(COMPARED), choices=list(OPTIMIZER_NAMES))
-    p.add_argument("--steps", type=positive_int, default=1_000_000, help="iterations (default 1000000)")
-    p.add_argument("--learning-rates", nargs="+", type=positive_float, default=list(SEARCH_RATES),
+    p.add_argument("--optimizers", nargs="+", default=list(default["optimizers"]), choices=list(OPTIMIZER_NAMES))
+    p.add_argument("--steps", type=positive_int, default=default["steps"], help="iterations (default 1000000)")
+    p.add_argument("--learning-rates", nargs="+", type=positive_float, default=list(default["learning_rates"]),
                    help="α grid (default: 0.001 to 10 in 1-2-5 steps, 13 values)")
-    p.add_argument("--schedule", choices=["constant", "inverse-sqrt"], default="inverse-sqrt",
+    p.add_argument("--schedule", choices=["constant", "inverse-sqrt"], default=default["schedule"],
                    help="α_t = α/√t (default, the paper's) or constant α")
-    p.add_argument("--beta1", type=beta, default=None,
+    p.add_argument("--beta1", type=beta, default=default["beta_1"],
                    help="default 0.9; 0 for the §3 family (Reddi et al. Theorem 1)")
-    p.add_argument("--beta2", type=beta, default=None,
+    p.add_argument("--beta2", type=beta, default=default["beta_2"],
                    help="default 0.99; 1/(1+C²) for the §3 family (Reddi et al. Theorem 1)")
-    p.add_argument("--bias-correction", type=on_off, default=True, metavar="on|off")
-    p.add_argument("--seeds", nargs="+", type=nonnegative_int, default=[0, 1, 2, 3, 4],
+    p.add_argument("--bias-correction", type=on_off, default=default["bias_correction"], metavar="on|off")
+    p.add_argument("--seeds", nargs="+", type=nonnegative_int, default=list(default["seeds"]),
                    help="seeds of the stochastic draws (online/cyclic are deterministic: first seed only)")
-    p.add_argument("--C", nargs="+", type=positive_float, default=[3.0],
+    p.add_argument("--C", nargs="+", type=positive_float, default=list(default["C"]),
                    help="C of the §3 'cyclic' family, one or more (each > 2; default 3)")
-    p.add_argument("--record-every", type=positive_int, default=None,
+    p.add_argument("--record-every", type=positive_int, default=default["record_every"],
                    help="steps between recorded points (default: steps/100)")
-    p.add_argument("--plot-rates", nargs="+", type=positive_float, default=[],
+    p.add_argument("--plot-rates", nargs="+", type=positive_float, default=list(default["plot_rates"]),
                    help="α to draw besides the chosen one when a sweep has more than 4")
     p.add_argument("--no-plots", action="store_true", help="skip the figures")
     p.add_argument("--force", action="store_true",
                    help="recompute the runs this call names even if the CSV has them (other rows are kept)")
-    add_out(p)
+    add_out(p, default=default["out"])
     p.set_defaults(func=run)
+
+
+def _defaults() -> dict:
+    """:func:`run_experiment`'s defaults by parameter name."""
+    return {name: p.default for name, p in inspect.signature(run_experiment).parameters.items()}
 
 
 def _sweep_label(config) -> str:
@@ -64,32 +72,65 @@ def _sweep_label(config) -> str:
 
 
 def run(args) -> int:
+    result = run_experiment(
+        out=args.out, setting=args.setting, optimizers=args.optimizers, steps=args.steps,
+        learning_rates=args.learning_rates, schedule=args.schedule, beta_1=args.beta1, beta_2=args.beta2,
+        bias_correction=args.bias_correction, seeds=args.seeds, C=args.C, record_every=args.record_every,
+        plot_rates=args.plot_rates, plots=not args.no_plots, force=args.force,
+    )
+    say_results(result)
+    return 0
+
+
+@dataclasses.dataclass(frozen=True)
+class SyntheticResult:
+    """What :func:`run_experiment` wrote: the trajectories, the α search and the figures (.png and
+    .svg); ``wanted`` holds the CSV's rows of the runs the call named, ``search`` the α search of
+    every sweep in the CSV."""
+
+    trajectories: Path  # <out>/synthetic/trajectories.csv
+    alpha_search: Path  # <out>/synthetic/alpha_search.csv
+    figures: list
+    wanted: object  # pandas.DataFrame
+    search: object  # pandas.DataFrame
+
+
+def run_experiment(*, out="results", setting="all", optimizers=COMPARED, steps=1_000_000, learning_rates=SEARCH_RATES,
+                   schedule="inverse-sqrt", beta_1=None, beta_2=None, bias_correction=True, seeds=(0, 1, 2, 3, 4),
+                   C=(3.0,), record_every=None, plot_rates=(), plots=True, force=False) -> SyntheticResult:
+    """Reddi et al.'s synthetic problem as ``replicate synthetic`` runs it, with the paper's defaults
+    (the command's defaults are these): each sweep (setting × optimizer, every α and seed) computed
+    unless ``trajectories.csv`` under ``<out>/synthetic`` holds it finished (``force``: recompute the
+    runs named here), merged into trajectories.csv/.json, then the α search (alpha_search.csv) and,
+    with ``plots``, the figures. ``setting`` "all" is online and stochastic; ``beta_1``/``beta_2``
+    None take each setting's default; ``C`` is the §3 family's; ``record_every`` None: steps/100.
+    Progress lines go to stderr; bad settings raise :class:`~replication.errors.UserError`."""
     import pandas as pd
 
     from .. import claims, io, results, store, synthetic
     from ..errors import UserError
     from ..progress import Progress
 
-    if args.setting == "cyclic" and any(c <= 2 for c in args.C):
-        raise UserError(f"--C must be > 2 for the §3 family, got {' '.join(f'{c:g}' for c in args.C)}")
+    if setting == "cyclic" and any(c <= 2 for c in C):
+        raise UserError(f"--C must be > 2 for the §3 family, got {' '.join(f'{c:g}' for c in C)}")
     # Checked, not made: the first finished sweep makes the folder (none if the first is interrupted).
-    out = io.check_writable(Path(args.out) / "synthetic")
+    out = io.check_writable(Path(out) / "synthetic")
     csv_path, json_path = out / "trajectories.csv", out / "trajectories.json"
-    settings = ["online", "stochastic"] if args.setting == "all" else [args.setting]
-    record_every = args.record_every or max(1, args.steps // synthetic.DEFAULT_RECORDS)
+    settings = ["online", "stochastic"] if setting == "all" else [setting]
+    record_every = record_every or max(1, steps // synthetic.DEFAULT_RECORDS)
     configs = synthetic.synthetic_configs(
-        settings, args.optimizers, args.learning_rates, args.seeds, args.steps,
-        schedule=args.schedule, beta_1=args.beta1, beta_2=args.beta2,
-        bias_correction=args.bias_correction, record_every=record_every, C=args.C,
+        settings, list(optimizers), list(learning_rates), list(seeds), steps,
+        schedule=schedule, beta_1=beta_1, beta_2=beta_2,
+        bias_correction=bias_correction, record_every=record_every, C=list(C),
     )
     progress = Progress(len(configs), "synthetic")
     started, t0 = io.now_iso(), time.perf_counter()
-    todo = _plan(configs, csv_path, json_path, progress, force=args.force)
+    todo = _plan(configs, csv_path, json_path, progress, force=force)
     # Several processes on one --out share the sweeps: each is claimed before it is computed and
     # merged into trajectories.csv/.json as they are then, under their lock (issue 26 §3).
     computed = claims.share(
         todo, lock_paths=lambda config: [_claim_path(out, config)], label=_label,
-        is_done=lambda config: _done_now(config, csv_path, json_path, started if args.force else None),
+        is_done=lambda config: _done_now(config, csv_path, json_path, started if force else None),
         work=lambda config: _compute(config, csv_path, json_path, progress, lambda: (started, time.perf_counter() - t0)),
         say=progress.note, found_done=lambda config: progress.skip(f"{_label(config)}: computed by another process"))
     with claims.merging(csv_path):
@@ -103,14 +144,18 @@ def run(args) -> int:
         search = results.search_learning_rate(frame)
         search_path = out / "alpha_search.csv"
         store.write_csv(search, search_path, float_format="%.8g")  # only if its bytes change
-        figures = [] if args.no_plots else _draw(frame, wanted, search, out, args.plot_rates)
-    print(f"trajectories: {csv_path}")
-    print(f"alpha search: {search_path}")
-    for path in figures:
+        figures = _draw(frame, wanted, search, out, list(plot_rates)) if plots else []
+    return SyntheticResult(csv_path, search_path, figures, wanted, search)
+
+
+def say_results(result):
+    """What :func:`run_experiment` wrote, then its α search (stdout)."""
+    print(f"trajectories: {result.trajectories}")
+    print(f"alpha search: {result.alpha_search}")
+    for path in result.figures:
         if path.suffix == ".png":
             print(f"figure:       {path}")
-    _print_search(wanted, search)
-    return 0
+    _print_search(result.wanted, result.search)
 
 
 def _label(config) -> str:

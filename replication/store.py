@@ -86,6 +86,28 @@ def needs_migration(sidecar) -> bool:
     return schema_of(sidecar) < 2 and run_backend(sidecar) != DEFAULT_BACKEND
 
 
+def sweeps_backend_conflict(json_path, backend: str) -> str | None:
+    """Why computing synthetic sweeps under ``backend`` into the folder of ``json_path``
+    (``trajectories.json``) would mix two Keras backends' sweeps in one ``trajectories.csv`` (which
+    has no backend column, as ``history.csv`` has none): each sweep's record names the backend that
+    computed it (its ``device``). None when they all match, or there is no readable record yet."""
+    try:
+        meta = json.loads(Path(json_path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    sweeps = meta.get("sweeps") if isinstance(meta, dict) else None
+    if not isinstance(sweeps, dict):
+        return None
+    fallback = (meta.get("device") or {}).get("backend") if isinstance(meta.get("device"), dict) else None
+    found = {((entry.get("device") or {}) if isinstance(entry, dict) else {}).get("backend") or fallback
+             or DEFAULT_BACKEND for entry in sweeps.values()}
+    other = sorted(found - {backend})
+    if not other:
+        return None
+    return (f"{Path(json_path).parent} holds sweeps computed under the {other[0]} backend, and this process "
+            f"computes under {backend}: rerun with KERAS_BACKEND={other[0]}, or use another --out")
+
+
 # -- manifest ------------------------------------------------------------------------------------
 def manifest(paths) -> dict:
     """``{file name: {"rows", "sha256"}}`` of ``paths`` (:func:`replication.io.digest_file`), as a

@@ -320,3 +320,24 @@ def test_grid_point_keys_carry_the_backend_except_tensorflows(monkeypatch):
         monkeypatch.setattr(store, "keras_backend", lambda: "jax")
         jax = settings.point_key(point)
         assert jax != path.stem and jax.rsplit("_", 1)[0] == path.stem.rsplit("_", 1)[0]
+
+
+def test_synthetic_refuses_to_mix_backends_in_one_folder(copy, capsys, monkeypatch):
+    """Sweeps computed under one Keras backend are never read back, nor merged with new ones, under
+    another (trajectories.csv has no backend column): one line, exit 2, nothing written. The other
+    backend is simulated where the identity reads it."""
+    import keras
+
+    from replication.cli import main
+
+    here = keras.backend.backend()
+    other = "jax" if here == "tensorflow" else "tensorflow"
+    before = _state(copy)
+    monkeypatch.setattr(store, "keras_backend", lambda: other)
+    assert main([*COMMANDS["synthetic"], "--out", str(copy)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert f"holds sweeps computed under the {here} backend, and this process computes under {other}" in err
+    assert _state(copy) == before
+    monkeypatch.setattr(store, "keras_backend", lambda: here)
+    assert store.sweeps_backend_conflict(copy / "synthetic" / "trajectories.json", here) is None

@@ -116,6 +116,9 @@ def run_experiment(*, out="results", setting="all", optimizers=COMPARED, steps=1
     # Checked, not made: the first finished sweep makes the folder (none if the first is interrupted).
     out = io.check_writable(Path(out) / "synthetic")
     csv_path, json_path = out / "trajectories.csv", out / "trajectories.json"
+    mixed = store.sweeps_backend_conflict(json_path, store.keras_backend())  # one folder, one backend
+    if mixed:
+        raise UserError(mixed)
     settings = ["online", "stochastic"] if setting == "all" else [setting]
     record_every = record_every or max(1, steps // synthetic.DEFAULT_RECORDS)
     configs = synthetic.synthetic_configs(

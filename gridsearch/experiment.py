@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+from replication import store as unit_store
 from replication.errors import UserError
 from replication.registry import COMPARED
 
@@ -73,6 +74,9 @@ def search_experiment(experiment, *, out="results", optimizers=COMPARED, learnin
     # or corrupt data) leaves no empty <out>/<experiment>/ behind.
     out = Path(out)
     folder = check_writable(out / spec.name)  # probes out, or its nearest existing ancestor
+    mixed = unit_store.search_backend_conflict(folder / "gridsearch.json", unit_store.keras_backend())
+    if mixed:  # one folder, one backend, as train and synthetic
+        raise UserError(mixed)
     frame, sidecar, score = _run(spec, folder, options, epochs=epochs, engine=engine, n_jobs=n_jobs, backend=backend,
                           scheduler=scheduler, data_dir=data_dir, force=force, progress=progress)
     best = _write_outputs(folder, out, frame, sidecar, score)

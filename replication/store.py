@@ -108,6 +108,23 @@ def sweeps_backend_conflict(json_path, backend: str) -> str | None:
             f"computes under {backend}: rerun with KERAS_BACKEND={other[0]}, or use another --out")
 
 
+def search_backend_conflict(json_path, backend: str) -> str | None:
+    """Why a grid search under ``backend`` into the folder of ``json_path`` (``gridsearch.json``)
+    would merge its rows into a ``gridsearch.csv`` (no backend column) another Keras backend scored:
+    the sidecar names the backend of the search that wrote it (``device.backend``). None when it
+    matches, or there is no readable sidecar yet."""
+    try:
+        meta = json.loads(Path(json_path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    device = meta.get("device") if isinstance(meta, dict) else None
+    found = (device.get("backend") if isinstance(device, dict) else None) or DEFAULT_BACKEND
+    if found == backend:
+        return None
+    return (f"{Path(json_path).parent} holds a grid search scored under the {found} backend, and this process "
+            f"computes under {backend}: rerun with KERAS_BACKEND={found}, or use another --out")
+
+
 # -- manifest ------------------------------------------------------------------------------------
 def manifest(paths) -> dict:
     """``{file name: {"rows", "sha256"}}`` of ``paths`` (:func:`replication.io.digest_file`), as a

@@ -341,3 +341,22 @@ def test_synthetic_refuses_to_mix_backends_in_one_folder(copy, capsys, monkeypat
     assert _state(copy) == before
     monkeypatch.setattr(store, "keras_backend", lambda: here)
     assert store.sweeps_backend_conflict(copy / "synthetic" / "trajectories.json", here) is None
+
+
+def test_gridsearch_refuses_to_mix_backends_in_one_folder(copy, capsys, monkeypatch):
+    """A grid search scored under one Keras backend is not merged with points scored under another
+    (gridsearch.csv and best_params.json have no backend column): one line, exit 2, nothing written."""
+    import keras
+
+    from replication.cli import main
+
+    here = keras.backend.backend()
+    other = "jax" if here == "tensorflow" else "tensorflow"
+    before = _state(copy)
+    monkeypatch.setattr(store, "keras_backend", lambda: other)
+    assert main([*COMMANDS["gridsearch"], "--out", str(copy)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert f"holds a grid search scored under the {here} backend, and this process computes under {other}" in err
+    assert _state(copy) == before
+    assert store.search_backend_conflict(copy / EXP / "gridsearch.json", here) is None

@@ -86,26 +86,42 @@ def needs_migration(sidecar) -> bool:
     return schema_of(sidecar) < 2 and run_backend(sidecar) != DEFAULT_BACKEND
 
 
+def _device_backend(record) -> str | None:
+    """The backend a record's own ``device`` entry names (grid-search and synthetic sidecars keep
+    the device at the top, not under ``provenance``), or None."""
+    device = record.get("device") if isinstance(record, dict) else None
+    return device.get("backend") if isinstance(device, dict) else None
+
+
+def _read_record(json_path):
+    """A sidecar's parsed JSON, or None when it is missing or unreadable (nothing to mix with yet)."""
+    try:
+        return json.loads(Path(json_path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _mixed(json_path, found, backend, what) -> str | None:
+    """The one-line refusal when ``found`` (backends of a folder's results) holds another than ``backend``."""
+    other = sorted(set(found) - {backend})
+    if not other:
+        return None
+    return (f"{Path(json_path).parent} holds {what} under the {other[0]} backend, and this process "
+            f"computes under {backend}: rerun with KERAS_BACKEND={other[0]}, or use another --out")
+
+
 def sweeps_backend_conflict(json_path, backend: str) -> str | None:
     """Why computing synthetic sweeps under ``backend`` into the folder of ``json_path``
     (``trajectories.json``) would mix two Keras backends' sweeps in one ``trajectories.csv`` (which
     has no backend column, as ``history.csv`` has none): each sweep's record names the backend that
     computed it (its ``device``). None when they all match, or there is no readable record yet."""
-    try:
-        meta = json.loads(Path(json_path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+    meta = _read_record(json_path)
     sweeps = meta.get("sweeps") if isinstance(meta, dict) else None
     if not isinstance(sweeps, dict):
         return None
-    fallback = (meta.get("device") or {}).get("backend") if isinstance(meta.get("device"), dict) else None
-    found = {((entry.get("device") or {}) if isinstance(entry, dict) else {}).get("backend") or fallback
-             or DEFAULT_BACKEND for entry in sweeps.values()}
-    other = sorted(found - {backend})
-    if not other:
-        return None
-    return (f"{Path(json_path).parent} holds sweeps computed under the {other[0]} backend, and this process "
-            f"computes under {backend}: rerun with KERAS_BACKEND={other[0]}, or use another --out")
+    fallback = _device_backend(meta) or DEFAULT_BACKEND
+    found = {_device_backend(entry) or fallback for entry in sweeps.values()}
+    return _mixed(json_path, found, backend, "sweeps computed")
 
 
 def search_backend_conflict(json_path, backend: str) -> str | None:
@@ -113,16 +129,10 @@ def search_backend_conflict(json_path, backend: str) -> str | None:
     would merge its rows into a ``gridsearch.csv`` (no backend column) another Keras backend scored:
     the sidecar names the backend of the search that wrote it (``device.backend``). None when it
     matches, or there is no readable sidecar yet."""
-    try:
-        meta = json.loads(Path(json_path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    meta = _read_record(json_path)
+    if meta is None:
         return None
-    device = meta.get("device") if isinstance(meta, dict) else None
-    found = (device.get("backend") if isinstance(device, dict) else None) or DEFAULT_BACKEND
-    if found == backend:
-        return None
-    return (f"{Path(json_path).parent} holds a grid search scored under the {found} backend, and this process "
-            f"computes under {backend}: rerun with KERAS_BACKEND={found}, or use another --out")
+    return _mixed(json_path, {_device_backend(meta) or DEFAULT_BACKEND}, backend, "a grid search scored")
 
 
 # -- manifest ------------------------------------------------------------------------------------

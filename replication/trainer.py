@@ -558,6 +558,7 @@ def _assemble_experiment(plan, trained, fit_settings, started_at) -> pd.DataFram
     """Write ``history.csv``/``iterations.csv`` from the finished run files and ``train.json`` (under
     the lock of ``history.csv``: several processes may finish at once); return the history."""
     spec, configs = plan.spec, plan.configs
+    by_command = set(trained) | recycle.carried(spec.name)[0]  # also by this command's earlier processes
     with claims.merging(plan.exp_dir / "history.csv"):  # read the run files and write inside the lock
         history, iterations = assemble(plan.runs_dir, [c.stem for c in configs], plan.optimizers, spec.loss == "elbo")
         store.write_csv(history, plan.exp_dir / "history.csv")  # only if its bytes change
@@ -577,8 +578,8 @@ def _assemble_experiment(plan, trained, fit_settings, started_at) -> pd.DataFram
             "fit_settings": {**FIT_SETTINGS, **(fit_settings or {})},
             "run_files": [c.stem for c in configs],
             # every run was finished by now (a failed run raises before this point): here or by another process
-            "trained": [c.stem for c in configs if c.stem in trained | recycle.carried(spec.name)[0]],
-            "skipped": [c.stem for c in configs if c.stem not in trained | recycle.carried(spec.name)[0]],
+            "trained": [c.stem for c in configs if c.stem in by_command],
+            "skipped": [c.stem for c in configs if c.stem not in by_command],
             "started_at": started_at,
             "finished_at": io.now_iso(),
             "provenance": io.provenance(),

@@ -322,41 +322,31 @@ def test_grid_point_keys_carry_the_backend_except_tensorflows(monkeypatch):
         assert jax != path.stem and jax.rsplit("_", 1)[0] == path.stem.rsplit("_", 1)[0]
 
 
-def test_synthetic_refuses_to_mix_backends_in_one_folder(copy, capsys, monkeypatch):
-    """Sweeps computed under one Keras backend are never read back, nor merged with new ones, under
-    another (trajectories.csv has no backend column): one line, exit 2, nothing written. The other
-    backend is simulated where the identity reads it."""
+# command -> (what its refusal says the folder holds, its conflict check, the sidecar that check reads)
+MIXED = {
+    "synthetic": ("sweeps computed", store.sweeps_backend_conflict, "synthetic/trajectories.json"),
+    "gridsearch": ("a grid search scored", store.search_backend_conflict, f"{EXP}/gridsearch.json"),
+}
+
+
+@pytest.mark.parametrize("command", list(MIXED))
+def test_synthetic_and_gridsearch_refuse_to_mix_backends_in_one_folder(copy, capsys, monkeypatch, command):
+    """Sweeps and grid points computed under one Keras backend are never read back, nor merged with
+    new ones, under another (trajectories.csv, gridsearch.csv and best_params.json have no backend
+    column): one line, exit 2, nothing written. The other backend is simulated where the identity
+    reads it."""
     import keras
 
     from replication.cli import main
 
+    what, conflict, sidecar = MIXED[command]
     here = keras.backend.backend()
     other = "jax" if here == "tensorflow" else "tensorflow"
     before = _state(copy)
     monkeypatch.setattr(store, "keras_backend", lambda: other)
-    assert main([*COMMANDS["synthetic"], "--out", str(copy)]) == 2
+    assert main([*COMMANDS[command], "--out", str(copy)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
-    assert f"holds sweeps computed under the {here} backend, and this process computes under {other}" in err
+    assert f"holds {what} under the {here} backend, and this process computes under {other}" in err
     assert _state(copy) == before
-    monkeypatch.setattr(store, "keras_backend", lambda: here)
-    assert store.sweeps_backend_conflict(copy / "synthetic" / "trajectories.json", here) is None
-
-
-def test_gridsearch_refuses_to_mix_backends_in_one_folder(copy, capsys, monkeypatch):
-    """A grid search scored under one Keras backend is not merged with points scored under another
-    (gridsearch.csv and best_params.json have no backend column): one line, exit 2, nothing written."""
-    import keras
-
-    from replication.cli import main
-
-    here = keras.backend.backend()
-    other = "jax" if here == "tensorflow" else "tensorflow"
-    before = _state(copy)
-    monkeypatch.setattr(store, "keras_backend", lambda: other)
-    assert main([*COMMANDS["gridsearch"], "--out", str(copy)]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "Traceback" not in err
-    assert f"holds a grid search scored under the {here} backend, and this process computes under {other}" in err
-    assert _state(copy) == before
-    assert store.search_backend_conflict(copy / EXP / "gridsearch.json", here) is None
+    assert conflict(copy / sidecar, here) is None
